@@ -1,0 +1,21 @@
+//! berth's API: the object model users write in manifests, its validation,
+//! and the messages scheduler, nodes and CLI exchange.
+//!
+//! Start with [`objects`] (the kinds), then [`manifest`] (YAML in, typed
+//! objects or an error naming file, object and field out) and [`wire`] (the
+//! framed, versioned postcard protocol). With the `quic` feature, [`quic`]
+//! adds the QUIC and mutual-TLS plumbing every berth process shares.
+//!
+//! Out of scope: I/O other than the `quic` feature, policy, storage.
+
+pub mod manifest;
+pub mod meta;
+pub mod objects;
+pub mod quantity;
+#[cfg(feature = "quic")]
+pub mod quic;
+pub mod validate;
+pub mod wire;
+
+pub use meta::{API_VERSION, DEFAULT_NAMESPACE, LabelSelector, ObjectMeta, OwnerReference};
+pub use objects::*;

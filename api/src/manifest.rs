@@ -1,0 +1,438 @@
+//! Reading manifests: YAML files holding one or more objects separated by
+//! `---`, as `kubectl apply -f` reads them.
+//!
+//! [`parse_manifests`] turns a file's text into typed, defaulted and
+//! validated [`Object`]s, or into one [`ManifestError`] that names the file,
+//! the document or object, the field and, where YAML knows it, the line:
+//!
+//! ```text
+//! invalid manifest app.yaml: Deployment default/hello: spec.replicas: must be >= 0
+//! invalid manifest app.yaml: document 2: spec.template.spec: unknown field `componnt`, expected one of `component`, `env`, `resources`, `nodeName` at line 9 column 7
+//! ```
+//!
+//! Each document is read twice: once loosely, to learn its `kind` and
+//! `apiVersion`, then strictly into the kind's struct, whose
+//! `deny_unknown_fields` catches typos. Only user-managed kinds
+//! ([`Kind::is_user_managed`]) may appear; a user-supplied `status` is
+//! dropped and namespaced objects without a namespace get
+//! [`DEFAULT_NAMESPACE`].
+//!
+//! Out of scope: resolving `spec.template.spec.component` paths, which is
+//! the CLI's job.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+
+use crate::meta::{API_VERSION, DEFAULT_NAMESPACE};
+use crate::objects::{Kind, Object};
+use crate::validate::validate_object;
+
+/// Why a manifest file could not be turned into objects.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("cannot read manifest {file}: {error}")]
+    Read {
+        /// The path as the user gave it.
+        file: String,
+        /// What the operating system said.
+        error: std::io::Error,
+    },
+    /// A document is not valid YAML, not a known kind, or an invalid object.
+    #[error(transparent)]
+    Invalid(Box<InvalidManifest>),
+}
+
+/// One invalid document of a manifest file.
+///
+/// Displays as `invalid manifest {file}: {where}: {path}: {message}`, where
+/// `{where}` is the object (`Deployment default/hello`) once it is known and
+/// `document {n}` before, `{path}: ` is left out when no field is to blame,
+/// and ` at line {l} column {c}` follows when YAML knows the position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidManifest {
+    /// The path as the user gave it.
+    pub file: String,
+    /// Which document of the file, from 1, counting empty ones.
+    pub document: usize,
+    /// `Kind namespace/name` once the document has been read as an object.
+    pub object: Option<String>,
+    /// Dotted path of the field to blame, such as `spec.replicas`.
+    pub path: Option<String>,
+    /// Lowercase description of the problem.
+    pub message: String,
+    /// Where in the file, when known.
+    pub location: Option<Location>,
+}
+
+/// A position in a manifest file, both counted from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Line number.
+    pub line: usize,
+    /// Column number, in characters.
+    pub column: usize,
+}
+
+impl fmt::Display for InvalidManifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid manifest {}: ", self.file)?;
+        match &self.object {
+            Some(object) => write!(f, "{object}: ")?,
+            None => write!(f, "document {}: ", self.document)?,
+        }
+        if let Some(path) = &self.path {
+            write!(f, "{path}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(Location { line, column }) = self.location {
+            write!(f, " at line {line} column {column}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for InvalidManifest {}
+
+impl From<InvalidManifest> for ManifestError {
+    fn from(invalid: InvalidManifest) -> ManifestError {
+        ManifestError::Invalid(Box::new(invalid))
+    }
+}
+
+/// Reads and parses the manifest file at `path`; messages name the path as
+/// given.
+pub fn parse_manifest_file(path: &Path) -> Result<Vec<Object>, ManifestError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_manifests(&file, &text),
+        Err(error) => Err(ManifestError::Read { file, error }),
+    }
+}
+
+/// Parses every document of a manifest's `text` into a checked object;
+/// `file` names the manifest in messages. Empty documents are skipped.
+pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Object>, ManifestError> {
+    // Two passes over the same text yield the same documents in step: one
+    // to peek at `kind`, one to read the document strictly.
+    let heads = serde_yaml_ng::Deserializer::from_str(text);
+    let bodies = serde_yaml_ng::Deserializer::from_str(text);
+    let mut objects = Vec::new();
+    for (index, (head, body)) in heads.zip(bodies).enumerate() {
+        let document = index + 1;
+        let invalid = |path: Option<String>, message: String, location: Option<Location>| {
+            InvalidManifest {
+            file: file.to_owned(),
+            document,
+            object: None,
+            path,
+            message,
+            location,
+            }
+        };
+        let value = Value::deserialize(head).map_err(|error| {
+            let (path, message, location) = yaml_message(&error, None);
+            invalid(path, message, location)
+        })?;
+        let kind = match read_kind(&value) {
+            Ok(Some(kind)) => kind,
+            Ok(None) => continue,
+            Err((path, message)) => {
+                return Err(invalid(path.map(str::to_owned), message, None).into());
+            }
+        };
+        let mut object = read_object(kind, body).map_err(|(path, error)| {
+            let (path, message, location) = yaml_message(&error, path.as_deref());
+            invalid(path, message, location)
+        })?;
+        if kind.is_namespaced() {
+            object
+                .metadata_mut()
+                .namespace
+                .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+        }
+        if let Object::Deployment(deployment) = &mut object {
+            deployment.status = None;
+        }
+        validate_object(&object).map_err(|error| InvalidManifest {
+            object: (!object.metadata().name.is_empty()).then(|| object.describe()),
+            ..invalid(Some(error.path), error.message, None)
+        })?;
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+/// The document's kind after checking `kind` and `apiVersion`, `None` for
+/// an empty document, or the field to blame and why.
+fn read_kind(value: &Value) -> Result<Option<Kind>, (Option<&'static str>, String)> {
+    let user_kinds = || {
+        Kind::ALL
+            .into_iter()
+            .filter(|kind| kind.is_user_managed())
+            .map(Kind::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mapping = match value {
+        Value::Null => return Ok(None),
+        Value::Mapping(mapping) => mapping,
+        other => {
+            return Err((
+                None,
+                format!(
+                    "expected a mapping with apiVersion and kind, found {}",
+                    value_type(other)
+                ),
+            ));
+        }
+    };
+    let kind = match mapping.get("kind") {
+        None | Some(Value::Null) => {
+            return Err((Some("kind"), format!("must be set to one of {}", user_kinds())));
+        }
+        Some(Value::String(kind)) => kind,
+        Some(other) => {
+            return Err((
+                Some("kind"),
+                format!("expected a string, found {}", value_type(other)),
+            ));
+        }
+    };
+    let kind = match Kind::from_manifest_name(kind) {
+        Some(kind) if kind.is_user_managed() => kind,
+        Some(kind) => {
+            return Err((
+                Some("kind"),
+                format!("{kind} objects are created by the cluster and cannot be applied"),
+            ));
+        }
+        None => {
+            return Err((
+                Some("kind"),
+                format!("unknown kind {kind:?}, expected one of {}", user_kinds()),
+            ));
+        }
+    };
+    match mapping.get("apiVersion") {
+        Some(Value::String(version)) if version == API_VERSION => Ok(Some(kind)),
+        Some(Value::String(version)) => Err((
+            Some("apiVersion"),
+            format!("unsupported apiVersion {version:?}, expected {API_VERSION:?}"),
+        )),
+        None | Some(Value::Null) => Err((Some("apiVersion"), format!("must be set to {API_VERSION:?}"))),
+        Some(other) => Err((
+            Some("apiVersion"),
+            format!("expected a string, found {}", value_type(other)),
+        )),
+    }
+}
+
+/// Reads the document strictly as a `kind`; on failure, the dotted path of
+/// the field to blame (`None` for the document itself) and YAML's error.
+fn read_object(
+    kind: Kind,
+    document: serde_yaml_ng::Deserializer<'_>,
+) -> Result<Object, (Option<String>, serde_yaml_ng::Error)> {
+    fn read<T: DeserializeOwned>(
+        document: serde_yaml_ng::Deserializer<'_>,
+    ) -> Result<T, (Option<String>, serde_yaml_ng::Error)> {
+        serde_path_to_error::deserialize(document).map_err(|error| {
+            let path = error.path().to_string();
+            let path = (path != ".").then_some(path);
+            (path, error.into_inner())
+        })
+    }
+    Ok(match kind {
+        Kind::Namespace => Object::Namespace(read(document)?),
+        Kind::Deployment => Object::Deployment(Box::new(read(document)?)),
+        Kind::Instance => Object::Instance(Box::new(read(document)?)),
+        Kind::Node => Object::Node(Box::new(read(document)?)),
+    })
+}
+
+/// YAML's message without the field path and position it may carry, since
+/// [`InvalidManifest`] prints both itself; the path to blame; the position.
+///
+/// serde_yaml_ng prefixes the message of every error it positions with the
+/// path of the value it was reading, except at the top level. That path is
+/// `path` (from serde_path_to_error) or one of its ancestors: for an unknown
+/// field, `path` ends with the unknown key while YAML blames the mapping
+/// that holds it, which is what the user should look at.
+fn yaml_message(
+    error: &serde_yaml_ng::Error,
+    path: Option<&str>,
+) -> (Option<String>, String, Option<Location>) {
+    let mut message = error.to_string();
+    let location = error.location().map(|location| Location {
+        line: location.line(),
+        column: location.column(),
+    });
+    if let Some(Location { line, column }) = location {
+        message = message.replacen(&format!(" at line {line} column {column}"), "", 1);
+    }
+    let mut candidate = path;
+    while let Some(prefix) = candidate {
+        if let Some(rest) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix(": "))
+        {
+            return (Some(prefix.to_owned()), rest.to_owned(), location);
+        }
+        candidate = prefix
+            .rfind(['.', '['])
+            .and_then(|end| prefix.get(..end))
+            .filter(|parent| !parent.is_empty());
+    }
+    let path = if location.is_some() { None } else { path };
+    (path.map(str::to_owned), message, location)
+}
+
+fn value_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a sequence",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEPLOYMENT: &str = "\
+apiVersion: berth.dev/v1
+kind: Deployment
+metadata:
+  name: hello
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: hello
+  template:
+    metadata:
+      labels:
+        app: hello
+    spec:
+      component: hello.wasm
+";
+
+    fn error(text: &str) -> String {
+        match parse_manifests("a.yaml", text) {
+            Ok(objects) => format!("parsed {} objects", objects.len()),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn reads_and_defaults_a_deployment() {
+        let text = DEPLOYMENT.replace("  replicas: 2\n", "");
+        let objects = parse_manifests("a.yaml", &text).map_err(|e| e.to_string());
+        let Ok([Object::Deployment(deployment)]) = objects.as_deref() else {
+            unreachable!("expected one deployment, got {objects:?}");
+        };
+        assert_eq!(deployment.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(deployment.spec.replicas, 1);
+        assert_eq!(deployment.spec.template.spec.component, "hello.wasm");
+    }
+
+    #[test]
+    fn drops_user_status() {
+        let text = format!("{DEPLOYMENT}status:\n  readyReplicas: 5\n");
+        let objects = parse_manifests("a.yaml", &text).map_err(|e| e.to_string());
+        assert!(
+            matches!(objects.as_deref(), Ok([Object::Deployment(d)]) if d.status.is_none()),
+            "{objects:?}"
+        );
+    }
+
+    #[test]
+    fn empty_input_has_no_objects() {
+        for text in ["", "\n", "---\n", "# nothing\n---\n---\n"] {
+            assert_eq!(error(text), "parsed 0 objects", "{text:?}");
+        }
+    }
+
+    #[test]
+    fn head_errors_name_the_document() {
+        assert_eq!(
+            error("---\nkind: Namespace\napiVersion: berth.dev/v1\nmetadata: {name: a}\n---\n- 1\n"),
+            "invalid manifest a.yaml: document 2: \
+             expected a mapping with apiVersion and kind, found a sequence"
+        );
+        assert_eq!(
+            error("apiVersion: berth.dev/v1\nkind: [1]\n"),
+            "invalid manifest a.yaml: document 1: kind: expected a string, found a sequence"
+        );
+        assert_eq!(
+            error("kind: Namespace\n"),
+            "invalid manifest a.yaml: document 1: apiVersion: must be set to \"berth.dev/v1\""
+        );
+        assert_eq!(
+            error("apiVersion: berth.dev/v1\nkind: Node\nmetadata: {name: n1}\n"),
+            "invalid manifest a.yaml: document 1: \
+             kind: Node objects are created by the cluster and cannot be applied"
+        );
+    }
+
+    #[test]
+    fn strict_errors_carry_path_and_position() {
+        let text = DEPLOYMENT.replace("  replicas: 2", "  replicas: two");
+        assert_eq!(
+            error(&text),
+            "invalid manifest a.yaml: document 1: spec.replicas: \
+             invalid type: string \"two\", expected i64 at line 6 column 13"
+        );
+        let text = DEPLOYMENT.replace("metadata:\n  name: hello", "metadata:\n  nam: hello");
+        assert_eq!(
+            error(&text),
+            "invalid manifest a.yaml: document 1: metadata: unknown field `nam`, expected one of \
+             `name`, `namespace`, `labels`, `uid`, `resourceVersion`, `generation`, \
+             `creationTimestamp`, `deletionTimestamp`, `ownerReferences` at line 4 column 3"
+        );
+        assert_eq!(
+            error("apiVersion: berth.dev/v1\nkind: Namespace\n"),
+            "invalid manifest a.yaml: document 1: missing field `metadata` at line 1 column 1"
+        );
+    }
+
+    #[test]
+    fn validation_errors_name_the_object() {
+        let text = DEPLOYMENT.replace("  name: hello", "  name: hello\n  namespace: prod");
+        let text = text.replace("replicas: 2", "replicas: -1");
+        assert_eq!(
+            error(&text),
+            "invalid manifest a.yaml: Deployment prod/hello: spec.replicas: must be >= 0"
+        );
+        let text = DEPLOYMENT.replace("  name: hello", "  name: \"\"");
+        assert_eq!(
+            error(&text),
+            "invalid manifest a.yaml: document 1: metadata.name: must not be empty"
+        );
+    }
+
+    #[test]
+    fn unreadable_file_is_named() {
+        let result = parse_manifest_file(Path::new("does/not/exist.yaml"));
+        assert!(
+            matches!(
+                &result,
+                Err(ManifestError::Read { file, .. }) if file == "does/not/exist.yaml"
+            ),
+            "{result:?}"
+        );
+        let message = result.map(|_| ()).map_err(|e| e.to_string());
+        assert!(
+            message.is_err_and(|m| m.starts_with("cannot read manifest does/not/exist.yaml: ")),
+        );
+    }
+}

@@ -1,0 +1,498 @@
+//! The kinds berth stores: `Namespace`, `Deployment`, `Instance` and `Node`.
+//!
+//! Field names follow Kubernetes wherever the concept is the same, so a
+//! Deployment manifest reads like one a Kubernetes user already knows.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{LabelSelector, ObjectMeta};
+
+/// Every kind the API knows, in the order `berth get` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    /// A tenant's scope for names, quotas and policy.
+    Namespace,
+    /// Desired replicas of one component.
+    Deployment,
+    /// One replica, bound to a node.
+    Instance,
+    /// A machine that runs instances.
+    Node,
+}
+
+impl Kind {
+    /// All kinds.
+    pub const ALL: [Kind; 4] = [Kind::Namespace, Kind::Deployment, Kind::Instance, Kind::Node];
+
+    /// The kind's name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::Deployment => "Deployment",
+            Kind::Instance => "Instance",
+            Kind::Node => "Node",
+        }
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn is_namespaced(self) -> bool {
+        matches!(self, Kind::Deployment | Kind::Instance)
+    }
+
+    /// Whether users may create this kind with `apply`; the others are
+    /// written only by the cluster itself.
+    pub fn is_user_managed(self) -> bool {
+        matches!(self, Kind::Namespace | Kind::Deployment)
+    }
+
+    /// Parses a kind as written in manifests (`Deployment`).
+    pub fn from_manifest_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// Parses a kind as typed on the command line: `deployment`,
+    /// `deployments`, `deploy`, `Deployment`, `ns`, `inst`, `no` and so on.
+    pub fn from_cli_name(name: &str) -> Option<Kind> {
+        match name.to_ascii_lowercase().as_str() {
+            "namespace" | "namespaces" | "ns" => Some(Kind::Namespace),
+            "deployment" | "deployments" | "deploy" => Some(Kind::Deployment),
+            "instance" | "instances" | "inst" => Some(Kind::Instance),
+            "node" | "nodes" | "no" => Some(Kind::Node),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A tenant's namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Namespace {
+    /// Always `berth.dev/v1`.
+    pub api_version: String,
+    /// Always `Namespace`.
+    pub kind: String,
+    /// Name and labels.
+    pub metadata: ObjectMeta,
+}
+
+/// Desired replicas of one component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Deployment {
+    /// Always `berth.dev/v1`.
+    pub api_version: String,
+    /// Always `Deployment`.
+    pub kind: String,
+    /// Name, namespace and labels.
+    pub metadata: ObjectMeta,
+    /// What the user asks for.
+    pub spec: DeploymentSpec,
+    /// What the cluster observed; owned by the scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<DeploymentStatus>,
+}
+
+/// `Deployment.spec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentSpec {
+    /// Number of instances; signed so that a negative value gets a clear
+    /// validation error rather than a type error.
+    #[serde(default = "default_replicas")]
+    pub replicas: i64,
+    /// Which instances belong to this Deployment.
+    #[serde(default)]
+    pub selector: LabelSelector,
+    /// The instance every replica is made from.
+    pub template: InstanceTemplate,
+}
+
+fn default_replicas() -> i64 {
+    1
+}
+
+/// `Deployment.spec.template`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstanceTemplate {
+    /// Labels given to every instance.
+    #[serde(default)]
+    pub metadata: TemplateMeta,
+    /// What each instance runs.
+    pub spec: InstanceSpec,
+}
+
+/// `Deployment.spec.template.metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateMeta {
+    /// Labels given to every instance.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What an instance runs, with which environment and resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstanceSpec {
+    /// In a manifest: a path to a `.wasm` component, relative to the
+    /// manifest's directory. Once applied: `sha256:<hex>` of the uploaded
+    /// component.
+    pub component: String,
+    /// Environment variables the component sees, and nothing else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Requests (for placement) and limits (enforced on the node).
+    #[serde(default, skip_serializing_if = "Resources::is_empty")]
+    pub resources: Resources,
+    /// The node the instance is bound to; set by placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+}
+
+/// One environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Variable value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// `resources` of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Resources {
+    /// What placement reserves on a node.
+    #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
+    pub requests: ResourceList,
+    /// What the node enforces.
+    #[serde(default, skip_serializing_if = "ResourceList::is_empty")]
+    pub limits: ResourceList,
+}
+
+impl Resources {
+    /// No requests and no limits.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.limits.is_empty()
+    }
+}
+
+/// cpu (`250m`, `1`, `0.5`) and memory (`64Mi`, `1G`, `1048576`) quantities
+/// as written by the user; [`crate::quantity`] parses them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceList {
+    /// CPU quantity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Quantity>,
+    /// Memory quantity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Quantity>,
+}
+
+impl ResourceList {
+    /// Neither cpu nor memory given.
+    pub fn is_empty(&self) -> bool {
+        self.cpu.is_none() && self.memory.is_none()
+    }
+}
+
+/// A quantity as the user wrote it; YAML numbers (`cpu: 1`) are accepted
+/// and kept as their decimal text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Quantity(pub String);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Int(i64),
+            Float(f64),
+        }
+        Ok(Quantity(match Raw::deserialize(deserializer)? {
+            Raw::Text(text) => text,
+            Raw::Int(value) => value.to_string(),
+            Raw::Float(value) => value.to_string(),
+        }))
+    }
+}
+
+/// `Deployment.status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentStatus {
+    /// The spec generation this status describes.
+    #[serde(default)]
+    pub observed_generation: u64,
+    /// Instances that exist and are not terminating.
+    #[serde(default)]
+    pub replicas: u64,
+    /// Instances made from the current template.
+    #[serde(default)]
+    pub updated_replicas: u64,
+    /// Instances that are Running.
+    #[serde(default)]
+    pub ready_replicas: u64,
+    /// Instances that are Running (no `minReadySeconds` yet).
+    #[serde(default)]
+    pub available_replicas: u64,
+}
+
+/// One replica of a Deployment, as Kubernetes' Pod.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Instance {
+    /// Always `berth.dev/v1`.
+    pub api_version: String,
+    /// Always `Instance`.
+    pub kind: String,
+    /// Name, namespace, labels and owner.
+    pub metadata: ObjectMeta,
+    /// What runs, and where.
+    pub spec: InstanceSpec,
+    /// The instance's lifecycle as last reported.
+    #[serde(default)]
+    pub status: InstanceStatus,
+}
+
+/// Lifecycle phase of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Phase {
+    /// Waiting for placement.
+    #[default]
+    Pending,
+    /// Bound to a node that has not started it yet.
+    Scheduled,
+    /// The node is fetching, compiling or instantiating it.
+    Starting,
+    /// Serving.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Failed; `reason` says why.
+    Failed,
+    /// Being stopped before removal.
+    Terminating,
+}
+
+impl Phase {
+    /// The phase's name as shown by `berth get`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Scheduled => "Scheduled",
+            Phase::Starting => "Starting",
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Terminating => "Terminating",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `Instance.status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstanceStatus {
+    /// Where the instance is in its lifecycle.
+    #[serde(default)]
+    pub phase: Phase,
+    /// A CamelCase word saying why (`Unschedulable`, `FetchFailed`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// A human sentence with details.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When the node reported the instance Running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<jiff::Timestamp>,
+}
+
+/// A machine that runs instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    /// Always `berth.dev/v1`.
+    pub api_version: String,
+    /// Always `Node`.
+    pub kind: String,
+    /// Name and labels.
+    pub metadata: ObjectMeta,
+    /// What the node offers and how it is doing.
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+/// `Node.status`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeStatus {
+    /// The node's whole capacity.
+    #[serde(default)]
+    pub capacity: NodeResources,
+    /// What instances may reserve.
+    #[serde(default)]
+    pub allocatable: NodeResources,
+    /// Runtime kinds offered: `wasm`, later `oci`.
+    #[serde(default)]
+    pub runtimes: Vec<String>,
+    /// Where the node's HTTP ingress listens.
+    #[serde(default)]
+    pub ingress_address: String,
+    /// `Ready` and friends.
+    #[serde(default)]
+    pub conditions: Vec<NodeCondition>,
+    /// Last heartbeat the scheduler received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat_time: Option<jiff::Timestamp>,
+}
+
+impl NodeStatus {
+    /// Whether the `Ready` condition is `True`.
+    pub fn is_ready(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|condition| condition.type_ == "Ready" && condition.status == "True")
+    }
+}
+
+/// Node capacity in base units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeResources {
+    /// CPU in millicores.
+    #[serde(default)]
+    pub cpu_millis: u64,
+    /// Memory in bytes.
+    #[serde(default)]
+    pub memory_bytes: u64,
+}
+
+/// A condition as in Kubernetes: a type, a status and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeCondition {
+    /// `Ready`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase word saying why.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<jiff::Timestamp>,
+}
+
+/// Any stored object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    /// A Namespace.
+    Namespace(Namespace),
+    /// A Deployment.
+    Deployment(Box<Deployment>),
+    /// An Instance.
+    Instance(Box<Instance>),
+    /// A Node.
+    Node(Box<Node>),
+}
+
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Namespace(_) => Kind::Namespace,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::Instance(_) => Kind::Instance,
+            Object::Node(_) => Kind::Node,
+        }
+    }
+
+    /// The object's metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::Namespace(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::Instance(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
+        }
+    }
+
+    /// The object's metadata, mutable.
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Namespace(o) => &mut o.metadata,
+            Object::Deployment(o) => &mut o.metadata,
+            Object::Instance(o) => &mut o.metadata,
+            Object::Node(o) => &mut o.metadata,
+        }
+    }
+
+    /// The object's namespace if its kind is namespaced.
+    pub fn namespace(&self) -> Option<&str> {
+        self.kind()
+            .is_namespaced()
+            .then(|| self.metadata().namespace_or_default())
+    }
+
+    /// `Kind namespace/name` or `Kind name`, for messages.
+    pub fn describe(&self) -> String {
+        describe(self.kind(), self.namespace(), &self.metadata().name)
+    }
+
+    /// Encodes as JSON, the form objects take in the store and on the wire.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising these plain data types to JSON cannot fail: every map
+        // key is a string and no custom serializer returns an error.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes the JSON form, dispatching on `kind`.
+    pub fn from_json(bytes: &[u8]) -> Result<Object, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Head {
+            kind: String,
+        }
+        let head: Head = serde_json::from_slice(bytes)?;
+        Ok(match head.kind.as_str() {
+            "Namespace" => Object::Namespace(serde_json::from_slice(bytes)?),
+            "Deployment" => Object::Deployment(serde_json::from_slice(bytes)?),
+            "Instance" => Object::Instance(serde_json::from_slice(bytes)?),
+            "Node" => Object::Node(serde_json::from_slice(bytes)?),
+            other => {
+                return Err(serde::de::Error::custom(format!("unknown kind {other:?}")));
+            }
+        })
+    }
+}
+
+/// `Kind namespace/name` or `Kind name`, for messages.
+pub fn describe(kind: Kind, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(namespace) => format!("{kind} {namespace}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}

@@ -1,0 +1,585 @@
+//! Semantic checks on a parsed object: names, labels, replicas, selectors,
+//! environment and resources, with Kubernetes' rules where the concept is
+//! the same.
+//!
+//! [`validate_object`] returns the first problem as a [`FieldError`] naming
+//! the field by its dotted path (`spec.replicas: must be >= 0`). Syntax and
+//! types are checked earlier, by deserialisation in [`crate::manifest`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::meta::{API_VERSION, ObjectMeta};
+use crate::objects::{InstanceSpec, Kind, Object, Quantity, ResourceList};
+use crate::quantity;
+
+/// Most replicas one Deployment may ask for.
+pub const MAX_REPLICAS: i64 = 10_000;
+
+/// Longest DNS-1123 label, and longest label value or label key name part.
+const MAX_LABEL_LEN: usize = 63;
+
+/// Longest DNS-1123 subdomain, such as a label key prefix.
+const MAX_SUBDOMAIN_LEN: usize = 253;
+
+/// One invalid field: where, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct FieldError {
+    /// Dotted path of the field, as in the manifest: `spec.replicas`,
+    /// `spec.template.spec.env[2].name`.
+    pub path: String,
+    /// Lowercase sentence saying what is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks a DNS-1123 label: 1 to 63 lowercase letters, digits or `-`,
+/// starting and ending with a letter or digit.
+pub fn dns1123_label(value: &str) -> Result<(), String> {
+    if is_dns1123_label(value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a valid DNS-1123 label: lowercase letters, digits and '-' only, \
+             starting and ending with a letter or digit, at most {MAX_LABEL_LEN} characters"
+        ))
+    }
+}
+
+/// Checks `object` and returns the first invalid field.
+pub fn validate_object(object: &Object) -> Result<(), FieldError> {
+    let kind = object.kind();
+    let (api_version, kind_field) = match object {
+        Object::Namespace(o) => (&o.api_version, &o.kind),
+        Object::Deployment(o) => (&o.api_version, &o.kind),
+        Object::Instance(o) => (&o.api_version, &o.kind),
+        Object::Node(o) => (&o.api_version, &o.kind),
+    };
+    if api_version != API_VERSION {
+        return Err(FieldError::new(
+            "apiVersion",
+            format!("unsupported apiVersion {api_version:?}, expected {API_VERSION:?}"),
+        ));
+    }
+    if kind_field != kind.as_str() {
+        return Err(FieldError::new("kind", format!("must be {:?}", kind.as_str())));
+    }
+    validate_metadata(kind, object.metadata())?;
+    match object {
+        Object::Namespace(_) | Object::Node(_) => Ok(()),
+        Object::Deployment(deployment) => {
+            let spec = &deployment.spec;
+            if spec.replicas < 0 {
+                return Err(FieldError::new("spec.replicas", "must be >= 0"));
+            }
+            if spec.replicas > MAX_REPLICAS {
+                return Err(FieldError::new(
+                    "spec.replicas",
+                    format!("must be <= {MAX_REPLICAS}"),
+                ));
+            }
+            let selector = &spec.selector.match_labels;
+            if selector.is_empty() {
+                return Err(FieldError::new(
+                    "spec.selector.matchLabels",
+                    "must not be empty",
+                ));
+            }
+            validate_labels("spec.selector.matchLabels", selector)?;
+            let template_labels = &spec.template.metadata.labels;
+            validate_labels("spec.template.metadata.labels", template_labels)?;
+            if !spec.selector.matches(template_labels) {
+                return Err(FieldError::new(
+                    "spec.selector.matchLabels",
+                    "does not match spec.template.metadata.labels",
+                ));
+            }
+            validate_instance_spec("spec.template.spec", &spec.template.spec)
+        }
+        Object::Instance(instance) => validate_instance_spec("spec", &instance.spec),
+    }
+}
+
+fn validate_metadata(kind: Kind, metadata: &ObjectMeta) -> Result<(), FieldError> {
+    if metadata.name.is_empty() {
+        return Err(FieldError::new("metadata.name", "must not be empty"));
+    }
+    dns1123_label(&metadata.name).map_err(|message| FieldError::new("metadata.name", message))?;
+    if let Some(namespace) = &metadata.namespace {
+        if !kind.is_namespaced() {
+            return Err(FieldError::new(
+                "metadata.namespace",
+                format!("must not be set: {kind} objects are not namespaced"),
+            ));
+        }
+        dns1123_label(namespace)
+            .map_err(|message| FieldError::new("metadata.namespace", message))?;
+    }
+    validate_labels("metadata.labels", &metadata.labels)
+}
+
+fn validate_labels(path: &str, labels: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    for (key, value) in labels {
+        label_key(key).map_err(|message| FieldError::new(path, message))?;
+        if !(value.is_empty() || is_label_name(value)) {
+            return Err(FieldError::new(
+                path,
+                format!(
+                    "value {value:?} of label {key:?} is invalid: at most {MAX_LABEL_LEN} \
+                     letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a label key: an optional DNS-1123 subdomain and `/`, then a name.
+fn label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix
+        && !is_dns1123_subdomain(prefix)
+    {
+        return Err(format!(
+            "label key {key:?} is invalid: the prefix before '/' must be a DNS-1123 subdomain \
+             (lowercase letters, digits, '-' and '.', at most {MAX_SUBDOMAIN_LEN} characters)"
+        ));
+    }
+    if !is_label_name(name) {
+        return Err(format!(
+            "label key {key:?} is invalid: the name must be 1 to {MAX_LABEL_LEN} letters, \
+             digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_instance_spec(path: &str, spec: &InstanceSpec) -> Result<(), FieldError> {
+    if spec.component.is_empty() {
+        return Err(FieldError::new(
+            format!("{path}.component"),
+            "must not be empty",
+        ));
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (index, var) in spec.env.iter().enumerate() {
+        let field = format!("{path}.env[{index}].name");
+        if var.name.is_empty() {
+            return Err(FieldError::new(field, "must not be empty"));
+        }
+        if !is_env_name(&var.name) {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "{:?} is not a valid environment variable name: letters, digits, '_', '-' \
+                     and '.' only, not starting with a digit",
+                    var.name
+                ),
+            ));
+        }
+        if let Some(first) = seen.insert(&var.name, index) {
+            return Err(FieldError::new(
+                field,
+                format!("duplicate name {:?}, already set by env[{first}]", var.name),
+            ));
+        }
+    }
+    let resources = format!("{path}.resources");
+    let requests = parse_resources(&format!("{resources}.requests"), &spec.resources.requests)?;
+    let limits = parse_resources(&format!("{resources}.limits"), &spec.resources.limits)?;
+    let pairs = [
+        ("cpu", requests.cpu, limits.cpu),
+        ("memory", requests.memory, limits.memory),
+    ];
+    for (name, request, limit) in pairs {
+        if let (Some((request, _)), Some((limit, limit_text))) = (request, limit)
+            && request > limit
+        {
+            return Err(FieldError::new(
+                format!("{resources}.requests.{name}"),
+                format!("must be less than or equal to the {name} limit of {limit_text}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A resource list's quantities in base units, with the text as written.
+struct Parsed<'a> {
+    cpu: Option<(u64, &'a str)>,
+    memory: Option<(u64, &'a str)>,
+}
+
+fn parse_resources<'a>(path: &str, list: &'a ResourceList) -> Result<Parsed<'a>, FieldError> {
+    let parse = |name: &str,
+                 quantity: &'a Option<Quantity>,
+                 parser: fn(&str) -> Result<u64, quantity::QuantityError>| {
+        quantity
+            .as_ref()
+            .map(|Quantity(text)| {
+                parser(text)
+                    .map(|value| (value, text.as_str()))
+                    .map_err(|error| FieldError::new(format!("{path}.{name}"), error.to_string()))
+            })
+            .transpose()
+    };
+    Ok(Parsed {
+        cpu: parse("cpu", &list.cpu, quantity::parse_cpu)?,
+        memory: parse("memory", &list.memory, quantity::parse_memory)?,
+    })
+}
+
+fn is_dns1123_label(value: &str) -> bool {
+    (1..=MAX_LABEL_LEN).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && starts_and_ends_alphanumeric(value)
+}
+
+fn is_dns1123_subdomain(value: &str) -> bool {
+    (1..=MAX_SUBDOMAIN_LEN).contains(&value.len()) && value.split('.').all(is_dns1123_label)
+}
+
+/// A label value (when not empty) or the name part of a label key.
+fn is_label_name(value: &str) -> bool {
+    (1..=MAX_LABEL_LEN).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && starts_and_ends_alphanumeric(value)
+}
+
+/// `[-._a-zA-Z][-._a-zA-Z0-9]*`, as Kubernetes checks environment names.
+fn is_env_name(value: &str) -> bool {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    value.bytes().next().is_some_and(|b| !b.is_ascii_digit())
+        && value.bytes().all(allowed)
+}
+
+fn starts_and_ends_alphanumeric(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::LabelSelector;
+    use crate::objects::{
+        Deployment, DeploymentSpec, EnvVar, Instance, InstanceStatus, InstanceTemplate, Namespace,
+        Node, NodeStatus, Resources, TemplateMeta,
+    };
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn spec() -> InstanceSpec {
+        InstanceSpec {
+            component: "hello.wasm".into(),
+            env: vec![],
+            resources: Resources::default(),
+            node_name: None,
+        }
+    }
+
+    fn deployment() -> Deployment {
+        Deployment {
+            api_version: API_VERSION.into(),
+            kind: "Deployment".into(),
+            metadata: ObjectMeta {
+                name: "hello".into(),
+                namespace: Some("default".into()),
+                ..ObjectMeta::default()
+            },
+            spec: DeploymentSpec {
+                replicas: 2,
+                selector: LabelSelector {
+                    match_labels: labels(&[("app", "hello")]),
+                },
+                template: InstanceTemplate {
+                    metadata: TemplateMeta {
+                        labels: labels(&[("app", "hello"), ("tier", "web")]),
+                    },
+                    spec: spec(),
+                },
+            },
+            status: None,
+        }
+    }
+
+    /// Validates a changed copy of a good Deployment, as `path: message`.
+    fn check(change: impl FnOnce(&mut Deployment)) -> Result<(), String> {
+        let mut object = deployment();
+        change(&mut object);
+        validate_object(&Object::Deployment(Box::new(object))).map_err(|e| e.to_string())
+    }
+
+    fn quantity(text: &str) -> Option<Quantity> {
+        Some(Quantity(text.into()))
+    }
+
+    #[test]
+    fn good_deployment_passes() {
+        assert_eq!(check(|_| {}), Ok(()));
+        assert_eq!(check(|d| d.metadata.namespace = None), Ok(()));
+        assert_eq!(check(|d| d.spec.replicas = 0), Ok(()));
+        assert_eq!(check(|d| d.spec.replicas = MAX_REPLICAS), Ok(()));
+    }
+
+    #[test]
+    fn dns1123_labels() {
+        for good in ["a", "hello", "hello-world", "a1", "1a", &"a".repeat(63)] {
+            assert_eq!(dns1123_label(good), Ok(()), "{good}");
+        }
+        for bad in ["", "-a", "a-", "Hello", "a_b", "a.b", "é", &"a".repeat(64)] {
+            assert!(dns1123_label(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            dns1123_label("Hello_World"),
+            Err("\"Hello_World\" is not a valid DNS-1123 label: lowercase letters, digits and \
+                 '-' only, starting and ending with a letter or digit, at most 63 characters"
+                .into())
+        );
+    }
+
+    #[test]
+    fn checks_api_version_kind_and_names() {
+        assert_eq!(
+            check(|d| d.api_version = "v1".into()),
+            Err("apiVersion: unsupported apiVersion \"v1\", expected \"berth.dev/v1\"".into())
+        );
+        assert_eq!(
+            check(|d| d.kind = "Namespace".into()),
+            Err("kind: must be \"Deployment\"".into())
+        );
+        assert_eq!(
+            check(|d| d.metadata.name.clear()),
+            Err("metadata.name: must not be empty".into())
+        );
+        assert!(
+            check(|d| d.metadata.name = "Hello_World".into())
+                .is_err_and(|e| e.starts_with("metadata.name: \"Hello_World\" is not a valid"))
+        );
+        assert!(
+            check(|d| d.metadata.namespace = Some("Prod".into()))
+                .is_err_and(|e| e.starts_with("metadata.namespace: \"Prod\" is not a valid"))
+        );
+    }
+
+    #[test]
+    fn cluster_scoped_kinds_take_no_namespace() {
+        let metadata = ObjectMeta {
+            name: "prod".into(),
+            namespace: Some("default".into()),
+            ..ObjectMeta::default()
+        };
+        let namespace = Object::Namespace(Namespace {
+            api_version: API_VERSION.into(),
+            kind: "Namespace".into(),
+            metadata: metadata.clone(),
+        });
+        assert_eq!(
+            validate_object(&namespace).map_err(|e| e.to_string()),
+            Err("metadata.namespace: must not be set: Namespace objects are not namespaced".into())
+        );
+        let node = Object::Node(Box::new(Node {
+            api_version: API_VERSION.into(),
+            kind: "Node".into(),
+            metadata: ObjectMeta {
+                namespace: None,
+                ..metadata
+            },
+            status: NodeStatus::default(),
+        }));
+        assert_eq!(validate_object(&node), Ok(()));
+    }
+
+    #[test]
+    fn checks_labels() {
+        for good in [
+            ("app", "hello"),
+            ("app.kubernetes.io/name", "Hello_World.2"),
+            ("example.com/a", ""),
+            ("A-b_c.D", "x"),
+        ] {
+            assert_eq!(check(|d| d.metadata.labels = labels(&[good])), Ok(()), "{good:?}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            ("", "x"),
+            ("-app", "x"),
+            ("a/b/c", "x"),
+            ("Example.com/a", "x"),
+            ("/a", "x"),
+            ("a/", "x"),
+            (long.as_str(), "x"),
+            ("app", "-x"),
+            ("app", "a b"),
+            ("app", long.as_str()),
+        ] {
+            assert!(
+                check(|d| d.metadata.labels = labels(&[bad]))
+                    .is_err_and(|e| e.starts_with("metadata.labels: ")),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            check(|d| d.metadata.labels = labels(&[("a b", "x")])),
+            Err("metadata.labels: label key \"a b\" is invalid: the name must be 1 to 63 \
+                 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+                .into())
+        );
+        assert!(
+            check(|d| {
+                d.spec.template.metadata.labels.insert("b@d".into(), "x".into());
+            })
+            .is_err_and(|e| e.starts_with("spec.template.metadata.labels: label key \"b@d\""))
+        );
+    }
+
+    #[test]
+    fn checks_replicas_and_selector() {
+        assert_eq!(
+            check(|d| d.spec.replicas = -1),
+            Err("spec.replicas: must be >= 0".into())
+        );
+        assert_eq!(
+            check(|d| d.spec.replicas = MAX_REPLICAS + 1),
+            Err("spec.replicas: must be <= 10000".into())
+        );
+        assert_eq!(
+            check(|d| d.spec.selector.match_labels.clear()),
+            Err("spec.selector.matchLabels: must not be empty".into())
+        );
+        assert_eq!(
+            check(|d| d.spec.selector.match_labels = labels(&[("app", "other")])),
+            Err("spec.selector.matchLabels: does not match spec.template.metadata.labels".into())
+        );
+        assert_eq!(
+            check(|d| d.spec.template.metadata.labels.clear()),
+            Err("spec.selector.matchLabels: does not match spec.template.metadata.labels".into())
+        );
+    }
+
+    #[test]
+    fn checks_component_and_env() {
+        assert_eq!(
+            check(|d| d.spec.template.spec.component.clear()),
+            Err("spec.template.spec.component: must not be empty".into())
+        );
+        let env = |names: &[&str]| -> Vec<EnvVar> {
+            names
+                .iter()
+                .map(|name| EnvVar {
+                    name: (*name).into(),
+                    value: "v".into(),
+                })
+                .collect()
+        };
+        assert_eq!(
+            check(|d| d.spec.template.spec.env = env(&["A", "_b", "c.d-e", "-x", "X9"])),
+            Ok(())
+        );
+        assert_eq!(
+            check(|d| d.spec.template.spec.env = env(&["A", "1B"])),
+            Err("spec.template.spec.env[1].name: \"1B\" is not a valid environment variable \
+                 name: letters, digits, '_', '-' and '.' only, not starting with a digit"
+                .into())
+        );
+        assert!(check(|d| d.spec.template.spec.env = env(&["A B"])).is_err());
+        assert_eq!(
+            check(|d| d.spec.template.spec.env = env(&[""])),
+            Err("spec.template.spec.env[0].name: must not be empty".into())
+        );
+        assert_eq!(
+            check(|d| d.spec.template.spec.env = env(&["A", "B", "A"])),
+            Err("spec.template.spec.env[2].name: duplicate name \"A\", already set by env[0]"
+                .into())
+        );
+    }
+
+    #[test]
+    fn checks_resources() {
+        assert_eq!(
+            check(|d| {
+                let resources = &mut d.spec.template.spec.resources;
+                resources.requests.cpu = quantity("250m");
+                resources.requests.memory = quantity("64Mi");
+                resources.limits.cpu = quantity("1");
+                resources.limits.memory = quantity("64Mi");
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            check(|d| d.spec.template.spec.resources.limits.memory = quantity("64MB")),
+            Err("spec.template.spec.resources.limits.memory: invalid quantity \"64MB\": \
+                 unknown suffix \"MB\""
+                .into())
+        );
+        assert!(
+            check(|d| d.spec.template.spec.resources.requests.cpu = quantity("-1"))
+                .is_err_and(|e| e.starts_with("spec.template.spec.resources.requests.cpu: "))
+        );
+        assert_eq!(
+            check(|d| {
+                let resources = &mut d.spec.template.spec.resources;
+                resources.requests.cpu = quantity("2");
+                resources.limits.cpu = quantity("500m");
+            }),
+            Err("spec.template.spec.resources.requests.cpu: must be less than or equal to the \
+                 cpu limit of 500m"
+                .into())
+        );
+        assert_eq!(
+            check(|d| {
+                let resources = &mut d.spec.template.spec.resources;
+                resources.requests.memory = quantity("1Gi");
+                resources.limits.memory = quantity("1G");
+            }),
+            Err("spec.template.spec.resources.requests.memory: must be less than or equal to \
+                 the memory limit of 1G"
+                .into())
+        );
+    }
+
+    #[test]
+    fn instances_are_checked_under_spec() {
+        let mut instance = Instance {
+            api_version: API_VERSION.into(),
+            kind: "Instance".into(),
+            metadata: ObjectMeta {
+                name: "hello-abc12".into(),
+                namespace: Some("default".into()),
+                ..ObjectMeta::default()
+            },
+            spec: spec(),
+            status: InstanceStatus::default(),
+        };
+        assert_eq!(
+            validate_object(&Object::Instance(Box::new(instance.clone()))),
+            Ok(())
+        );
+        instance.spec.resources.requests.cpu = quantity("lots");
+        assert!(
+            validate_object(&Object::Instance(Box::new(instance)))
+                .is_err_and(|e| e.path == "spec.resources.requests.cpu")
+        );
+    }
+}

@@ -1,0 +1,375 @@
+//! Messages between the CLI, nodes and the scheduler, and their codec.
+//!
+//! Every message travels on its own QUIC stream as one or more frames: a
+//! 4-byte big-endian length, then a postcard-encoded [`Envelope`] whose
+//! `version` must equal [`PROTOCOL_VERSION`]. Objects travel inside messages
+//! as their JSON form ([`crate::Object::to_json`]), as Kubernetes carries raw
+//! objects, so that optional fields and future fields stay readable.
+//!
+//! Byte layout of a frame:
+//!
+//! ```text
+//! +----------------+---------------------------------------------+
+//! | len: u32 (BE)  | postcard(Envelope { version: u16, body: T }) |
+//! +----------------+---------------------------------------------+
+//! ```
+//!
+//! A frame longer than [`MAX_FRAME_LEN`] is refused before it is read.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::objects::{Kind, NodeResources, Phase};
+
+/// Version of the message set; a peer speaking another version is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The QUIC ALPN protocol id.
+pub const ALPN: &[u8] = b"berth/1";
+
+/// The TLS server name every client checks the scheduler's certificate for.
+pub const SERVER_NAME: &str = "berth-scheduler";
+
+/// Largest frame accepted: room for a 64 MiB component plus its message.
+pub const MAX_FRAME_LEN: usize = 64 * 1024 * 1024 + 4096;
+
+/// The versioned wrapper around every message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Must equal [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The message.
+    pub body: T,
+}
+
+/// A request to the scheduler. Each opens its own stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Create or update objects (JSON form), all or nothing.
+    Apply {
+        /// The objects, components already uploaded and named by digest.
+        objects: Vec<Vec<u8>>,
+    },
+    /// List or read objects.
+    Get {
+        /// Which kind.
+        kind: Kind,
+        /// A namespace, or `None` for all namespaces.
+        namespace: Option<String>,
+        /// One object by name, or `None` for all.
+        name: Option<String>,
+    },
+    /// Delete one object (and, for a Deployment, its instances).
+    Delete {
+        /// Which kind.
+        kind: Kind,
+        /// The namespace of a namespaced kind.
+        namespace: Option<String>,
+        /// The object's name.
+        name: String,
+    },
+    /// Upload a component; the scheduler checks the digest and that the
+    /// bytes are a valid WebAssembly component.
+    PutBlob {
+        /// `sha256:<hex>` of `bytes`.
+        digest: String,
+        /// The component.
+        bytes: Vec<u8>,
+    },
+    /// Download a component by digest (nodes).
+    GetBlob {
+        /// `sha256:<hex>`.
+        digest: String,
+    },
+    /// First contact of a node: trade the bootstrap token for credentials.
+    /// The only request accepted without a client certificate.
+    Join {
+        /// The bootstrap token's secret part.
+        secret: String,
+        /// The node's name (DNS-1123).
+        node_name: String,
+    },
+    /// A node announces itself and what it offers.
+    Register(NodeInfo),
+    /// A node asks for its assignments; the scheduler answers with an
+    /// [`Response::Assignments`] frame now and another on every change, on
+    /// the same stream, until either side closes it.
+    Watch,
+    /// A node's heartbeat with the state of its instances.
+    Report(NodeReport),
+}
+
+/// What a node tells the scheduler about itself when it connects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Whole machine.
+    pub capacity: NodeResources,
+    /// What instances may use.
+    pub allocatable: NodeResources,
+    /// Runtime kinds: `wasm`.
+    pub runtimes: Vec<String>,
+    /// `host:port` of the node's HTTP ingress.
+    pub ingress_address: String,
+}
+
+/// A node's heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// Every instance the node holds, by uid.
+    pub instances: Vec<InstanceReport>,
+}
+
+/// State of one instance on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    /// The instance's uid.
+    pub uid: String,
+    /// Starting, Running or Failed.
+    pub phase: Phase,
+    /// CamelCase reason when not Running.
+    pub reason: String,
+    /// Details.
+    pub message: String,
+}
+
+/// Everything one node should run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Assignments {
+    /// The store revision these assignments were computed at.
+    pub revision: u64,
+    /// The instances, sorted by uid.
+    pub instances: Vec<Assignment>,
+}
+
+/// One instance a node should run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Instance uid.
+    pub uid: String,
+    /// Instance name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The owning Deployment, whose host name routes to this instance.
+    pub deployment: String,
+    /// `sha256:<hex>` of the component.
+    pub component: String,
+    /// Environment variables, in order.
+    pub env: Vec<(String, String)>,
+    /// Enforced limits; zero means no explicit limit.
+    pub limits: NodeResources,
+}
+
+/// The scheduler's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Outcome of an apply, one line per object.
+    Applied(Vec<ApplyOutcome>),
+    /// Objects in JSON form.
+    Objects(Vec<Vec<u8>>),
+    /// An object was deleted (or marked for deletion).
+    Deleted {
+        /// `Kind namespace/name`.
+        object: String,
+    },
+    /// A blob was stored (or was already there).
+    BlobStored,
+    /// A blob's bytes.
+    Blob(Vec<u8>),
+    /// Credentials for a joining node, PEM encoded.
+    Joined {
+        /// The node's certificate.
+        cert_pem: String,
+        /// The node's private key.
+        key_pem: String,
+        /// The cluster CA certificate.
+        ca_pem: String,
+    },
+    /// Nothing more to say.
+    Ok,
+    /// The node's assignments (on a watch stream).
+    Assignments(Assignments),
+    /// The request failed.
+    Error(ApiError),
+}
+
+/// What happened to one applied object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    /// `Kind namespace/name`.
+    pub object: String,
+    /// `created`, `configured` or `unchanged`.
+    pub action: ApplyAction,
+}
+
+/// The three outcomes of applying an object, as kubectl prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplyAction {
+    /// New object.
+    Created,
+    /// Existing object changed.
+    Configured,
+    /// Existing object already as asked.
+    Unchanged,
+}
+
+impl ApplyAction {
+    /// The word kubectl prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyAction::Created => "created",
+            ApplyAction::Configured => "configured",
+            ApplyAction::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// A failed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// What class of failure.
+    pub code: ErrorCode,
+    /// Lowercase message naming the object and field.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `code` with `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Classes of failure, as HTTP status classes in Kubernetes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request or an object in it is malformed or invalid.
+    Invalid,
+    /// The object does not exist.
+    NotFound,
+    /// The caller may not do this.
+    Forbidden,
+    /// The caller's credentials are missing or wrong.
+    Unauthenticated,
+    /// The scheduler failed.
+    Internal,
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Announced length over [`MAX_FRAME_LEN`].
+    #[error("frame of {0} bytes is over the {MAX_FRAME_LEN} byte limit")]
+    TooLong(usize),
+    /// Postcard could not decode the envelope.
+    #[error("malformed message: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// The peer speaks another protocol version.
+    #[error("peer speaks protocol version {0}, this build speaks {PROTOCOL_VERSION}")]
+    Version(u16),
+}
+
+/// Encodes `body` as a frame: length prefix and envelope.
+pub fn encode_frame<T: Serialize>(body: &T) -> Result<Vec<u8>, CodecError> {
+    let envelope = Envelope {
+        version: PROTOCOL_VERSION,
+        body,
+    };
+    let mut frame = vec![0; 4];
+    frame = postcard::to_extend(&envelope, frame)?;
+    let len = frame.len() - 4;
+    if len > MAX_FRAME_LEN {
+        return Err(CodecError::TooLong(len));
+    }
+    let prefix = u32::try_from(len).map_err(|_| CodecError::TooLong(len))?;
+    if let Some(head) = frame.get_mut(..4) {
+        head.copy_from_slice(&prefix.to_be_bytes());
+    }
+    Ok(frame)
+}
+
+/// Reads a frame's length prefix, refusing lengths over the limit.
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, CodecError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(CodecError::TooLong(len));
+    }
+    Ok(len)
+}
+
+/// Decodes a frame's body (the bytes after the length prefix).
+pub fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u16,
+    }
+    // Check the version before the body so that a newer peer gets a version
+    // error rather than a confusing decode error.
+    let (head, _) = postcard::take_from_bytes::<Version>(bytes)?;
+    if head.version != PROTOCOL_VERSION {
+        return Err(CodecError::Version(head.version));
+    }
+    let envelope: Envelope<T> = postcard::from_bytes(bytes)?;
+    Ok(envelope.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(request: &Request) -> Request {
+        let frame = encode_frame(request).unwrap();
+        let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        decode_body(&frame[4..]).unwrap()
+    }
+
+    #[test]
+    fn requests_roundtrip() {
+        let get = Request::Get {
+            kind: Kind::Deployment,
+            namespace: Some("default".into()),
+            name: None,
+        };
+        assert_eq!(roundtrip(&get), get);
+        let report = Request::Report(NodeReport {
+            instances: vec![InstanceReport {
+                uid: "u1".into(),
+                phase: Phase::Running,
+                reason: String::new(),
+                message: String::new(),
+            }],
+        });
+        assert_eq!(roundtrip(&report), report);
+    }
+
+    #[test]
+    fn other_version_is_refused() {
+        let envelope = Envelope {
+            version: PROTOCOL_VERSION + 1,
+            body: Request::Watch,
+        };
+        let bytes = postcard::to_allocvec(&envelope).unwrap();
+        assert!(matches!(
+            decode_body::<Request>(&bytes),
+            Err(CodecError::Version(v)) if v == PROTOCOL_VERSION + 1
+        ));
+    }
+
+    #[test]
+    fn oversized_and_garbage_frames_are_errors() {
+        assert!(matches!(
+            frame_len(u32::MAX.to_be_bytes()),
+            Err(CodecError::TooLong(_))
+        ));
+        assert!(decode_body::<Request>(&[1, 0, 200, 200, 200]).is_err());
+        assert!(decode_body::<Request>(&[]).is_err());
+    }
+}

@@ -1,0 +1,292 @@
+//! The user-facing verbs: apply, get, delete and component upload.
+//!
+//! Admission validates everything before writing anything, and writes an
+//! apply in one transaction, so a request with one bad object changes
+//! nothing.
+
+use berth_api::validate::validate_object;
+use berth_api::wire::{ApiError, ApplyAction, ApplyOutcome, ErrorCode};
+use berth_api::{DEFAULT_NAMESPACE, Kind, Object, describe};
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+
+use crate::cluster::Cluster;
+use crate::store::{StoreError, Txn, key, object_key};
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::new(ErrorCode::Internal, e.to_string())
+    }
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::Invalid, message)
+}
+
+/// Whether `digest` reads `sha256:` and 64 lowercase hex digits.
+pub fn is_digest(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// Checks an uploaded component and stores it under its digest.
+pub fn put_blob(cluster: &Cluster, digest: &str, bytes: &[u8]) -> Result<(), ApiError> {
+    if !is_digest(digest) {
+        return Err(invalid(format!("invalid digest {digest:?}: expected sha256:<64 hex digits>")));
+    }
+    let actual = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    if actual != digest {
+        return Err(invalid(format!("digest mismatch: announced {digest}, content is {actual}")));
+    }
+    validate_component(bytes).map_err(|e| invalid(format!("component {digest}: {e}")))?;
+    if !cluster.store.has_blob(digest)? {
+        cluster.store.put_blob(digest, bytes)?;
+    }
+    Ok(())
+}
+
+/// Checks that `bytes` are a valid WebAssembly component (not a core module).
+pub fn validate_component(bytes: &[u8]) -> Result<(), String> {
+    if !wasmparser::Parser::is_component(bytes) {
+        return Err(if wasmparser::Parser::is_core_wasm(bytes) {
+            "is a core WebAssembly module, not a component (build for wasm32-wasip2)".into()
+        } else {
+            "is not a WebAssembly component".into()
+        });
+    }
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(bytes)
+        .map(|_| ())
+        .map_err(|e| format!("is not a valid WebAssembly component: {e}"))
+}
+
+/// Parses and validates objects as sent by a client.
+fn admit(raw: &[Vec<u8>], cluster: &Cluster) -> Result<Vec<Object>, ApiError> {
+    let mut objects = Vec::with_capacity(raw.len());
+    for (index, bytes) in raw.iter().enumerate() {
+        let mut object = Object::from_json(bytes)
+            .map_err(|e| invalid(format!("object {}: {e}", index + 1)))?;
+        if !object.kind().is_user_managed() {
+            return Err(invalid(format!(
+                "{}: {} objects are created by the cluster and cannot be applied",
+                object.describe(),
+                object.kind()
+            )));
+        }
+        if object.kind().is_namespaced() && object.metadata().namespace.is_none() {
+            object.metadata_mut().namespace = Some(DEFAULT_NAMESPACE.into());
+        }
+        validate_object(&object).map_err(|e| invalid(format!("{}: {e}", object.describe())))?;
+        if let Object::Deployment(deployment) = &object {
+            let component = &deployment.spec.template.spec.component;
+            if !is_digest(component) {
+                return Err(invalid(format!(
+                    "{}: spec.template.spec.component: {component:?} is not an uploaded component digest",
+                    object.describe()
+                )));
+            }
+            if !cluster.store.has_blob(component)? {
+                return Err(invalid(format!(
+                    "{}: spec.template.spec.component: component {component} has not been uploaded",
+                    object.describe()
+                )));
+            }
+        }
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+fn namespace_exists(txn: &Txn<'_, '_>, namespace: &str) -> Result<bool, StoreError> {
+    Ok(txn.get(&key(Kind::Namespace, None, namespace))?.is_some())
+}
+
+/// Creates or updates `raw` objects, all or nothing.
+pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u64), ApiError> {
+    let objects = admit(raw, cluster)?;
+    let now = Timestamp::now();
+    cluster.store.write(|txn| {
+        let mut outcomes = Vec::with_capacity(objects.len());
+        for object in objects {
+            if let Some(namespace) = object.namespace() {
+                if !namespace_exists(txn, namespace)? {
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        format!("{}: namespace {namespace:?} not found", object.describe()),
+                    ));
+                }
+            }
+            let action = apply_one(txn, object, now)?;
+            outcomes.push(action);
+        }
+        Ok(outcomes)
+    })
+}
+
+fn apply_one(txn: &mut Txn<'_, '_>, mut object: Object, now: Timestamp) -> Result<ApplyOutcome, ApiError> {
+    let described = object.describe();
+    let existing = txn.get(&object_key(&object))?;
+    let action = match (existing, &mut object) {
+        (None, _) => {
+            let meta = object.metadata_mut();
+            meta.uid = Some(uuid::Uuid::new_v4().to_string());
+            meta.creation_timestamp = Some(now);
+            meta.generation = Some(1);
+            meta.resource_version = None;
+            meta.deletion_timestamp = None;
+            meta.owner_references.clear();
+            if let Object::Deployment(d) = &mut object {
+                d.status = None;
+            }
+            txn.put(object)?;
+            ApplyAction::Created
+        }
+        (Some(Object::Namespace(old)), Object::Namespace(new)) => {
+            if old.metadata.labels == new.metadata.labels {
+                ApplyAction::Unchanged
+            } else {
+                let mut updated = old.clone();
+                updated.metadata.labels = new.metadata.labels.clone();
+                txn.put(Object::Namespace(updated))?;
+                ApplyAction::Configured
+            }
+        }
+        (Some(Object::Deployment(old)), Object::Deployment(new)) => {
+            let spec_changed = old.spec != new.spec;
+            if !spec_changed && old.metadata.labels == new.metadata.labels {
+                ApplyAction::Unchanged
+            } else {
+                let mut updated = old.clone();
+                updated.metadata.labels = new.metadata.labels.clone();
+                if spec_changed {
+                    updated.spec = new.spec.clone();
+                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+                }
+                txn.put(Object::Deployment(updated))?;
+                ApplyAction::Configured
+            }
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("{described}: stored object has another kind"),
+            ));
+        }
+    };
+    Ok(ApplyOutcome {
+        object: described,
+        action,
+    })
+}
+
+/// Objects of `kind`, in one namespace or all, or one by name.
+pub fn get(
+    cluster: &Cluster,
+    kind: Kind,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<Vec<Object>, ApiError> {
+    let namespace = if kind.is_namespaced() { namespace } else { None };
+    let mut objects = match name {
+        Some(name) => {
+            let namespace = kind
+                .is_namespaced()
+                .then(|| namespace.unwrap_or(DEFAULT_NAMESPACE));
+            match cluster.store.get(&key(kind, namespace, name))? {
+                Some(object) => vec![object],
+                None => {
+                    return Err(ApiError::new(
+                        ErrorCode::NotFound,
+                        format!("{} not found", describe(kind, namespace, name)),
+                    ));
+                }
+            }
+        }
+        None => cluster.store.list(kind, namespace)?,
+    };
+    if kind == Kind::Node {
+        let liveness = cluster.liveness();
+        for object in &mut objects {
+            if let Object::Node(node) = object {
+                node.status.last_heartbeat_time = liveness
+                    .get(&node.metadata.name)
+                    .and_then(|l| l.last_heard);
+            }
+        }
+    }
+    Ok(objects)
+}
+
+/// Deletes an object. A Namespace takes its Deployments with it; an Instance
+/// is marked Terminating (its Deployment replaces it); the controllers stop
+/// what deleted Deployments owned.
+pub fn delete(
+    cluster: &Cluster,
+    kind: Kind,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<(String, u64), ApiError> {
+    let namespace = kind
+        .is_namespaced()
+        .then(|| namespace.unwrap_or(DEFAULT_NAMESPACE));
+    let described = describe(kind, namespace, name);
+    if kind == Kind::Namespace && name == DEFAULT_NAMESPACE {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("{described}: the default namespace cannot be deleted"),
+        ));
+    }
+    let now = Timestamp::now();
+    let ((), revision) = cluster.store.write(|txn| {
+        let key = key(kind, namespace, name);
+        let Some(object) = txn.get(&key)? else {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("{described} not found"),
+            ));
+        };
+        match object {
+            Object::Instance(mut instance) => {
+                if instance.metadata.deletion_timestamp.is_none() {
+                    instance.metadata.deletion_timestamp = Some(now);
+                    instance.status.phase = berth_api::Phase::Terminating;
+                    txn.put(Object::Instance(instance))?;
+                }
+            }
+            Object::Namespace(_) => {
+                for deployment in txn.list(Kind::Deployment, Some(name))? {
+                    txn.delete(&object_key(&deployment))?;
+                }
+                txn.delete(&key)?;
+            }
+            Object::Deployment(_) | Object::Node(_) => {
+                txn.delete(&key)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok((described, revision))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_checked() {
+        assert!(is_digest(&format!("sha256:{}", "0".repeat(64))));
+        assert!(!is_digest(&format!("sha256:{}", "G".repeat(64))));
+        assert!(!is_digest("sha256:abc"));
+        assert!(!is_digest("./hello.wasm"));
+    }
+
+    #[test]
+    fn components_are_told_from_modules_and_garbage() {
+        assert!(validate_component(b"not wasm").unwrap_err().contains("not a WebAssembly component"));
+        let module = b"\0asm\x01\0\0\0";
+        assert!(validate_component(module).unwrap_err().contains("core WebAssembly module"));
+        let truncated_component = b"\0asm\x0d\0\x01\0\x01";
+        assert!(validate_component(truncated_component).is_err());
+    }
+}

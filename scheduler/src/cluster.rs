@@ -1,0 +1,76 @@
+//! The scheduler's shared state: the store, the CA, change notification and
+//! what live node connections told us.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use jiff::Timestamp;
+use tokio::sync::watch;
+
+use crate::controller::Liveness;
+use crate::pki::Authority;
+use crate::store::{Store, StoreError};
+
+/// Everything request handlers and the reconciler share.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The durable store.
+    pub store: Store,
+    /// The CA and the scheduler's credentials.
+    pub authority: Authority,
+    /// Carries the store revision after every committed change.
+    changes: watch::Sender<u64>,
+    /// Node heartbeats and reports, kept in memory only.
+    liveness: Mutex<HashMap<String, Liveness>>,
+}
+
+impl Cluster {
+    /// Wraps an opened store and CA.
+    pub fn new(store: Store, authority: Authority) -> Result<Arc<Cluster>, StoreError> {
+        let revision = store.revision()?;
+        Ok(Arc::new(Cluster {
+            store,
+            authority,
+            changes: watch::channel(revision).0,
+            liveness: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Announces that the store reached `revision`.
+    pub fn changed(&self, revision: u64) {
+        self.changes.send_if_modified(|current| {
+            if revision > *current {
+                *current = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// A receiver woken on every change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Records a heartbeat from `node`, with the instances it holds when the
+    /// heartbeat is a report. Returns whether the node was not live before.
+    pub fn heard(&self, node: &str, now: Timestamp, held: Option<HashSet<String>>) -> bool {
+        let mut liveness = self.liveness.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = liveness.entry(node.to_owned()).or_default();
+        let was_new = entry.last_heard.is_none();
+        entry.last_heard = Some(now);
+        if held.is_some() {
+            entry.reported = held;
+        }
+        was_new
+    }
+
+    /// A copy of what node connections told us.
+    pub fn liveness(&self) -> HashMap<String, Liveness> {
+        self.liveness
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}

@@ -1,0 +1,177 @@
+//! berth's control plane.
+//!
+//! The scheduler keeps desired state in a redb file ([`store`]), serves the
+//! API over QUIC with mutual TLS ([`server`], with the verbs in
+//! [`admission`] and [`nodes`]), and runs the controllers ([`controller`])
+//! and placement ([`placement`]) — both sans-IO — from [`reconciler`].
+//! Start at [`Scheduler::start`].
+//!
+//! Out of scope here: the wasm runtime (the `berth-node` crate) and the
+//! command line (the `berth` crate).
+
+pub mod admission;
+pub mod cluster;
+pub mod controller;
+pub mod nodes;
+pub mod pki;
+pub mod placement;
+pub mod reconciler;
+pub mod server;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::quic::{self, Identity};
+use berth_api::{API_VERSION, DEFAULT_NAMESPACE, Kind, Namespace, Object, ObjectMeta};
+
+use crate::cluster::Cluster;
+use crate::controller::Settings;
+use crate::store::{Store, key};
+
+/// A node silent this long turns NotReady (Kubernetes' `nodeMonitorGracePeriod`).
+pub const DEFAULT_NODE_GRACE: Duration = Duration::from_secs(5);
+
+/// The scheduler's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the store, CA and credentials live.
+    pub data_dir: PathBuf,
+    /// UDP address to serve QUIC on.
+    pub listen: SocketAddr,
+    /// How long a node may be silent before it turns NotReady.
+    pub node_grace: Duration,
+}
+
+/// Why the scheduler could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Credentials could not be created or loaded.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// QUIC could not be set up.
+    #[error(transparent)]
+    Quic(#[from] quic::QuicError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A started scheduler, ready to [`run`](Scheduler::run).
+#[derive(Debug)]
+pub struct Scheduler {
+    cluster: Arc<Cluster>,
+    endpoint: quinn::Endpoint,
+    settings: Settings,
+}
+
+impl Scheduler {
+    /// Opens the data directory (creating the CA and store on first start)
+    /// and binds the QUIC endpoint.
+    pub fn start(config: &Config) -> Result<Scheduler, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let authority = pki::Authority::load_or_create(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join("berth.redb"))?;
+        let admin = pki::identity_fingerprint(&authority.admin)?;
+        store.put_identity(&admin, &pki::Subject::User("admin".into()).encode())?;
+        ensure_default_namespace(&store)?;
+        let server_config = quic::server_config(&authority.server, authority.ca_pem())?;
+        let cluster = Cluster::new(store, authority)?;
+        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
+            StartError::Listen {
+                addr: config.listen,
+                source,
+            }
+        })?;
+        let settings = Settings {
+            node_grace: jiff::SignedDuration::try_from(config.node_grace)
+                .unwrap_or(jiff::SignedDuration::from_secs(5)),
+            started: jiff::Timestamp::now(),
+        };
+        Ok(Scheduler {
+            cluster,
+            endpoint,
+            settings,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, std::io::Error> {
+        self.endpoint.local_addr()
+    }
+
+    /// The admin user's client credentials.
+    pub fn admin(&self) -> &Identity {
+        &self.cluster.authority.admin
+    }
+
+    /// The cluster CA, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.cluster.authority.ca_pem()
+    }
+
+    /// The bootstrap token nodes join with.
+    pub fn join_token(&self) -> &str {
+        &self.cluster.authority.join_token
+    }
+
+    /// Serves and reconciles until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let reconciler = {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(reconciler::run(
+                self.cluster.clone(),
+                self.settings.clone(),
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            ))
+        };
+        server::serve(self.endpoint.clone(), self.cluster.clone(), shutdown).await;
+        let _ = stop_tx.send(true);
+        let _ = reconciler.await;
+        self.endpoint.wait_idle().await;
+    }
+}
+
+fn ensure_default_namespace(store: &Store) -> Result<(), store::StoreError> {
+    store.write(|txn| {
+        if txn.get(&key(Kind::Namespace, None, DEFAULT_NAMESPACE))?.is_none() {
+            txn.put(Object::Namespace(Namespace {
+                api_version: API_VERSION.into(),
+                kind: Kind::Namespace.as_str().into(),
+                metadata: ObjectMeta {
+                    name: DEFAULT_NAMESPACE.into(),
+                    uid: Some(uuid::Uuid::new_v4().to_string()),
+                    creation_timestamp: Some(jiff::Timestamp::now()),
+                    generation: Some(1),
+                    ..ObjectMeta::default()
+                },
+            }))?;
+        }
+        Ok::<_, store::StoreError>(())
+    })?;
+    Ok(())
+}

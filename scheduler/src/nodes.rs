@@ -1,0 +1,193 @@
+//! The node-facing verbs: join, register, report and the assignment watch.
+
+use std::collections::HashSet;
+
+use berth_api::quantity::{parse_cpu, parse_memory};
+use berth_api::validate::dns1123_label;
+use berth_api::wire::{
+    ApiError, Assignment, Assignments, ErrorCode, NodeInfo, NodeReport, Response,
+};
+use berth_api::{
+    API_VERSION, Instance, Kind, Node, NodeResources, NodeStatus, Object, ObjectMeta, Phase,
+};
+use jiff::Timestamp;
+
+use crate::cluster::Cluster;
+use crate::pki::{Subject, identity_fingerprint};
+use crate::store::key;
+
+/// Compares two secrets in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Trades a bootstrap secret for node credentials.
+pub fn join(cluster: &Cluster, secret: &str, node_name: &str) -> Result<Response, ApiError> {
+    if !same_secret(secret, cluster.authority.join_secret()) {
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "invalid join token",
+        ));
+    }
+    dns1123_label(node_name)
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("node name: {e}")))?;
+    let subject = Subject::Node(node_name.to_owned());
+    let identity = cluster
+        .authority
+        .issue_client(&subject)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let fingerprint = identity_fingerprint(&identity)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    // A node that joins again gets new credentials; the old ones stop working.
+    cluster.store.revoke_subject(&subject.encode())?;
+    cluster.store.put_identity(&fingerprint, &subject.encode())?;
+    Ok(Response::Joined {
+        cert_pem: identity.cert_chain_pem,
+        key_pem: identity.key_pem,
+        ca_pem: cluster.authority.ca_pem().to_owned(),
+    })
+}
+
+/// Creates or updates the Node object of a connecting node.
+pub fn register(cluster: &Cluster, name: &str, info: NodeInfo) -> Result<Option<u64>, ApiError> {
+    cluster.heard(name, Timestamp::now(), None);
+    let ((), revision) = cluster.store.write(|txn| {
+        let key = key(Kind::Node, None, name);
+        let existing = match txn.get(&key)? {
+            Some(Object::Node(node)) => Some(*node),
+            _ => None,
+        };
+        let mut node = existing.clone().unwrap_or_else(|| Node {
+            api_version: API_VERSION.into(),
+            kind: Kind::Node.as_str().into(),
+            metadata: ObjectMeta {
+                name: name.to_owned(),
+                uid: Some(uuid::Uuid::new_v4().to_string()),
+                creation_timestamp: Some(Timestamp::now()),
+                ..ObjectMeta::default()
+            },
+            status: NodeStatus::default(),
+        });
+        node.metadata.labels = info.labels;
+        node.status.capacity = info.capacity;
+        node.status.allocatable = info.allocatable;
+        node.status.runtimes = info.runtimes;
+        node.status.ingress_address = info.ingress_address;
+        if existing.as_ref() != Some(&node) {
+            txn.put(Object::Node(Box::new(node)))?;
+        }
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(Some(revision))
+}
+
+/// Records a node's heartbeat and the state of its instances.
+pub fn report(cluster: &Cluster, name: &str, report: NodeReport) -> Result<u64, ApiError> {
+    let held: HashSet<String> = report.instances.iter().map(|i| i.uid.clone()).collect();
+    cluster.heard(name, Timestamp::now(), Some(held));
+    let now = Timestamp::now();
+    let ((), revision) = cluster.store.write(|txn| {
+        let mine: Vec<Instance> = txn
+            .list(Kind::Instance, None)?
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Instance(i) if i.spec.node_name.as_deref() == Some(name) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        for reported in report.instances {
+            let Some(instance) = mine
+                .iter()
+                .find(|i| i.metadata.uid.as_deref() == Some(reported.uid.as_str()))
+            else {
+                continue;
+            };
+            if instance.metadata.deletion_timestamp.is_some()
+                || !matches!(reported.phase, Phase::Starting | Phase::Running | Phase::Failed | Phase::Succeeded)
+            {
+                continue;
+            }
+            let status = &instance.status;
+            if status.phase == reported.phase
+                && status.reason == reported.reason
+                && status.message == reported.message
+            {
+                continue;
+            }
+            let mut updated = instance.clone();
+            if reported.phase == Phase::Running && status.phase != Phase::Running {
+                updated.status.start_time = Some(now);
+            }
+            updated.status.phase = reported.phase;
+            updated.status.reason = reported.reason;
+            updated.status.message = reported.message;
+            txn.put(Object::Instance(Box::new(updated)))?;
+        }
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(revision)
+}
+
+fn limits(instance: &Instance) -> NodeResources {
+    let limits = &instance.spec.resources.limits;
+    NodeResources {
+        cpu_millis: limits
+            .cpu
+            .as_ref()
+            .and_then(|q| parse_cpu(&q.0).ok())
+            .unwrap_or(0),
+        memory_bytes: limits
+            .memory
+            .as_ref()
+            .and_then(|q| parse_memory(&q.0).ok())
+            .unwrap_or(0),
+    }
+}
+
+/// What `node` should run now.
+pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiError> {
+    let revision = cluster.store.revision()?;
+    let mut instances: Vec<Assignment> = cluster
+        .store
+        .list(Kind::Instance, None)?
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Instance(i)
+                if i.spec.node_name.as_deref() == Some(node)
+                    && i.metadata.deletion_timestamp.is_none() =>
+            {
+                Some(i)
+            }
+            _ => None,
+        })
+        .map(|instance| Assignment {
+            uid: instance.metadata.uid.clone().unwrap_or_default(),
+            name: instance.metadata.name.clone(),
+            namespace: instance.metadata.namespace_or_default().to_owned(),
+            deployment: instance
+                .metadata
+                .owner_references
+                .iter()
+                .find(|r| r.kind == Kind::Deployment.as_str())
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            component: instance.spec.component.clone(),
+            env: instance
+                .spec
+                .env
+                .iter()
+                .map(|e| (e.name.clone(), e.value.clone()))
+                .collect(),
+            limits: limits(&instance),
+        })
+        .collect();
+    instances.sort_by(|a, b| a.uid.cmp(&b.uid));
+    Ok(Assignments {
+        revision,
+        instances,
+    })
+}

@@ -1,0 +1,336 @@
+//! The cluster's certificate authority and the credentials it issues.
+//!
+//! On first start the scheduler creates a CA, its own server certificate,
+//! an admin client certificate and a bootstrap token, all kept in the data
+//! directory (keys with mode 0600). A bootstrap token reads
+//! `berth1.<ca-sha256>.<secret>`: the first part pins the CA for a node that
+//! has nothing else to trust yet, the second proves the node may join.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use berth_api::quic::{Identity, fingerprint, pem_fingerprint};
+use berth_api::wire::SERVER_NAME;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// How long issued node and user certificates stay valid.
+pub const LEAF_VALIDITY_DAYS: i64 = 365;
+
+/// How long the cluster CA stays valid.
+pub const CA_VALIDITY_DAYS: i64 = 3650;
+
+/// Failures creating or loading credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Certificate generation failed.
+    #[error("certificate: {0}")]
+    Cert(#[from] rcgen::Error),
+    /// A stored certificate is unreadable.
+    #[error("certificate: {0}")]
+    Quic(#[from] berth_api::quic::QuicError),
+    /// A bootstrap token is malformed.
+    #[error("invalid join token: {0}")]
+    Token(&'static str),
+}
+
+/// Who a client certificate was issued to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A node, by name.
+    Node(String),
+    /// A user, by name.
+    User(String),
+}
+
+impl Subject {
+    /// The stored form: `node:NAME` or `user:NAME`.
+    pub fn encode(&self) -> String {
+        match self {
+            Subject::Node(name) => format!("node:{name}"),
+            Subject::User(name) => format!("user:{name}"),
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn decode(text: &str) -> Option<Subject> {
+        match text.split_once(':')? {
+            ("node", name) => Some(Subject::Node(name.to_owned())),
+            ("user", name) => Some(Subject::User(name.to_owned())),
+            _ => None,
+        }
+    }
+}
+
+/// The CA with its key, able to issue certificates.
+pub struct Authority {
+    ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    /// The scheduler's own server identity.
+    pub server: Identity,
+    /// The admin user's client identity.
+    pub admin: Identity,
+    /// The bootstrap token nodes join with.
+    pub join_token: String,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").finish_non_exhaustive()
+    }
+}
+
+/// A parsed bootstrap token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    /// SHA-256 of the CA certificate, hex.
+    pub ca_fingerprint: String,
+    /// The secret.
+    pub secret: String,
+}
+
+impl JoinToken {
+    /// Parses `berth1.<ca-sha256>.<secret>`.
+    pub fn parse(token: &str) -> Result<JoinToken, PkiError> {
+        let mut parts = token.trim().split('.');
+        let (Some("berth1"), Some(ca), Some(secret), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(PkiError::Token("expected berth1.<ca-sha256>.<secret>"));
+        };
+        if ca.len() != 64 || !ca.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(PkiError::Token("the CA fingerprint must be 64 hex digits"));
+        }
+        if secret.is_empty() {
+            return Err(PkiError::Token("the secret is empty"));
+        }
+        Ok(JoinToken {
+            ca_fingerprint: ca.to_ascii_lowercase(),
+            secret: secret.to_owned(),
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(|source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `contents` to `path`, readable by the owner only when `secret`.
+pub fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+fn validity(days: i64) -> (OffsetDateTime, OffsetDateTime) {
+    let now = OffsetDateTime::now_utc();
+    // Back-date by an hour to tolerate clock skew between machines.
+    (now - Duration::hours(1), now + Duration::days(days))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes * 2);
+    while out.len() < bytes * 2 {
+        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+impl Authority {
+    /// Loads the CA and credentials from `dir`, creating them on first start.
+    pub fn load_or_create(dir: &Path) -> Result<Authority, PkiError> {
+        let ca_cert = dir.join("ca.crt");
+        let ca_key = dir.join("ca.key");
+        if !ca_cert.exists() {
+            let key = KeyPair::generate()?;
+            let mut params = CertificateParams::new(Vec::<String>::new())?;
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "berth cluster CA");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            (params.not_before, params.not_after) = validity(CA_VALIDITY_DAYS);
+            let cert = params.self_signed(&key)?;
+            write_file(&ca_key, &key.serialize_pem(), true)?;
+            write_file(&ca_cert, &cert.pem(), false)?;
+        }
+        let ca_pem = read(&ca_cert)?;
+        let key = KeyPair::from_pem(&read(&ca_key)?)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca_pem, key)?;
+        let mut authority = Authority {
+            ca_pem,
+            issuer,
+            server: Identity {
+                cert_chain_pem: String::new(),
+                key_pem: String::new(),
+            },
+            admin: Identity {
+                cert_chain_pem: String::new(),
+                key_pem: String::new(),
+            },
+            join_token: String::new(),
+        };
+        authority.server = authority.load_or_issue(dir, "scheduler", |a| a.issue_server())?;
+        authority.admin = authority.load_or_issue(dir, "admin", |a| {
+            a.issue_client(&Subject::User("admin".into()))
+        })?;
+        let token_path = dir.join("join-token");
+        if !token_path.exists() {
+            let token = format!(
+                "berth1.{}.{}",
+                authority.ca_fingerprint()?,
+                random_hex(16)
+            );
+            write_file(&token_path, &format!("{token}\n"), true)?;
+        }
+        authority.join_token = read(&token_path)?.trim().to_owned();
+        Ok(authority)
+    }
+
+    fn load_or_issue(
+        &self,
+        dir: &Path,
+        name: &str,
+        issue: impl FnOnce(&Authority) -> Result<Identity, PkiError>,
+    ) -> Result<Identity, PkiError> {
+        let cert = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        if !cert.exists() || !key.exists() {
+            let identity = issue(self)?;
+            write_file(&key, &identity.key_pem, true)?;
+            write_file(&cert, &identity.cert_chain_pem, false)?;
+        }
+        Ok(Identity {
+            cert_chain_pem: read(&cert)?,
+            key_pem: read(&key)?,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// SHA-256 of the CA certificate, hex.
+    pub fn ca_fingerprint(&self) -> Result<String, PkiError> {
+        Ok(pem_fingerprint(&self.ca_pem)?)
+    }
+
+    /// The secret part of the bootstrap token.
+    pub fn join_secret(&self) -> &str {
+        self.join_token.rsplit('.').next().unwrap_or_default()
+    }
+
+    fn issue_server(&self) -> Result<Identity, PkiError> {
+        let mut params = CertificateParams::new(vec![SERVER_NAME.to_owned()])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, SERVER_NAME);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign(params, CA_VALIDITY_DAYS)
+    }
+
+    /// Issues a client certificate for `subject`; the caller records its
+    /// fingerprint so the scheduler knows who presents it.
+    pub fn issue_client(&self, subject: &Subject) -> Result<Identity, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, subject.encode());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params, LEAF_VALIDITY_DAYS)
+    }
+
+    fn sign(&self, mut params: CertificateParams, days: i64) -> Result<Identity, PkiError> {
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        (params.not_before, params.not_after) = validity(days);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Identity {
+            // The chain carries the CA so that a joining node can find the
+            // CA its token pins.
+            cert_chain_pem: format!("{}{}", cert.pem(), self.ca_pem),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// The fingerprint of an identity's leaf certificate.
+pub fn identity_fingerprint(identity: &Identity) -> Result<String, PkiError> {
+    Ok(pem_fingerprint(&identity.cert_chain_pem)?)
+}
+
+/// The fingerprint of a DER certificate presented by a peer.
+pub fn der_fingerprint(der: &[u8]) -> String {
+    fingerprint(der)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_then_loads_the_same_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Authority::load_or_create(dir.path()).unwrap();
+        let second = Authority::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.ca_pem(), second.ca_pem());
+        assert_eq!(first.join_token, second.join_token);
+        assert_eq!(
+            first.admin.cert_chain_pem, second.admin.cert_chain_pem,
+            "the admin certificate is issued once"
+        );
+        let token = JoinToken::parse(&first.join_token).unwrap();
+        assert_eq!(token.ca_fingerprint, first.ca_fingerprint().unwrap());
+        assert_eq!(token.secret, first.join_secret());
+    }
+
+    #[test]
+    fn malformed_tokens_are_rejected() {
+        for bad in ["", "berth1", "berth2.aa.bb", "berth1.zz.secret", "berth1.00.secret"] {
+            assert!(JoinToken::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let ok = format!("berth1.{}.s3cret", "a".repeat(64));
+        assert!(JoinToken::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn subjects_roundtrip() {
+        for subject in [Subject::Node("n1".into()), Subject::User("admin".into())] {
+            assert_eq!(Subject::decode(&subject.encode()), Some(subject));
+        }
+        assert_eq!(Subject::decode("robot:x"), None);
+    }
+}

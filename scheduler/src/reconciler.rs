@@ -1,0 +1,107 @@
+//! The loop that runs the controllers on every change and applies their plan.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::Object;
+use jiff::Timestamp;
+use tracing::{debug, warn};
+
+use crate::cluster::Cluster;
+use crate::controller::{self, Command, Plan, Settings, View};
+use crate::store::{StoreError, object_key};
+
+/// How often the controllers run when nothing changes (node liveness).
+pub const RESYNC: Duration = Duration::from_millis(500);
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut changes = cluster.subscribe();
+    tokio::pin!(shutdown);
+    loop {
+        let cluster_for_pass = cluster.clone();
+        let settings_for_pass = settings.clone();
+        let pass = tokio::task::spawn_blocking(move || pass(&cluster_for_pass, &settings_for_pass));
+        match pass.await {
+            Ok(Ok(Some(revision))) => cluster.changed(revision),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => warn!(error = %e, "reconcile pass failed"),
+            Err(e) => warn!(error = %e, "reconcile pass panicked"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(RESYNC) => {}
+        }
+    }
+}
+
+/// Fresh instance names: the Deployment's name and five random characters,
+/// as Kubernetes names pods.
+fn new_name(deployment: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let random = uuid::Uuid::new_v4();
+    let suffix: String = random
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| char::from(ALPHABET.get(usize::from(*b) % ALPHABET.len()).copied().unwrap_or(b'x')))
+        .collect();
+    format!("{deployment}-{suffix}")
+}
+
+/// One reconcile pass; the new revision if it wrote anything.
+fn pass(cluster: &Cluster, settings: &Settings) -> Result<Option<u64>, StoreError> {
+    let snapshot = cluster.store.snapshot()?;
+    let view = View::new(snapshot.objects);
+    let now = Timestamp::now();
+    let plan = controller::reconcile(&view, &cluster.liveness(), settings, now, &mut new_name);
+    if plan.commands.is_empty() {
+        return Ok(None);
+    }
+    let before = snapshot.revision;
+    let (applied, revision) = apply(cluster, plan, now)?;
+    debug!(applied, before, revision, "reconciled");
+    Ok((revision != before).then_some(revision))
+}
+
+/// Applies a plan in one transaction, skipping commands whose object changed
+/// since the snapshot; returns how many were applied.
+fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), StoreError> {
+    cluster.store.write(|txn| {
+        let mut applied = 0;
+        for command in plan.commands {
+            match command {
+                Command::Create(mut instance) => {
+                    instance.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+                    instance.metadata.creation_timestamp = Some(now);
+                    instance.metadata.generation = Some(1);
+                    let object = Object::Instance(instance);
+                    if txn.get(&object_key(&object))?.is_none() {
+                        txn.put(object)?;
+                        applied += 1;
+                    }
+                }
+                Command::Update { seen, object } => {
+                    let current = txn.get(&object_key(&object))?;
+                    if current.is_some_and(|c| c.metadata().resource_version.as_deref() == Some(&seen)) {
+                        txn.put(*object)?;
+                        applied += 1;
+                    }
+                }
+                Command::Remove { key, seen } => {
+                    let current = txn.get(&key)?;
+                    if current.is_some_and(|c| c.metadata().resource_version.as_deref() == Some(&seen)) {
+                        txn.delete(&key)?;
+                        applied += 1;
+                    }
+                }
+            }
+        }
+        Ok(applied)
+    })
+}

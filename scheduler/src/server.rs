@@ -1,0 +1,285 @@
+//! The API server: accepts QUIC connections, authenticates the peer by its
+//! client certificate, and serves one request per stream.
+
+use std::sync::Arc;
+
+use berth_api::quic::{recv_frame, send_frame};
+use berth_api::wire::{ApiError, ErrorCode, Request, Response};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, instrument, warn};
+
+use crate::admission;
+use crate::cluster::Cluster;
+use crate::nodes;
+use crate::pki::{Subject, der_fingerprint};
+
+/// Connections served at once; more are refused until one ends.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// QUIC close code: the peer presented no usable client certificate.
+pub const CLOSE_UNAUTHENTICATED: u32 = 0x101;
+
+/// QUIC close code: the scheduler is shutting down.
+pub const CLOSE_SHUTDOWN: u32 = 0x102;
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Caller {
+    /// No client certificate: may only join.
+    Anonymous,
+    /// A node, by name.
+    Node(String),
+    /// A user, by name.
+    User(String),
+}
+
+/// Serves `endpoint` until `shutdown` resolves, then closes every connection.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    cluster: Arc<Cluster>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let incoming = tokio::select! {
+            _ = &mut shutdown => break,
+            incoming = endpoint.accept() => incoming,
+        };
+        let Some(incoming) = incoming else { break };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            incoming.refuse();
+            continue;
+        };
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            connection(cluster, incoming).await;
+            drop(permit);
+        });
+    }
+    endpoint.close(CLOSE_SHUTDOWN.into(), b"scheduler shutting down");
+}
+
+fn authenticate(cluster: &Cluster, connection: &quinn::Connection) -> Result<Caller, String> {
+    let Some(certs) = connection
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+    else {
+        return Ok(Caller::Anonymous);
+    };
+    let Some(leaf) = certs.first() else {
+        return Ok(Caller::Anonymous);
+    };
+    let fingerprint = der_fingerprint(leaf);
+    match cluster.store.identity(&fingerprint) {
+        Ok(Some(subject)) => match Subject::decode(&subject) {
+            Some(Subject::Node(name)) => Ok(Caller::Node(name)),
+            Some(Subject::User(name)) => Ok(Caller::User(name)),
+            None => Err("client certificate has an unknown subject".into()),
+        },
+        Ok(None) => Err("client certificate is not known to this cluster (revoked?)".into()),
+        Err(e) => Err(format!("cannot check client certificate: {e}")),
+    }
+}
+
+async fn connection(cluster: Arc<Cluster>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(e) => {
+            debug!(%remote, error = %e, "handshake failed");
+            return;
+        }
+    };
+    let caller = match authenticate(&cluster, &connection) {
+        Ok(caller) => caller,
+        Err(reason) => {
+            warn!(%remote, %reason, "refusing connection");
+            connection.close(CLOSE_UNAUTHENTICATED.into(), reason.as_bytes());
+            return;
+        }
+    };
+    debug!(%remote, ?caller, "connected");
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        let cluster = cluster.clone();
+        let caller = caller.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            stream(cluster, caller, connection, send, recv).await;
+        });
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::new(ErrorCode::Internal, e.to_string())))
+}
+
+fn forbidden(caller: &Caller, what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        format!("{caller:?} may not {what}").to_lowercase(),
+    )
+}
+
+#[instrument(skip_all, fields(?caller))]
+async fn stream(
+    cluster: Arc<Cluster>,
+    caller: Caller,
+    connection: quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let request: Request = match recv_frame(&mut recv).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return,
+        Err(e) => {
+            let error = ApiError::new(ErrorCode::Invalid, format!("malformed request: {e}"));
+            let _ = send_frame(&mut send, &Response::Error(error)).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let response = match (caller.clone(), request) {
+        (Caller::Node(name), Request::Watch) => {
+            watch(&cluster, &name, &mut send).await;
+            let _ = send.finish();
+            return;
+        }
+        (caller, request) => handle(&cluster, &caller, request).await,
+    };
+    let unauthenticated = matches!(&response, Response::Error(e) if e.code == ErrorCode::Unauthenticated);
+    if send_frame(&mut send, &response).await.is_ok() {
+        let _ = send.finish();
+        let _ = send.stopped().await;
+    }
+    if unauthenticated && caller == Caller::Anonymous {
+        connection.close(CLOSE_UNAUTHENTICATED.into(), b"client certificate required");
+    }
+}
+
+async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Response {
+    let cluster = cluster.clone();
+    let result = match (caller, request) {
+        (Caller::Anonymous, Request::Join { secret, node_name }) => {
+            info!(node = %node_name, "node joining");
+            blocking(move || nodes::join(&cluster, &secret, &node_name)).await
+        }
+        (Caller::Anonymous, _) => Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "client certificate required",
+        )),
+        (Caller::Node(name), Request::Register(info)) => {
+            let name = name.clone();
+            blocking(move || {
+                if let Some(revision) = nodes::register(&cluster, &name, info)? {
+                    cluster.changed(revision);
+                }
+                Ok(Response::Ok)
+            })
+            .await
+        }
+        (Caller::Node(name), Request::Report(report)) => {
+            let name = name.clone();
+            blocking(move || {
+                let revision = nodes::report(&cluster, &name, report)?;
+                cluster.changed(revision);
+                Ok(Response::Ok)
+            })
+            .await
+        }
+        (Caller::Node(_) | Caller::User(_), Request::GetBlob { digest }) => {
+            blocking(move || match cluster.store.get_blob(&digest)? {
+                Some(bytes) => Ok(Response::Blob(bytes)),
+                None => Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("component {digest} not found"),
+                )),
+            })
+            .await
+        }
+        (Caller::User(_), Request::PutBlob { digest, bytes }) => {
+            blocking(move || {
+                admission::put_blob(&cluster, &digest, &bytes)?;
+                Ok(Response::BlobStored)
+            })
+            .await
+        }
+        (Caller::User(_), Request::Apply { objects }) => {
+            blocking(move || {
+                let (outcomes, revision) = admission::apply(&cluster, &objects)?;
+                cluster.changed(revision);
+                Ok(Response::Applied(outcomes))
+            })
+            .await
+        }
+        (Caller::User(_), Request::Get { kind, namespace, name }) => {
+            blocking(move || {
+                let objects = admission::get(&cluster, kind, namespace.as_deref(), name.as_deref())?;
+                Ok(Response::Objects(objects.iter().map(|o| o.to_json()).collect()))
+            })
+            .await
+        }
+        (Caller::User(_), Request::Delete { kind, namespace, name }) => {
+            blocking(move || {
+                let (object, revision) =
+                    admission::delete(&cluster, kind, namespace.as_deref(), &name)?;
+                cluster.changed(revision);
+                Ok(Response::Deleted { object })
+            })
+            .await
+        }
+        (caller, Request::Join { .. }) => Err(forbidden(caller, "join: already has credentials")),
+        (caller @ Caller::User(_), request) => Err(forbidden(caller, &format!("send node request {}", request_name(&request)))),
+        (caller @ Caller::Node(_), request) => Err(forbidden(caller, &format!("send user request {}", request_name(&request)))),
+    };
+    result.unwrap_or_else(Response::Error)
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::Apply { .. } => "apply",
+        Request::Get { .. } => "get",
+        Request::Delete { .. } => "delete",
+        Request::PutBlob { .. } => "put-blob",
+        Request::GetBlob { .. } => "get-blob",
+        Request::Join { .. } => "join",
+        Request::Register(_) => "register",
+        Request::Watch => "watch",
+        Request::Report(_) => "report",
+    }
+}
+
+/// Streams `node`'s assignments: now, and again whenever they change.
+async fn watch(cluster: &Arc<Cluster>, node: &str, send: &mut quinn::SendStream) {
+    let mut changes = cluster.subscribe();
+    let mut last = None;
+    loop {
+        changes.mark_unchanged();
+        let snapshot_cluster = cluster.clone();
+        let name = node.to_owned();
+        let current = match blocking(move || nodes::assignments(&snapshot_cluster, &name)).await {
+            Ok(current) => current,
+            Err(e) => {
+                warn!(%node, error = %e, "cannot compute assignments");
+                let _ = send_frame(send, &Response::Error(e)).await;
+                return;
+            }
+        };
+        if last.as_ref().map(|a: &berth_api::wire::Assignments| &a.instances) != Some(&current.instances) {
+            if send_frame(send, &Response::Assignments(current.clone())).await.is_err() {
+                return;
+            }
+            last = Some(current);
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = send.stopped() => return,
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The durable store: one redb file holding objects, uploaded components and
+//! the identities behind issued certificates.
+//!
+//! Schema (all keys are UTF-8 strings):
+//!
+//! | table        | key                          | value                               |
+//! |--------------|------------------------------|-------------------------------------|
+//! | `objects`    | `Kind/namespace/name` (`Kind//name` when cluster-scoped) | JSON of the object |
+//! | `meta`       | `revision`                   | u64, the last committed revision    |
+//! | `blobs`      | `sha256:<hex>`               | component bytes                     |
+//! | `identities` | SHA-256 of a client cert DER | `node:NAME` or `user:NAME`          |
+//!
+//! Every write transaction that changes an object takes the next revision;
+//! each object it writes carries that revision as its `resourceVersion`.
+//! A write is acknowledged only after redb commits it durably.
+
+use std::path::Path;
+
+use berth_api::{Kind, Object};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+const IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("identities");
+
+const REVISION: &str = "revision";
+
+/// Failures of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed.
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored object no longer decodes.
+    #[error("store: object {key} is corrupt: {source}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+macro_rules! from_redb {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for StoreError {
+            fn from(e: $ty) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The key of an object: `Kind/namespace/name`.
+pub fn key(kind: Kind, namespace: Option<&str>, name: &str) -> String {
+    format!("{kind}/{}/{name}", namespace.unwrap_or(""))
+}
+
+/// The key of a stored object.
+pub fn object_key(object: &Object) -> String {
+    key(object.kind(), object.namespace(), &object.metadata().name)
+}
+
+fn prefix(kind: Kind, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(namespace) => format!("{kind}/{namespace}/"),
+        None => format!("{kind}/"),
+    }
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<Object, StoreError> {
+    Object::from_json(bytes).map_err(|source| StoreError::Corrupt {
+        key: key.to_owned(),
+        source,
+    })
+}
+
+/// The redb-backed store.
+pub struct Store {
+    db: Database,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+/// Every object at one revision, as controllers see the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The revision read.
+    pub revision: u64,
+    /// All objects, in key order.
+    pub objects: Vec<Object>,
+}
+
+impl Store {
+    /// Opens (or creates) the store file at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(OBJECTS)?;
+            txn.open_table(META)?;
+            txn.open_table(BLOBS)?;
+            txn.open_table(IDENTITIES)?;
+        }
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    /// The last committed revision.
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(REVISION)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// One object.
+    pub fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        table
+            .get(key)?
+            .map(|v| decode(key, v.value()))
+            .transpose()
+    }
+
+    /// Objects of `kind`, in `namespace` or in all namespaces.
+    pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<Vec<Object>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OBJECTS)?;
+        let prefix = prefix(kind, namespace);
+        let mut out = Vec::new();
+        for entry in table.range(prefix.as_str()..)? {
+            let (key, value) = entry?;
+            if !key.value().starts_with(&prefix) {
+                break;
+            }
+            out.push(decode(key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Every object, consistently at one revision.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let revision = meta.get(REVISION)?.map(|v| v.value()).unwrap_or(0);
+        let table = txn.open_table(OBJECTS)?;
+        let mut objects = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            objects.push(decode(key.value(), value.value())?);
+        }
+        Ok(Snapshot { revision, objects })
+    }
+
+    /// Runs `f` in one write transaction and commits if it returns `Ok`;
+    /// on `Err` nothing is written. Returns the revision after the commit.
+    pub fn write<T, E>(
+        &self,
+        f: impl FnOnce(&mut Txn<'_, '_>) -> Result<T, E>,
+    ) -> Result<(T, u64), E>
+    where
+        E: From<StoreError>,
+    {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let (value, revision) = {
+            let mut objects = txn.open_table(OBJECTS).map_err(StoreError::from)?;
+            let mut meta = txn.open_table(META).map_err(StoreError::from)?;
+            let current = meta
+                .get(REVISION)
+                .map_err(StoreError::from)?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            let mut writer = Txn {
+                objects: &mut objects,
+                next: current + 1,
+                changed: false,
+            };
+            let value = f(&mut writer)?;
+            let revision = if writer.changed {
+                meta.insert(REVISION, current + 1)
+                    .map_err(StoreError::from)?;
+                current + 1
+            } else {
+                current
+            };
+            (value, revision)
+        };
+        txn.commit().map_err(StoreError::from)?;
+        Ok((value, revision))
+    }
+
+    /// Stores a blob under its digest.
+    pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(BLOBS)?.insert(digest, bytes)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A blob's bytes.
+    pub fn get_blob(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOBS)?;
+        Ok(table.get(digest)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Whether a blob is stored.
+    pub fn has_blob(&self, digest: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOBS)?;
+        Ok(table.get(digest)?.is_some())
+    }
+
+    /// Records who a certificate fingerprint belongs to.
+    pub fn put_identity(&self, fingerprint: &str, subject: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(IDENTITIES)?.insert(fingerprint, subject)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Who a certificate fingerprint belongs to.
+    pub fn identity(&self, fingerprint: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(IDENTITIES)?;
+        Ok(table.get(fingerprint)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Forgets every certificate issued to `subject` (a node re-joining).
+    pub fn revoke_subject(&self, subject: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(IDENTITIES)?;
+            table.retain(|_, value| value != subject)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// A write transaction over objects.
+pub struct Txn<'a, 't> {
+    objects: &'a mut redb::Table<'t, &'static str, &'static [u8]>,
+    next: u64,
+    changed: bool,
+}
+
+impl Txn<'_, '_> {
+    /// The revision this transaction's writes will carry.
+    pub fn revision(&self) -> u64 {
+        self.next
+    }
+
+    /// Reads an object, including this transaction's own writes.
+    pub fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        self.objects
+            .get(key)?
+            .map(|v| decode(key, v.value()))
+            .transpose()
+    }
+
+    /// Objects of `kind` in `namespace` (or all), including this
+    /// transaction's own writes.
+    pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Result<Vec<Object>, StoreError> {
+        let prefix = prefix(kind, namespace);
+        let mut out = Vec::new();
+        for entry in self.objects.range(prefix.as_str()..)? {
+            let (key, value) = entry?;
+            if !key.value().starts_with(&prefix) {
+                break;
+            }
+            out.push(decode(key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Writes `object`, stamping it with this transaction's revision.
+    pub fn put(&mut self, mut object: Object) -> Result<Object, StoreError> {
+        object.metadata_mut().resource_version = Some(self.next.to_string());
+        let key = object_key(&object);
+        self.objects.insert(key.as_str(), object.to_json().as_slice())?;
+        self.changed = true;
+        Ok(object)
+    }
+
+    /// Deletes the object at `key`; whether it existed.
+    pub fn delete(&mut self, key: &str) -> Result<bool, StoreError> {
+        let existed = self.objects.remove(key)?.is_some();
+        self.changed |= existed;
+        Ok(existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_api::{API_VERSION, Namespace, ObjectMeta};
+
+    fn namespace(name: &str) -> Object {
+        Object::Namespace(Namespace {
+            api_version: API_VERSION.into(),
+            kind: "Namespace".into(),
+            metadata: ObjectMeta {
+                name: name.into(),
+                ..ObjectMeta::default()
+            },
+        })
+    }
+
+    #[test]
+    fn writes_survive_reopen_with_revisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let (_, rev) = store
+                .write(|txn| -> Result<(), StoreError> {
+                    txn.put(namespace("a"))?;
+                    txn.put(namespace("b"))?;
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(rev, 1);
+            let (_, rev) = store
+                .write(|txn| -> Result<(), StoreError> {
+                    txn.put(namespace("c"))?;
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(rev, 2);
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.revision().unwrap(), 2);
+        let all = store.list(Kind::Namespace, None).unwrap();
+        let versions: Vec<_> = all
+            .iter()
+            .map(|o| o.metadata().resource_version.clone().unwrap())
+            .collect();
+        assert_eq!(versions, ["1", "1", "2"]);
+    }
+
+    #[test]
+    fn failed_transaction_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("berth.redb")).unwrap();
+        let result = store.write(|txn| -> Result<(), StoreError> {
+            txn.put(namespace("a"))?;
+            Err(StoreError::Db(redb::Error::Corrupted("test abort".into())))
+        });
+        assert!(result.is_err());
+        assert!(store.list(Kind::Namespace, None).unwrap().is_empty());
+        assert_eq!(store.revision().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_write_without_changes_keeps_the_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("berth.redb")).unwrap();
+        let (_, rev) = store
+            .write(|txn| -> Result<bool, StoreError> { txn.delete("Namespace//x") })
+            .unwrap();
+        assert_eq!(rev, 0);
+    }
+
+    #[test]
+    fn identities_and_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("berth.redb")).unwrap();
+        store.put_identity("f1", "node:a").unwrap();
+        store.put_identity("f2", "node:a").unwrap();
+        store.put_identity("f3", "user:admin").unwrap();
+        store.revoke_subject("node:a").unwrap();
+        assert_eq!(store.identity("f1").unwrap(), None);
+        assert_eq!(store.identity("f3").unwrap().as_deref(), Some("user:admin"));
+        store.put_blob("sha256:00", b"abc").unwrap();
+        assert!(store.has_blob("sha256:00").unwrap());
+        assert_eq!(store.get_blob("sha256:00").unwrap().unwrap(), b"abc");
+    }
+}
