@@ -124,16 +124,15 @@ pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Object>, ManifestEr
     let mut objects = Vec::new();
     for (index, (head, body)) in heads.zip(bodies).enumerate() {
         let document = index + 1;
-        let invalid = |path: Option<String>, message: String, location: Option<Location>| {
-            InvalidManifest {
-            file: file.to_owned(),
-            document,
-            object: None,
-            path,
-            message,
-            location,
-            }
-        };
+        let invalid =
+            |path: Option<String>, message: String, location: Option<Location>| InvalidManifest {
+                file: file.to_owned(),
+                document,
+                object: None,
+                path,
+                message,
+                location,
+            };
         let value = Value::deserialize(head).map_err(|error| {
             let (path, message, location) = yaml_message(&error, None);
             invalid(path, message, location)
@@ -193,7 +192,10 @@ fn read_kind(value: &Value) -> Result<Option<Kind>, (Option<&'static str>, Strin
     };
     let kind = match mapping.get("kind") {
         None | Some(Value::Null) => {
-            return Err((Some("kind"), format!("must be set to one of {}", user_kinds())));
+            return Err((
+                Some("kind"),
+                format!("must be set to one of {}", user_kinds()),
+            ));
         }
         Some(Value::String(kind)) => kind,
         Some(other) => {
@@ -224,7 +226,10 @@ fn read_kind(value: &Value) -> Result<Option<Kind>, (Option<&'static str>, Strin
             Some("apiVersion"),
             format!("unsupported apiVersion {version:?}, expected {API_VERSION:?}"),
         )),
-        None | Some(Value::Null) => Err((Some("apiVersion"), format!("must be set to {API_VERSION:?}"))),
+        None | Some(Value::Null) => Err((
+            Some("apiVersion"),
+            format!("must be set to {API_VERSION:?}"),
+        )),
         Some(other) => Err((
             Some("apiVersion"),
             format!("expected a string, found {}", value_type(other)),
@@ -365,7 +370,9 @@ spec:
     #[test]
     fn head_errors_name_the_document() {
         assert_eq!(
-            error("---\nkind: Namespace\napiVersion: berth.dev/v1\nmetadata: {name: a}\n---\n- 1\n"),
+            error(
+                "---\nkind: Namespace\napiVersion: berth.dev/v1\nmetadata: {name: a}\n---\n- 1\n"
+            ),
             "invalid manifest a.yaml: document 2: \
              expected a mapping with apiVersion and kind, found a sequence"
         );

@@ -217,18 +217,26 @@ pub struct Quantity(pub String);
 
 impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Int(i64),
-            Float(f64),
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Quantity;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quantity such as 250m or 64Mi")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Quantity, E> {
+                Ok(Quantity(v.to_string()))
+            }
         }
-        Ok(Quantity(match Raw::deserialize(deserializer)? {
-            Raw::Text(text) => text,
-            Raw::Int(value) => value.to_string(),
-            Raw::Float(value) => value.to_string(),
-        }))
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -411,7 +419,7 @@ pub struct NodeCondition {
 #[serde(untagged)]
 pub enum Object {
     /// A Namespace.
-    Namespace(Namespace),
+    Namespace(Box<Namespace>),
     /// A Deployment.
     Deployment(Box<Deployment>),
     /// An Instance.

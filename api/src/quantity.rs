@@ -127,7 +127,7 @@ pub fn parse_memory(q: &str) -> Result<u64, QuantityError> {
 
 /// Writes millicores as Kubernetes does: `2` for whole cores, else `250m`.
 pub fn format_cpu(millis: u64) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -140,7 +140,7 @@ pub fn format_memory(bytes: u64) -> String {
     if bytes != 0 {
         for (suffix, power) in BINARY_SUFFIXES {
             let unit = 1u64 << power;
-            if bytes % unit == 0 {
+            if bytes.is_multiple_of(unit) {
                 return format!("{}{suffix}", bytes / unit);
             }
         }
@@ -198,7 +198,9 @@ fn shift_fraction<'a>(
     digits: &'a str,
     places: usize,
 ) -> Result<(u64, &'a str), QuantityError> {
-    let (head, rest) = digits.split_at_checked(places.min(digits.len())).unwrap_or((digits, ""));
+    let (head, rest) = digits
+        .split_at_checked(places.min(digits.len()))
+        .unwrap_or((digits, ""));
     let padding = places.saturating_sub(head.len());
     let value = parse_whole(q, head)?;
     let scale = u32::try_from(padding)

@@ -80,6 +80,9 @@ pub enum QuicError {
     /// A frame could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A bootstrap token is malformed.
+    #[error("invalid join token: {0}")]
+    Token(&'static str),
     /// The stream ended where a frame was expected.
     #[error("peer closed the stream without answering")]
     NoAnswer,
@@ -144,6 +147,37 @@ pub fn fingerprint(der: &[u8]) -> String {
 pub fn pem_fingerprint(pem: &str) -> Result<String, QuicError> {
     let certs = certs("certificate", pem)?;
     Ok(certs.first().map(|c| fingerprint(c)).unwrap_or_default())
+}
+
+/// A parsed bootstrap token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    /// SHA-256 of the CA certificate, hex.
+    pub ca_fingerprint: String,
+    /// The secret.
+    pub secret: String,
+}
+
+impl JoinToken {
+    /// Parses `berth1.<ca-sha256>.<secret>`.
+    pub fn parse(token: &str) -> Result<JoinToken, QuicError> {
+        let mut parts = token.trim().split('.');
+        let (Some("berth1"), Some(ca), Some(secret), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(QuicError::Token("expected berth1.<ca-sha256>.<secret>"));
+        };
+        if ca.len() != 64 || !ca.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(QuicError::Token("the CA fingerprint must be 64 hex digits"));
+        }
+        if secret.is_empty() {
+            return Err(QuicError::Token("the secret is empty"));
+        }
+        Ok(JoinToken {
+            ca_fingerprint: ca.to_ascii_lowercase(),
+            secret: secret.to_owned(),
+        })
+    }
 }
 
 /// The scheduler's server configuration: its identity, and client
@@ -369,4 +403,24 @@ fn close_reason(connection: &quinn::Connection) -> Option<QuicError> {
             addr: connection.remote_address(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_tokens_are_rejected() {
+        for bad in [
+            "",
+            "berth1",
+            "berth2.aa.bb",
+            "berth1.zz.secret",
+            "berth1.00.secret",
+        ] {
+            assert!(JoinToken::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let ok = format!("berth1.{}.s3cret", "a".repeat(64));
+        assert!(JoinToken::parse(&ok).is_ok());
+    }
 }

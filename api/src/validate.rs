@@ -70,7 +70,10 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         ));
     }
     if kind_field != kind.as_str() {
-        return Err(FieldError::new("kind", format!("must be {:?}", kind.as_str())));
+        return Err(FieldError::new(
+            "kind",
+            format!("must be {:?}", kind.as_str()),
+        ));
     }
     validate_metadata(kind, object.metadata())?;
     match object {
@@ -264,8 +267,7 @@ fn is_label_name(value: &str) -> bool {
 /// `[-._a-zA-Z][-._a-zA-Z0-9]*`, as Kubernetes checks environment names.
 fn is_env_name(value: &str) -> bool {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-    value.bytes().next().is_some_and(|b| !b.is_ascii_digit())
-        && value.bytes().all(allowed)
+    value.bytes().next().is_some_and(|b| !b.is_ascii_digit()) && value.bytes().all(allowed)
 }
 
 fn starts_and_ends_alphanumeric(value: &str) -> bool {
@@ -353,9 +355,11 @@ mod tests {
         }
         assert_eq!(
             dns1123_label("Hello_World"),
-            Err("\"Hello_World\" is not a valid DNS-1123 label: lowercase letters, digits and \
+            Err(
+                "\"Hello_World\" is not a valid DNS-1123 label: lowercase letters, digits and \
                  '-' only, starting and ending with a letter or digit, at most 63 characters"
-                .into())
+                    .into()
+            )
         );
     }
 
@@ -390,11 +394,11 @@ mod tests {
             namespace: Some("default".into()),
             ..ObjectMeta::default()
         };
-        let namespace = Object::Namespace(Namespace {
+        let namespace = Object::Namespace(Box::new(Namespace {
             api_version: API_VERSION.into(),
             kind: "Namespace".into(),
             metadata: metadata.clone(),
-        });
+        }));
         assert_eq!(
             validate_object(&namespace).map_err(|e| e.to_string()),
             Err("metadata.namespace: must not be set: Namespace objects are not namespaced".into())
@@ -419,7 +423,11 @@ mod tests {
             ("example.com/a", ""),
             ("A-b_c.D", "x"),
         ] {
-            assert_eq!(check(|d| d.metadata.labels = labels(&[good])), Ok(()), "{good:?}");
+            assert_eq!(
+                check(|d| d.metadata.labels = labels(&[good])),
+                Ok(()),
+                "{good:?}"
+            );
         }
         let long = "a".repeat(64);
         for bad in [
@@ -442,13 +450,19 @@ mod tests {
         }
         assert_eq!(
             check(|d| d.metadata.labels = labels(&[("a b", "x")])),
-            Err("metadata.labels: label key \"a b\" is invalid: the name must be 1 to 63 \
+            Err(
+                "metadata.labels: label key \"a b\" is invalid: the name must be 1 to 63 \
                  letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-                .into())
+                    .into()
+            )
         );
         assert!(
             check(|d| {
-                d.spec.template.metadata.labels.insert("b@d".into(), "x".into());
+                d.spec
+                    .template
+                    .metadata
+                    .labels
+                    .insert("b@d".into(), "x".into());
             })
             .is_err_and(|e| e.starts_with("spec.template.metadata.labels: label key \"b@d\""))
         );
@@ -499,9 +513,11 @@ mod tests {
         );
         assert_eq!(
             check(|d| d.spec.template.spec.env = env(&["A", "1B"])),
-            Err("spec.template.spec.env[1].name: \"1B\" is not a valid environment variable \
+            Err(
+                "spec.template.spec.env[1].name: \"1B\" is not a valid environment variable \
                  name: letters, digits, '_', '-' and '.' only, not starting with a digit"
-                .into())
+                    .into()
+            )
         );
         assert!(check(|d| d.spec.template.spec.env = env(&["A B"])).is_err());
         assert_eq!(
@@ -510,8 +526,10 @@ mod tests {
         );
         assert_eq!(
             check(|d| d.spec.template.spec.env = env(&["A", "B", "A"])),
-            Err("spec.template.spec.env[2].name: duplicate name \"A\", already set by env[0]"
-                .into())
+            Err(
+                "spec.template.spec.env[2].name: duplicate name \"A\", already set by env[0]"
+                    .into()
+            )
         );
     }
 
@@ -529,9 +547,11 @@ mod tests {
         );
         assert_eq!(
             check(|d| d.spec.template.spec.resources.limits.memory = quantity("64MB")),
-            Err("spec.template.spec.resources.limits.memory: invalid quantity \"64MB\": \
+            Err(
+                "spec.template.spec.resources.limits.memory: invalid quantity \"64MB\": \
                  unknown suffix \"MB\""
-                .into())
+                    .into()
+            )
         );
         assert!(
             check(|d| d.spec.template.spec.resources.requests.cpu = quantity("-1"))
@@ -543,9 +563,11 @@ mod tests {
                 resources.requests.cpu = quantity("2");
                 resources.limits.cpu = quantity("500m");
             }),
-            Err("spec.template.spec.resources.requests.cpu: must be less than or equal to the \
+            Err(
+                "spec.template.spec.resources.requests.cpu: must be less than or equal to the \
                  cpu limit of 500m"
-                .into())
+                    .into()
+            )
         );
         assert_eq!(
             check(|d| {
@@ -553,9 +575,11 @@ mod tests {
                 resources.requests.memory = quantity("1Gi");
                 resources.limits.memory = quantity("1G");
             }),
-            Err("spec.template.spec.resources.requests.memory: must be less than or equal to \
+            Err(
+                "spec.template.spec.resources.requests.memory: must be less than or equal to \
                  the memory limit of 1G"
-                .into())
+                    .into()
+            )
         );
     }
 

@@ -1,1 +1,345 @@
-fn main() {}
+//! `berth`: the one binary for users and operators.
+//!
+//! User verbs (`apply`, `get`, `delete`) talk to the scheduler named in the
+//! client config; `scheduler`, `node` and `dev` run the cluster itself.
+//! Each verb lives in its own module under `commands/` and returns a typed
+//! value that [`render`] prints.
+
+mod client;
+mod commands;
+mod config;
+mod render;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use berth_api::wire::ApplyOutcome;
+use berth_api::{DEFAULT_NAMESPACE, Kind, NodeResources};
+use clap::{Parser, Subcommand};
+
+use crate::client::Client;
+use crate::commands::{apply, delete, dev, get, node, scheduler};
+use crate::config::ClientConfig;
+use crate::render::Format;
+
+/// berth: a cluster scheduler for WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    /// Client config file (default: $BERTH_CONFIG, else ~/.config/berth/config).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or update objects from manifest files.
+    Apply {
+        /// Manifest files (YAML, several documents separated by `---`).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List or show objects.
+    Get {
+        /// Kind: namespaces, deployments, instances, nodes (or ns, deploy, inst, no).
+        kind: String,
+        /// One object by name.
+        name: Option<String>,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// All namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Delete objects named in manifest files, or one by kind and name.
+    Delete {
+        /// Manifest files naming the objects.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+        /// Kind, when deleting by name.
+        kind: Option<String>,
+        /// Name, when deleting by name.
+        name: Option<String>,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Run the scheduler (control plane).
+    Scheduler {
+        /// Data directory (store, CA, credentials).
+        #[arg(long, env = "BERTH_DATA", default_value_os_t = config::data_home("scheduler"))]
+        data: PathBuf,
+        /// UDP address for QUIC.
+        #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+        /// Seconds a node may stay silent before it turns NotReady.
+        #[arg(long, default_value_t = 5)]
+        node_grace_seconds: u64,
+    },
+    /// Run a node agent that joins a scheduler.
+    Node {
+        /// The scheduler's QUIC address.
+        #[arg(long)]
+        join: SocketAddr,
+        /// Bootstrap token (needed on first start; see the scheduler's join-token file).
+        #[arg(long, env = "BERTH_TOKEN")]
+        token: Option<String>,
+        /// Node name (DNS-1123 label).
+        #[arg(long)]
+        name: String,
+        /// Address of the HTTP ingress.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        ingress: SocketAddr,
+        /// Data directory (default: ~/.local/share/berth/node-NAME).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Domain served: `<deployment>.<namespace>.<domain>`.
+        #[arg(long, default_value = berth_node::DEFAULT_DOMAIN)]
+        domain: String,
+        /// Node label KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// CPU to advertise in millicores instead of the machine's.
+        #[arg(long)]
+        cpu_millis: Option<u64>,
+        /// Memory to advertise in bytes instead of the machine's.
+        #[arg(long)]
+        memory_bytes: Option<u64>,
+    },
+    /// Run a scheduler and one node in one process, for one machine.
+    Dev {
+        /// Data directory.
+        #[arg(long, default_value_os_t = config::data_home("dev"))]
+        data: PathBuf,
+        /// UDP address for the scheduler's QUIC.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+        /// Address of the HTTP ingress.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        ingress: SocketAddr,
+        /// Domain served: `<deployment>.<namespace>.<domain>`.
+        #[arg(long, default_value = berth_node::DEFAULT_DOMAIN)]
+        domain: String,
+        /// Manifests to apply once the cluster is up.
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("label {text:?} must read KEY=VALUE"))
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `deployment/hello created`, as kubectl prints it.
+pub fn outcome_line(outcome: &ApplyOutcome) -> String {
+    let mut words = outcome.object.splitn(2, ' ');
+    let kind = words.next().unwrap_or_default().to_lowercase();
+    let name = words
+        .next()
+        .map(|n| n.rsplit('/').next().unwrap_or(n))
+        .unwrap_or_default();
+    format!("{kind}/{name} {}", outcome.action.as_str())
+}
+
+fn kind(name: &str) -> Result<Kind> {
+    Kind::from_cli_name(name).with_context(|| {
+        format!("unknown kind {name:?}: expected namespaces, deployments, instances or nodes")
+    })
+}
+
+async fn connect(cli_config: Option<&std::path::Path>) -> Result<Client> {
+    let path = config::path(cli_config);
+    let config = ClientConfig::load(&path)?;
+    Client::connect(&config).await
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config_path = config::path(cli.config.as_deref());
+    match cli.command {
+        Command::Apply { files } => {
+            let client = connect(cli.config.as_deref()).await?;
+            let outcomes = apply::apply(&client, &files).await?;
+            for outcome in &outcomes {
+                println!("{}", outcome_line(outcome));
+            }
+            client.close().await;
+        }
+        Command::Get {
+            kind: kind_name,
+            name,
+            namespace,
+            all_namespaces,
+            output,
+        } => {
+            let kind = kind(&kind_name)?;
+            let query = get::Query {
+                kind,
+                namespace: if all_namespaces {
+                    None
+                } else {
+                    Some(namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into()))
+                },
+                name: name.clone(),
+            };
+            let client = connect(cli.config.as_deref()).await?;
+            let objects = get::get(&client, &query).await?;
+            client.close().await;
+            if objects.is_empty() && output == Format::Table {
+                match (&query.namespace, kind.is_namespaced()) {
+                    (Some(ns), true) => eprintln!("No resources found in {ns} namespace."),
+                    _ => eprintln!("No resources found"),
+                }
+                return Ok(());
+            }
+            let text = render::objects(
+                kind,
+                &objects,
+                output,
+                name.is_some(),
+                all_namespaces,
+                jiff::Timestamp::now(),
+            )?;
+            print!("{text}");
+        }
+        Command::Delete {
+            files,
+            kind: kind_name,
+            name,
+            namespace,
+        } => {
+            let targets = match (files.is_empty(), kind_name, name) {
+                (false, None, None) => delete::targets_from_files(&files)?,
+                (true, Some(kind_name), Some(name)) => vec![delete::Target {
+                    kind: kind(&kind_name)?,
+                    namespace: Some(namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into())),
+                    name,
+                }],
+                _ => bail!("give either -f FILE or KIND NAME"),
+            };
+            let client = connect(cli.config.as_deref()).await?;
+            for target in &targets {
+                let object = delete::delete(&client, target).await?;
+                println!("{object} deleted");
+            }
+            client.close().await;
+        }
+        Command::Scheduler {
+            data,
+            listen,
+            node_grace_seconds,
+        } => {
+            let config = berth_scheduler::Config {
+                data_dir: data,
+                listen,
+                node_grace: Duration::from_secs(node_grace_seconds),
+            };
+            scheduler::run(config, &config_path).await?;
+        }
+        Command::Node {
+            join,
+            token,
+            name,
+            ingress,
+            data,
+            domain,
+            labels,
+            cpu_millis,
+            memory_bytes,
+        } => {
+            let machine = berth_node::machine_capacity();
+            let capacity = (cpu_millis.is_some() || memory_bytes.is_some()).then(|| NodeResources {
+                cpu_millis: cpu_millis.unwrap_or(machine.cpu_millis),
+                memory_bytes: memory_bytes.unwrap_or(machine.memory_bytes),
+            });
+            let data_dir = data.unwrap_or_else(|| config::data_home(&format!("node-{name}")));
+            node::run(berth_node::Config {
+                name,
+                scheduler: join,
+                token,
+                data_dir,
+                ingress,
+                domain,
+                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+                capacity,
+            })
+            .await?;
+        }
+        Command::Dev {
+            data,
+            listen,
+            ingress,
+            domain,
+            files,
+        } => {
+            dev::run(
+                dev::DevConfig {
+                    data_dir: data,
+                    listen,
+                    ingress,
+                    domain,
+                    files,
+                },
+                &config_path,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,berth=info,berth_node=info,berth_scheduler=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -81,6 +81,9 @@ pub struct Settings {
     pub node_grace: SignedDuration,
     /// When the scheduler started: nodes not yet heard count from here.
     pub started: Timestamp,
+    /// Extra time nodes get after a scheduler start to notice the old
+    /// connection is gone and reconnect (their QUIC idle timeout).
+    pub reconnect_allowance: SignedDuration,
 }
 
 /// The typed objects of one snapshot.
@@ -187,9 +190,14 @@ fn node_lifecycle(
     for node in &view.nodes {
         let heard = liveness
             .get(&node.metadata.name)
-            .and_then(|l| l.last_heard)
-            .unwrap_or(settings.started);
-        let alive = now.duration_since(heard) <= settings.node_grace;
+            .and_then(|l| l.last_heard);
+        let alive = match heard {
+            Some(heard) => now.duration_since(heard) <= settings.node_grace,
+            None => {
+                now.duration_since(settings.started)
+                    <= settings.node_grace + settings.reconnect_allowance
+            }
+        };
         let connected = liveness.contains_key(&node.metadata.name);
         // Ready needs a live connection; a node merely inside its grace
         // period after a scheduler restart keeps whatever it had.

@@ -108,6 +108,10 @@ impl Scheduler {
             node_grace: jiff::SignedDuration::try_from(config.node_grace)
                 .unwrap_or(jiff::SignedDuration::from_secs(5)),
             started: jiff::Timestamp::now(),
+            reconnect_allowance: jiff::SignedDuration::try_from(
+                quic::IDLE_TIMEOUT + quic::KEEP_ALIVE * 2,
+            )
+            .unwrap_or_default(),
         };
         Ok(Scheduler {
             cluster,
@@ -159,7 +163,7 @@ impl Scheduler {
 fn ensure_default_namespace(store: &Store) -> Result<(), store::StoreError> {
     store.write(|txn| {
         if txn.get(&key(Kind::Namespace, None, DEFAULT_NAMESPACE))?.is_none() {
-            txn.put(Object::Namespace(Namespace {
+            txn.put(Object::Namespace(Box::new(Namespace {
                 api_version: API_VERSION.into(),
                 kind: Kind::Namespace.as_str().into(),
                 metadata: ObjectMeta {
@@ -169,7 +173,7 @@ fn ensure_default_namespace(store: &Store) -> Result<(), store::StoreError> {
                     generation: Some(1),
                     ..ObjectMeta::default()
                 },
-            }))?;
+            })))?;
         }
         Ok::<_, store::StoreError>(())
     })?;

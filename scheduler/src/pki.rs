@@ -41,9 +41,6 @@ pub enum PkiError {
     /// A stored certificate is unreadable.
     #[error("certificate: {0}")]
     Quic(#[from] berth_api::quic::QuicError),
-    /// A bootstrap token is malformed.
-    #[error("invalid join token: {0}")]
-    Token(&'static str),
 }
 
 /// Who a client certificate was issued to.
@@ -89,37 +86,6 @@ pub struct Authority {
 impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authority").finish_non_exhaustive()
-    }
-}
-
-/// A parsed bootstrap token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinToken {
-    /// SHA-256 of the CA certificate, hex.
-    pub ca_fingerprint: String,
-    /// The secret.
-    pub secret: String,
-}
-
-impl JoinToken {
-    /// Parses `berth1.<ca-sha256>.<secret>`.
-    pub fn parse(token: &str) -> Result<JoinToken, PkiError> {
-        let mut parts = token.trim().split('.');
-        let (Some("berth1"), Some(ca), Some(secret), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(PkiError::Token("expected berth1.<ca-sha256>.<secret>"));
-        };
-        if ca.len() != 64 || !ca.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(PkiError::Token("the CA fingerprint must be 64 hex digits"));
-        }
-        if secret.is_empty() {
-            return Err(PkiError::Token("the secret is empty"));
-        }
-        Ok(JoinToken {
-            ca_fingerprint: ca.to_ascii_lowercase(),
-            secret: secret.to_owned(),
-        })
     }
 }
 
@@ -300,6 +266,7 @@ pub fn der_fingerprint(der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_api::quic::JoinToken;
 
     #[test]
     fn creates_once_then_loads_the_same_credentials() {
@@ -315,15 +282,6 @@ mod tests {
         let token = JoinToken::parse(&first.join_token).unwrap();
         assert_eq!(token.ca_fingerprint, first.ca_fingerprint().unwrap());
         assert_eq!(token.secret, first.join_secret());
-    }
-
-    #[test]
-    fn malformed_tokens_are_rejected() {
-        for bad in ["", "berth1", "berth2.aa.bb", "berth1.zz.secret", "berth1.00.secret"] {
-            assert!(JoinToken::parse(bad).is_err(), "{bad:?} parsed");
-        }
-        let ok = format!("berth1.{}.s3cret", "a".repeat(64));
-        assert!(JoinToken::parse(&ok).is_ok());
     }
 
     #[test]

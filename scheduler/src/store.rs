@@ -310,14 +310,14 @@ mod tests {
     use berth_api::{API_VERSION, Namespace, ObjectMeta};
 
     fn namespace(name: &str) -> Object {
-        Object::Namespace(Namespace {
+        Object::Namespace(Box::new(Namespace {
             api_version: API_VERSION.into(),
             kind: "Namespace".into(),
             metadata: ObjectMeta {
                 name: name.into(),
                 ..ObjectMeta::default()
             },
-        })
+        }))
     }
 
     #[test]

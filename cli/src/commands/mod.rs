@@ -1,0 +1,8 @@
+//! One module per verb.
+
+pub mod apply;
+pub mod delete;
+pub mod dev;
+pub mod get;
+pub mod node;
+pub mod scheduler;

@@ -1,0 +1,180 @@
+//! Prints what a verb returns: kubectl-style tables, JSON or YAML.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use berth_api::{API_VERSION, Kind, Object};
+use jiff::Timestamp;
+use serde::Serialize;
+
+/// Output formats of `get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Columns, as kubectl prints them.
+    Table,
+    /// JSON: one object, or a `List`.
+    Json,
+    /// YAML: one object, or a `List`.
+    Yaml,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct List<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    items: &'a [Object],
+}
+
+/// Renders `objects` of `kind`. `single` means one object was asked for by
+/// name: JSON and YAML then print it alone rather than in a `List`.
+pub fn objects(
+    kind: Kind,
+    objects: &[Object],
+    format: Format,
+    single: bool,
+    all_namespaces: bool,
+    now: Timestamp,
+) -> Result<String> {
+    match format {
+        Format::Json => {
+            let mut text = match (single, objects.first()) {
+                (true, Some(object)) => serde_json::to_string_pretty(object),
+                _ => serde_json::to_string_pretty(&list(objects)),
+            }
+            .context("cannot encode json")?;
+            text.push('\n');
+            Ok(text)
+        }
+        Format::Yaml => match (single, objects.first()) {
+            (true, Some(object)) => serde_yaml_ng::to_string(object),
+            _ => serde_yaml_ng::to_string(&list(objects)),
+        }
+        .context("cannot encode yaml"),
+        Format::Table => Ok(table(kind, objects, all_namespaces, now)),
+    }
+}
+
+fn list(items: &[Object]) -> List<'_> {
+    List {
+        api_version: API_VERSION,
+        kind: "List",
+        items,
+    }
+}
+
+/// kubectl's AGE: `45s`, `12m`, `5h`, `3d`.
+pub fn age(created: Option<Timestamp>, now: Timestamp) -> String {
+    let Some(created) = created else {
+        return "<unknown>".into();
+    };
+    let seconds = now.duration_since(created).as_secs().max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn row(object: &Object, now: Timestamp) -> Vec<String> {
+    let meta = object.metadata();
+    let age = age(meta.creation_timestamp, now);
+    match object {
+        Object::Namespace(_) => vec![meta.name.clone(), "Active".into(), age],
+        Object::Deployment(d) => {
+            let status = d.status.clone().unwrap_or_default();
+            vec![
+                meta.name.clone(),
+                format!("{}/{}", status.ready_replicas, d.spec.replicas),
+                status.updated_replicas.to_string(),
+                status.available_replicas.to_string(),
+                age,
+            ]
+        }
+        Object::Instance(i) => {
+            let ready = u8::from(i.status.phase == berth_api::Phase::Running);
+            let status = if i.status.reason.is_empty() || i.status.phase == berth_api::Phase::Running {
+                i.status.phase.to_string()
+            } else {
+                i.status.reason.clone()
+            };
+            vec![
+                meta.name.clone(),
+                format!("{ready}/1"),
+                status,
+                i.spec.node_name.clone().unwrap_or_else(|| "<none>".into()),
+                age,
+            ]
+        }
+        Object::Node(n) => vec![
+            meta.name.clone(),
+            if n.status.is_ready() { "Ready" } else { "NotReady" }.into(),
+            n.status.runtimes.join(","),
+            n.status.ingress_address.clone(),
+            age,
+        ],
+    }
+}
+
+fn headers(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Namespace => &["NAME", "STATUS", "AGE"],
+        Kind::Deployment => &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        Kind::Instance => &["NAME", "READY", "STATUS", "NODE", "AGE"],
+        Kind::Node => &["NAME", "STATUS", "RUNTIMES", "INGRESS", "AGE"],
+    }
+}
+
+/// Columns padded to their widest cell plus three spaces, as kubectl does.
+fn table(kind: Kind, objects: &[Object], all_namespaces: bool, now: Timestamp) -> String {
+    let namespaced = all_namespaces && kind.is_namespaced();
+    let mut rows: Vec<Vec<String>> = Vec::with_capacity(objects.len() + 1);
+    let mut header: Vec<String> = headers(kind).iter().map(|h| (*h).to_owned()).collect();
+    if namespaced {
+        header.insert(0, "NAMESPACE".into());
+    }
+    rows.push(header);
+    for object in objects {
+        let mut cells = row(object, now);
+        if namespaced {
+            cells.insert(0, object.namespace().unwrap_or_default().to_owned());
+        }
+        rows.push(cells);
+    }
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for cells in rows {
+        let mut line = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            if c + 1 == cells.len() {
+                line.push_str(cell);
+            } else {
+                let width = widths.get(c).copied().unwrap_or(0);
+                let _ = write!(line, "{cell:<width$}   ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let now: Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
+        let at = |s: &str| Some(s.parse::<Timestamp>().unwrap());
+        assert_eq!(age(at("2026-01-01T23:59:15Z"), now), "45s");
+        assert_eq!(age(at("2026-01-01T23:00:00Z"), now), "60m");
+        assert_eq!(age(at("2026-01-01T12:00:00Z"), now), "12h");
+        assert_eq!(age(at("2025-12-20T00:00:00Z"), now), "13d");
+        assert_eq!(age(None, now), "<unknown>");
+    }
+}

@@ -1,0 +1,314 @@
+//! Starts real `berth` processes on loopback ports the OS picks, and cleans
+//! them up (kill and wait) when dropped, even when a test fails.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use berth_api::Object;
+
+/// The `berth` binary under test.
+pub fn berth_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+}
+
+/// The example component, built from source by berth-test-programs.
+pub fn hello_wasm() -> PathBuf {
+    PathBuf::from(berth_test_programs::HELLO)
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Kills the process at once (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Spawns `berth args`, waiting until a stdout line contains `ready`;
+/// returns the process and that line.
+fn spawn(name: &str, args: &[&str], config: &Path, ready: &str) -> (Proc, String) {
+    let mut child = Command::new(berth_bin())
+        .args(args)
+        .env("BERTH_CONFIG", config)
+        .env("BERTH_LOG", "warn,berth_node=info,berth_scheduler=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn berth");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let ready = ready.to_owned();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent && line.contains(&ready) {
+                let _ = tx.send(line.clone());
+                sent = true;
+            }
+        }
+    });
+    let proc = Proc { child };
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{name} did not start"));
+    (proc, line)
+}
+
+/// The `host:port` after `marker` in `line`.
+fn addr_after(line: &str, marker: &str) -> SocketAddr {
+    let rest = line.split(marker).nth(1).expect("marker");
+    rest.split_whitespace()
+        .next()
+        .expect("address")
+        .parse()
+        .expect("socket address")
+}
+
+/// A scheduler process with its data dir and client config.
+pub struct Scheduler {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Scheduler {
+    pub fn start(dir: &Path, listen: &str) -> Scheduler {
+        let data = dir.join("scheduler");
+        let config = dir.join("config");
+        let (proc, line) = spawn(
+            "scheduler",
+            &[
+                "scheduler",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                listen,
+            ],
+            &config,
+            "scheduler listening on",
+        );
+        Scheduler {
+            proc,
+            addr: addr_after(&line, "listening on "),
+            data,
+            config,
+        }
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data.join("join-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+/// A node process.
+pub struct NodeProc {
+    /// Held so that the node stops when the test ends.
+    _proc: Proc,
+    pub ingress: SocketAddr,
+}
+
+impl NodeProc {
+    pub fn start(dir: &Path, scheduler: &Scheduler, name: &str) -> NodeProc {
+        let data = dir.join(format!("node-{name}"));
+        let (proc, line) = spawn(
+            name,
+            &[
+                "node",
+                "--join",
+                &scheduler.addr.to_string(),
+                "--token",
+                &scheduler.token(),
+                "--name",
+                name,
+                "--ingress",
+                "127.0.0.1:0",
+                "--data",
+                data.to_str().unwrap(),
+            ],
+            &scheduler.config,
+            "serving http on",
+        );
+        NodeProc {
+            _proc: proc,
+            ingress: addr_after(&line, "serving http on "),
+        }
+    }
+}
+
+/// A scheduler and `nodes` nodes, in a temporary directory.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub scheduler: Scheduler,
+    pub nodes: Vec<NodeProc>,
+}
+
+impl Cluster {
+    pub fn start(nodes: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let scheduler = Scheduler::start(dir.path(), "127.0.0.1:0");
+        let nodes = (0..nodes)
+            .map(|i| NodeProc::start(dir.path(), &scheduler, &format!("node-{i}")))
+            .collect();
+        Cluster {
+            dir,
+            scheduler,
+            nodes,
+        }
+    }
+
+    /// Runs `berth args` against this cluster.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        Command::new(berth_bin())
+            .args(args)
+            .env("BERTH_CONFIG", &self.scheduler.config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run berth")
+    }
+
+    /// Runs `berth args`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Objects of `kind` in all namespaces, through `berth get -o json`.
+    pub fn objects(&self, kind: &str) -> Vec<Object> {
+        let text = self.ok(&["get", kind, "-A", "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_str(&text).unwrap();
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| Object::from_json(&serde_json::to_vec(item).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Writes a manifest of the hello Deployment with `replicas` into the
+    /// cluster's directory; returns its path.
+    pub fn hello_manifest(&self, replicas: u32) -> PathBuf {
+        let path = self.dir.path().join(format!("hello-{replicas}.yaml"));
+        std::fs::write(&path, hello_yaml(replicas, &hello_wasm())).unwrap();
+        path
+    }
+
+    /// Waits until `check` holds, polling; panics with `what` after `timeout`.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the hello Deployment has `n` ready replicas and exactly
+    /// `n` live instances.
+    pub fn wait_ready(&self, n: u64) {
+        self.wait_for(&format!("{n} ready replicas"), Duration::from_secs(90), || {
+            let ready = self.objects("deployments").iter().any(|o| match o {
+                Object::Deployment(d) => {
+                    d.status.as_ref().is_some_and(|s| s.ready_replicas == n)
+                }
+                _ => false,
+            });
+            ready && self.live_instances() == n as usize
+        });
+    }
+
+    /// Instances not terminating.
+    pub fn live_instances(&self) -> usize {
+        self.objects("instances")
+            .iter()
+            .filter(|o| o.metadata().deletion_timestamp.is_none())
+            .count()
+    }
+}
+
+/// The hello Deployment manifest.
+pub fn hello_yaml(replicas: u32, component: &Path) -> String {
+    format!(
+        "apiVersion: berth.dev/v1
+kind: Deployment
+metadata:
+  name: hello
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: hello}}
+  template:
+    metadata:
+      labels: {{app: hello}}
+    spec:
+      component: {}
+      env:
+        - name: GREETING
+          value: Hello from berth
+      resources:
+        requests: {{cpu: 100m, memory: 32Mi}}
+        limits: {{memory: 64Mi}}
+",
+        component.display()
+    )
+}
+
+/// GETs `/` from an ingress with a Host header; returns status and body.
+pub fn http_get(ingress: SocketAddr, host: &str) -> Result<(u16, String), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        use http_body_util::BodyExt as _;
+        let stream = tokio::net::TcpStream::connect(ingress)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get("/")
+            .header("host", host)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = tokio::time::timeout(Duration::from_secs(30), sender.send_request(request))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    })
+}
+
+pub const HELLO_HOST: &str = "hello.default.berth.localhost";

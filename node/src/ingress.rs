@@ -1,0 +1,347 @@
+//! HTTP ingress: routes `Host: <deployment>.<namespace>.<domain>` to one of
+//! that deployment's instances on this node.
+//!
+//! [`Routes`] is the routing table the node updates as instances start and
+//! stop; [`serve`] accepts HTTP/1.1 connections until shutdown. Responses
+//! the ingress makes itself (400, 404, 500) are short `text/plain` bodies of
+//! the same type as a component's, so a connection has one response type.
+//! Out of scope for now: HTTP/2, TLS, and routing to instances on other nodes.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http::uri::Authority;
+use http::{HeaderValue, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::runtime::{PreparedInstance, error_chain};
+
+/// Open connections the ingress serves at once; further clients wait in the
+/// listen backlog until one closes.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// How long a client may take to send a request head (slow-loris bound).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After shutdown, how long open connections get to finish their current
+/// request before they are cut.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed `accept` (such as too many open files), which is
+/// usually transient: the ingress keeps serving instead of exiting.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// The instances serving one deployment on this node.
+#[derive(Default)]
+struct Route {
+    instances: Vec<(String, PreparedInstance)>,
+    next: AtomicUsize,
+}
+
+/// Which instances serve which deployment, keyed by lowercase
+/// `(namespace, deployment)`.
+#[derive(Default)]
+pub struct Routes {
+    routes: RwLock<HashMap<(String, String), Route>>,
+}
+
+impl Routes {
+    /// Adds instance `uid` to the deployment's instances, replacing any
+    /// instance already registered under that uid.
+    pub fn insert(&self, namespace: &str, deployment: &str, uid: &str, instance: PreparedInstance) {
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        remove_uid(&mut routes, uid);
+        let key = (
+            namespace.to_ascii_lowercase(),
+            deployment.to_ascii_lowercase(),
+        );
+        routes
+            .entry(key)
+            .or_default()
+            .instances
+            .push((uid.to_owned(), instance));
+    }
+
+    /// Removes instance `uid` wherever it is; unknown uids are ignored.
+    pub fn remove(&self, uid: &str) {
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        remove_uid(&mut routes, uid);
+    }
+
+    /// Picks the next of the deployment's instances, round-robin; `None` if
+    /// it has none on this node.
+    pub fn pick(&self, namespace: &str, deployment: &str) -> Option<PreparedInstance> {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        let key = (
+            namespace.to_ascii_lowercase(),
+            deployment.to_ascii_lowercase(),
+        );
+        let route = routes.get(&key)?;
+        let count = route.instances.len();
+        if count == 0 {
+            return None;
+        }
+        let index = route.next.fetch_add(1, Ordering::Relaxed) % count;
+        route
+            .instances
+            .get(index)
+            .map(|(_, instance)| instance.clone())
+    }
+
+    /// Number of instances across all deployments.
+    pub fn len(&self) -> usize {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        routes.values().map(|route| route.instances.len()).sum()
+    }
+
+    /// Whether no instance is routed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for Routes {
+    /// Lists each deployment's instance uids.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_map()
+            .entries(routes.iter().map(|((namespace, deployment), route)| {
+                let uids: Vec<&str> = route
+                    .instances
+                    .iter()
+                    .map(|(uid, _)| uid.as_str())
+                    .collect();
+                (format!("{namespace}/{deployment}"), uids)
+            }))
+            .finish()
+    }
+}
+
+fn remove_uid(routes: &mut HashMap<(String, String), Route>, uid: &str) {
+    routes.retain(|_, route| {
+        route.instances.retain(|(id, _)| id != uid);
+        !route.instances.is_empty()
+    });
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` resolves; routes
+/// `Host: <deployment>.<namespace>.<domain>` (port stripped,
+/// case-insensitive) to a picked instance.
+///
+/// On shutdown it stops accepting, lets open connections finish their
+/// current request for up to [`DRAIN_TIMEOUT`], then returns `Ok`. Accept
+/// errors are logged and retried, never returned: a node must keep serving
+/// through a burst of `EMFILE`.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Arc<Routes>,
+    domain: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let domain: Arc<str> = domain.trim_end_matches('.').to_ascii_lowercase().into();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            permit = Arc::clone(&permits).acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let routes = Arc::clone(&routes);
+                let domain = Arc::clone(&domain);
+                let drain = drain_rx.clone();
+                connections.spawn(async move {
+                    serve_connection(stream, peer, routes, domain, drain).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ingress cannot accept a connection; retrying");
+                tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+            }
+        }
+    }
+
+    drop(listener);
+    let _ = drain_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "ingress drain timed out; closing open connections"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    routes: Arc<Routes>,
+    domain: Arc<str>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |req| {
+        let routes = Arc::clone(&routes);
+        let domain = Arc::clone(&domain);
+        async move { Ok::<_, Infallible>(route(req, &routes, &domain).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let draining = async move {
+        // An error means the ingress is gone: drain as well.
+        let _ = drain.wait_for(|draining| *draining).await;
+    };
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = draining => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Peers cause these (resets, malformed requests, timeouts).
+        tracing::debug!(%peer, error = %e, "ingress connection ended with an error");
+    }
+}
+
+/// Answers one request: finds the deployment from the host, picks an
+/// instance, and lets it handle the request.
+async fn route(
+    req: Request<Incoming>,
+    routes: &Routes,
+    domain: &str,
+) -> Response<HyperOutgoingBody> {
+    let host = match request_host(&req) {
+        Ok(host) => host,
+        Err(message) => return text(StatusCode::BAD_REQUEST, message.to_owned()),
+    };
+    let instance = deployment_of(&host, domain)
+        .and_then(|(deployment, namespace)| routes.pick(namespace, deployment));
+    let Some(instance) = instance else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no deployment serves host {host:?}\n"),
+        );
+    };
+    match instance.handle(req).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(%host, error = %error_chain(&e), "component failed");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("component failed: {e}\n"),
+            )
+        }
+    }
+}
+
+/// The request's host, lowercase and without port: from the absolute-form
+/// URI if there is one, else from the `Host` header.
+fn request_host<B>(req: &Request<B>) -> Result<String, &'static str> {
+    let authority = match req.uri().authority() {
+        Some(authority) => authority.clone(),
+        None => {
+            let header = req.headers().get(HOST).ok_or("missing host header\n")?;
+            Authority::try_from(header.as_bytes()).map_err(|_| "invalid host header\n")?
+        }
+    };
+    Ok(authority.host().trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Splits `<deployment>.<namespace>.<domain>` into `(deployment, namespace)`.
+fn deployment_of<'a>(host: &'a str, domain: &str) -> Option<(&'a str, &'a str)> {
+    let prefix = host.strip_suffix(domain)?.strip_suffix('.')?;
+    let (deployment, namespace) = prefix.split_once('.')?;
+    if deployment.is_empty() || namespace.is_empty() || namespace.contains('.') {
+        return None;
+    }
+    Some((deployment, namespace))
+}
+
+/// A short `text/plain` response in the components' body type.
+fn text(status: StatusCode, body: String) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_of_splits_host() {
+        let domain = "berth.localhost";
+        assert_eq!(
+            deployment_of("hello.default.berth.localhost", domain),
+            Some(("hello", "default"))
+        );
+        assert_eq!(deployment_of("berth.localhost", domain), None);
+        assert_eq!(deployment_of("default.berth.localhost", domain), None);
+        assert_eq!(deployment_of("a.b.c.berth.localhost", domain), None);
+        assert_eq!(deployment_of(".default.berth.localhost", domain), None);
+        assert_eq!(deployment_of("hello.defaultberth.localhost", domain), None);
+        assert_eq!(deployment_of("hello.default.example.com", domain), None);
+    }
+
+    #[test]
+    fn request_host_strips_port_and_case() {
+        let req = Request::builder()
+            .uri("/")
+            .header(HOST, "Hello.Default.Berth.Localhost:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req).unwrap(), "hello.default.berth.localhost");
+        let req = Request::builder().uri("/").body(()).unwrap();
+        assert!(request_host(&req).is_err());
+        let req = Request::builder()
+            .uri("http://a.b.berth.localhost/x")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&req).unwrap(), "a.b.berth.localhost");
+    }
+}

@@ -1,0 +1,178 @@
+//! berth's node agent.
+//!
+//! A node joins the scheduler over QUIC, receives its assignments on a
+//! watch stream, runs each assigned instance in its wasmtime host, serves
+//! them through its HTTP ingress, and reports status back.
+//!
+//! Code map: [`credentials`] (joining and the node's identity), [`agent`]
+//! (the session with the scheduler), [`supervisor`] (assignments to running
+//! instances), [`runtime`] (wasmtime engine, compile cache, per-request
+//! instantiation), [`ingress`] (HTTP routing by `Host`). Start at
+//! [`Node::start`].
+//!
+//! **Architecture Invariant:** once an instance runs, serving it needs
+//! nothing from the scheduler; a node cut off from the scheduler keeps
+//! serving what it has.
+
+pub mod agent;
+pub mod credentials;
+pub mod ingress;
+pub mod runtime;
+pub mod supervisor;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use berth_api::NodeResources;
+use berth_api::quic;
+use berth_api::wire::NodeInfo;
+use tracing::info;
+
+use crate::ingress::Routes;
+use crate::runtime::WasmRuntime;
+use crate::supervisor::Supervisor;
+
+/// The default domain the ingress serves `<deployment>.<namespace>.` under.
+pub const DEFAULT_DOMAIN: &str = "berth.localhost";
+
+/// The node's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The node's name (DNS-1123 label).
+    pub name: String,
+    /// The scheduler's QUIC address.
+    pub scheduler: SocketAddr,
+    /// Bootstrap token; needed only until the node has joined once.
+    pub token: Option<String>,
+    /// Where credentials, components and compiled artifacts live.
+    pub data_dir: PathBuf,
+    /// Where the HTTP ingress listens.
+    pub ingress: SocketAddr,
+    /// The domain under which deployments are served.
+    pub domain: String,
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+    /// Capacity to advertise instead of the machine's.
+    pub capacity: Option<NodeResources>,
+}
+
+/// A started node, ready to [`run`](Node::run).
+#[derive(Debug)]
+pub struct Node {
+    config: Config,
+    listener: tokio::net::TcpListener,
+    endpoint: quinn::Endpoint,
+    routes: Arc<Routes>,
+    supervisor: Arc<Supervisor>,
+}
+
+/// The machine's CPUs (in millicores) and memory (from `/proc/meminfo`).
+pub fn machine_capacity() -> NodeResources {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .unwrap_or(0);
+    NodeResources {
+        cpu_millis: cpus * 1000,
+        memory_bytes: memory_kib * 1024,
+    }
+}
+
+impl Node {
+    /// Binds the ingress, joins the cluster if this data directory has no
+    /// credentials yet, and prepares the wasm runtime.
+    pub async fn start(config: Config) -> Result<Node> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(config.ingress)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.ingress))?;
+        let credentials = match credentials::load(&config.data_dir)? {
+            Some(credentials) => credentials,
+            None => {
+                let Some(token) = config.token.as_deref() else {
+                    bail!(
+                        "node {} has not joined yet: pass --token (from the scheduler's data dir, file join-token)",
+                        config.name
+                    );
+                };
+                credentials::join(&config.data_dir, config.scheduler, token, &config.name)
+                    .await
+                    .context("cannot join the cluster")?
+            }
+        };
+        let client = quic::client_config(&credentials.identity, &credentials.ca_pem)?;
+        let endpoint = quic::client_endpoint(config.scheduler, client)?;
+        let runtime = Arc::new(WasmRuntime::new(&config.data_dir)?);
+        let routes = Arc::new(Routes::default());
+        let supervisor = Arc::new(Supervisor::new(runtime, routes.clone(), &config.data_dir)?);
+        Ok(Node {
+            config,
+            listener,
+            endpoint,
+            routes,
+            supervisor,
+        })
+    }
+
+    /// Where the ingress listens.
+    pub fn ingress_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves and keeps the scheduler session until `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let ingress_addr = self.ingress_addr()?;
+        let capacity = self.config.capacity.unwrap_or_else(machine_capacity);
+        let info = NodeInfo {
+            labels: self.config.labels.clone(),
+            capacity,
+            allocatable: capacity,
+            runtimes: vec!["wasm".into()],
+            ingress_address: ingress_addr.to_string(),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let ingress = tokio::spawn(ingress::serve(
+            self.listener,
+            self.routes.clone(),
+            self.config.domain.clone(),
+            stopped(),
+        ));
+        info!(name = %self.config.name, ingress = %ingress_addr, "node started");
+        let agent = tokio::spawn(agent::run(
+            self.endpoint,
+            self.config.scheduler,
+            info,
+            self.supervisor,
+            stopped(),
+        ));
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let _ = agent.await;
+        ingress.await.context("ingress task")?.context("ingress")?;
+        Ok(())
+    }
+}

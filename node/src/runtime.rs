@@ -1,0 +1,572 @@
+//! The wasm host: one wasmtime [`Engine`] per node, a compile cache on disk,
+//! and per-request instantiation of `wasi:http/proxy` components.
+//!
+//! Start at [`WasmRuntime::prepare`]: it turns a component's bytes into a
+//! [`PreparedInstance`] (compiling with cranelift once per digest, then
+//! loading the compiled artifact from `<data_dir>/compiled/`), and
+//! [`PreparedInstance::handle`] serves one HTTP request in a fresh instance.
+//!
+//! Capabilities are granted, not ambient: an instance sees only the
+//! environment variables of its [`InstanceConfig`], no files and no sockets.
+//! Its stdout and stderr go to the node's, so guest logs show in the node's
+//! output. Out of scope for now: epoch deadlines (a guest that loops forever
+//! keeps its request open) and restricting outgoing `wasi:http` requests.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sha2::{Digest as _, Sha256};
+use tokio::sync::OnceCell;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, WasmBacktraceDetails};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// The first 8 bytes of every binary component: `\0asm`, the component-model
+/// version (0x0d) and the component layer (1). Core modules have version 1,
+/// layer 0 instead.
+const COMPONENT_HEADER: [u8; 8] = *b"\0asm\x0d\x00\x01\x00";
+
+/// The only digest algorithm berth uses for artifacts.
+const DIGEST_PREFIX: &str = "sha256:";
+
+/// Hex characters in a sha256 digest.
+const DIGEST_HEX_LEN: usize = 64;
+
+/// Boxed error from wasmtime or tokio, kept as the `source` of a [`RuntimeError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors from preparing a component or from serving a request with it.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The wasmtime engine or linker could not be set up.
+    #[error("cannot set up the wasm engine")]
+    Engine(#[source] BoxError),
+    /// The digest is not `sha256:` followed by 64 lowercase hex characters.
+    #[error("invalid component digest {digest:?}: expected sha256:<64 hex characters>")]
+    InvalidDigest { digest: String },
+    /// Reading the component, or writing the compiled-artifact cache, failed.
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are not a binary WebAssembly component (a core module, text, or not wasm at all).
+    #[error("component {digest} is not a binary wasm component")]
+    NotAComponent { digest: String },
+    /// Cranelift rejected the component (invalid or unsupported wasm).
+    #[error("cannot compile component {digest}")]
+    Compile {
+        digest: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A compiled artifact could not be loaded.
+    #[error("cannot load compiled component {path}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: BoxError,
+    },
+    /// The component imports an interface this node does not provide.
+    #[error("component {digest} imports interfaces this node does not provide")]
+    Link {
+        digest: String,
+        #[source]
+        source: BoxError,
+    },
+    /// The component does not export `wasi:http/incoming-handler`.
+    #[error("component {digest} does not export wasi:http/incoming-handler")]
+    NotAnHttpComponent {
+        digest: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A compile or load task on the blocking pool failed.
+    #[error("compile or load task for component {digest} failed")]
+    Task {
+        digest: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The request could not be handed to the component.
+    #[error("cannot pass the request to the component")]
+    Request(#[source] BoxError),
+    /// Instantiation failed (for example, its initial memory exceeds the limit).
+    #[error("cannot instantiate the component")]
+    Instantiate(#[source] BoxError),
+    /// The component trapped (or a host call failed) while handling the request.
+    #[error("component trapped while handling the request")]
+    Trap(#[source] BoxError),
+    /// The component returned without setting a response.
+    #[error("component returned without sending a response")]
+    NoResponse,
+    /// The component set its response to an error code.
+    #[error("component answered with error code {0:?}")]
+    ErrorResponse(ErrorCode),
+    /// The task running the instance was cancelled or panicked.
+    #[error("the task running the component failed")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+/// What one instance is granted.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct InstanceConfig {
+    /// The instance's whole environment; nothing is inherited from the node.
+    pub env: Vec<(String, String)>,
+    /// Upper bound on each linear memory of the instance; `None` is unlimited.
+    /// A `memory.grow` past it fails inside the guest.
+    pub memory_limit_bytes: Option<u64>,
+}
+
+impl std::fmt::Debug for InstanceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Env values may be secrets: show only the names.
+        let env: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("InstanceConfig")
+            .field("env", &env)
+            .field("memory_limit_bytes", &self.memory_limit_bytes)
+            .finish()
+    }
+}
+
+/// The node's wasm host: one engine and linker, a compile cache by digest.
+pub struct WasmRuntime {
+    engine: Engine,
+    linker: Linker<InstanceState>,
+    compiled_dir: PathBuf,
+    /// `engine.precompile_compatibility_hash()` as hex: artifacts compiled by
+    /// another wasmtime version or configuration get another file name.
+    engine_hash: String,
+    /// One cell per digest: concurrent `prepare` calls for a digest wait for
+    /// one compile, and the result stays in memory.
+    loaded: Mutex<HashMap<String, Arc<OnceCell<ProxyPre<InstanceState>>>>>,
+    compiled: AtomicU64,
+}
+
+impl WasmRuntime {
+    /// Creates the engine and linker; compiled artifacts go to `data_dir/compiled/`.
+    pub fn new(data_dir: &Path) -> Result<Self, RuntimeError> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .wasm_backtrace_details(WasmBacktraceDetails::Disable);
+        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.into()))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.into()))?;
+
+        let compiled_dir = data_dir.join("compiled");
+        std::fs::create_dir_all(&compiled_dir).map_err(|source| RuntimeError::Io {
+            action: "create directory",
+            path: compiled_dir.clone(),
+            source,
+        })?;
+
+        let mut hasher = Sha256Hasher::default();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_hash = hex::encode(hasher.0.finalize());
+
+        Ok(Self {
+            engine,
+            linker,
+            compiled_dir,
+            engine_hash,
+            loaded: Mutex::new(HashMap::new()),
+            compiled: AtomicU64::new(0),
+        })
+    }
+
+    /// Compiles the component with content digest `digest` ("sha256:<hex>",
+    /// already verified by the caller) whose bytes are at `wasm`, or loads
+    /// the compiled artifact kept on disk from an earlier compile; then
+    /// pre-instantiates it.
+    pub async fn prepare(
+        &self,
+        digest: &str,
+        wasm: &Path,
+        config: InstanceConfig,
+    ) -> Result<PreparedInstance, RuntimeError> {
+        let hex = digest_hex(digest)?;
+        let cell = {
+            let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(loaded.entry(digest.to_owned()).or_default())
+        };
+        let pre = cell
+            .get_or_try_init(|| self.load_or_compile(digest, hex, wasm))
+            .await?
+            .clone();
+        Ok(PreparedInstance {
+            inner: Arc::new(Prepared { pre, config }),
+        })
+    }
+
+    /// How many components this runtime compiled with cranelift (not loaded
+    /// from disk) since it started.
+    pub fn compiled_count(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    async fn load_or_compile(
+        &self,
+        digest: &str,
+        hex: &str,
+        wasm: &Path,
+    ) -> Result<ProxyPre<InstanceState>, RuntimeError> {
+        let artifact = self
+            .compiled_dir
+            .join(format!("{hex}-{}.cwasm", self.engine_hash));
+        let component = if tokio::fs::try_exists(&artifact).await.unwrap_or(false) {
+            match self.load(digest, &artifact).await {
+                Ok(component) => component,
+                Err(e) => {
+                    // A truncated or foreign file: compile again and replace it.
+                    tracing::warn!(%digest, path = %artifact.display(), error = %error_chain(&e),
+                        "discarding unusable compiled artifact");
+                    self.compile(digest, wasm, &artifact).await?
+                }
+            }
+        } else {
+            self.compile(digest, wasm, &artifact).await?
+        };
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| RuntimeError::Link {
+                    digest: digest.to_owned(),
+                    source: e.into(),
+                })?;
+        ProxyPre::new(instance_pre).map_err(|e| RuntimeError::NotAnHttpComponent {
+            digest: digest.to_owned(),
+            source: e.into(),
+        })
+    }
+
+    async fn compile(
+        &self,
+        digest: &str,
+        wasm: &Path,
+        artifact: &Path,
+    ) -> Result<Component, RuntimeError> {
+        let bytes = tokio::fs::read(wasm)
+            .await
+            .map_err(|source| RuntimeError::Io {
+                action: "read component",
+                path: wasm.to_owned(),
+                source,
+            })?;
+        if !bytes.starts_with(&COMPONENT_HEADER) {
+            return Err(RuntimeError::NotAComponent {
+                digest: digest.to_owned(),
+            });
+        }
+        let engine = self.engine.clone();
+        let owned_digest = digest.to_owned();
+        let compiled = tokio::task::spawn_blocking(move || {
+            engine
+                .precompile_component(&bytes)
+                .map_err(|e| RuntimeError::Compile {
+                    digest: owned_digest,
+                    source: e.into(),
+                })
+        })
+        .await
+        .map_err(|source| RuntimeError::Task {
+            digest: digest.to_owned(),
+            source,
+        })??;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%digest, bytes = compiled.len(), "compiled component");
+
+        let path = artifact.to_owned();
+        tokio::task::spawn_blocking(move || write_atomically(&path, &compiled))
+            .await
+            .map_err(|source| RuntimeError::Task {
+                digest: digest.to_owned(),
+                source,
+            })??;
+        self.load(digest, artifact).await
+    }
+
+    async fn load(&self, digest: &str, artifact: &Path) -> Result<Component, RuntimeError> {
+        let engine = self.engine.clone();
+        let path = artifact.to_owned();
+        tokio::task::spawn_blocking(move || deserialize_artifact(&engine, &path))
+            .await
+            .map_err(|source| RuntimeError::Task {
+                digest: digest.to_owned(),
+                source,
+            })?
+    }
+}
+
+impl std::fmt::Debug for WasmRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmRuntime")
+            .field("compiled_dir", &self.compiled_dir)
+            .field("compiled_count", &self.compiled_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a compiled artifact written by [`WasmRuntime`] into memory.
+#[allow(unsafe_code)]
+fn deserialize_artifact(engine: &Engine, path: &Path) -> Result<Component, RuntimeError> {
+    // SAFETY: `Component::deserialize_file` trusts the file to be output of
+    // `Engine::precompile_component` that nobody modifies while it is mapped.
+    // Only this node writes to its private `<data_dir>/compiled/` directory:
+    // the file is its own compiler output, written to a temporary name and
+    // renamed into place, so a mapped file is never rewritten (a replacement
+    // is a new inode). Wasmtime itself checks the header and that the engine
+    // configuration matches, so a truncated or foreign file is an error.
+    unsafe { Component::deserialize_file(engine, path) }.map_err(|e| RuntimeError::Load {
+        path: path.to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it, then renames
+/// it over `path`, so readers see either no file or the whole file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
+    static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+    let mut temp_name = path.as_os_str().to_owned();
+    temp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temp = PathBuf::from(temp_name);
+    let io_error = |source| RuntimeError::Io {
+        action: "write compiled artifact",
+        path: path.to_owned(),
+        source,
+    };
+    let written = std::fs::File::create(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(io_error(e));
+    }
+    Ok(())
+}
+
+/// Returns the hex part of a `sha256:<hex>` digest; it becomes part of a
+/// file name, so anything else (a `/`, `..`) is refused.
+fn digest_hex(digest: &str) -> Result<&str, RuntimeError> {
+    digest
+        .strip_prefix(DIGEST_PREFIX)
+        .filter(|hex| {
+            hex.len() == DIGEST_HEX_LEN
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .ok_or_else(|| RuntimeError::InvalidDigest {
+            digest: digest.to_owned(),
+        })
+}
+
+/// Renders an error with its sources, `outer: inner: root`, for logs and
+/// short response bodies.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let _ = write!(out, ": {e}");
+        source = e.source();
+    }
+    out
+}
+
+/// Feeds [`Hash`] output into sha256, so the engine's compatibility hash
+/// becomes a file-name part that is stable across Rust versions.
+#[derive(Default)]
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        let mut first = [0u8; 8];
+        for (to, from) in first.iter_mut().zip(digest.iter()) {
+            *to = *from;
+        }
+        u64::from_le_bytes(first)
+    }
+}
+
+/// A component ready to serve requests: cheap to clone, one fresh instance per request.
+#[derive(Clone)]
+pub struct PreparedInstance {
+    inner: Arc<Prepared>,
+}
+
+impl std::fmt::Debug for PreparedInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedInstance")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Prepared {
+    pre: ProxyPre<InstanceState>,
+    config: InstanceConfig,
+}
+
+impl PreparedInstance {
+    /// Serves one HTTP request in a fresh wasm instance (per-request
+    /// instantiation from the pre-instantiated component).
+    pub async fn handle(
+        &self,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, RuntimeError> {
+        let config = &self.inner.config;
+        let mut store = Store::new(self.inner.pre.engine(), InstanceState::new(config));
+        if config.memory_limit_bytes.is_some() {
+            store.limiter(|state| &mut state.limits);
+        }
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| RuntimeError::Request(e.into()))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| RuntimeError::Request(e.into()))?;
+
+        // The instance runs in its own task so that it can keep streaming the
+        // body after it has handed over the response head.
+        let pre = self.inner.pre.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| RuntimeError::Instantiate(e.into()))?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+                .map_err(|e| RuntimeError::Trap(e.into()))
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => {
+                // Nobody else sees a failure after the head was sent; log it.
+                tokio::spawn(async move {
+                    match task.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %error_chain(&e),
+                            "component failed after sending its response"),
+                        Err(e) => tracing::warn!(error = %e, "component task failed"),
+                    }
+                });
+                Ok(response)
+            }
+            Ok(Err(code)) => Err(RuntimeError::ErrorResponse(code)),
+            // The sender was dropped with the store: the task has ended.
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(RuntimeError::NoResponse),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(RuntimeError::Join(e)),
+            },
+        }
+    }
+}
+
+/// The data of one request's [`Store`].
+struct InstanceState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl InstanceState {
+    fn new(config: &InstanceConfig) -> Self {
+        let wasi = WasiCtx::builder()
+            .envs(&config.env)
+            .inherit_stdout()
+            .inherit_stderr()
+            .build();
+        let mut limits = StoreLimitsBuilder::new();
+        if let Some(limit) = config.memory_limit_bytes {
+            limits = limits.memory_size(usize::try_from(limit).unwrap_or(usize::MAX));
+        }
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limits: limits.build(),
+        }
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_hex_accepts_only_sha256_hex() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            digest_hex(&format!("sha256:{hex}")).ok(),
+            Some(hex.as_str())
+        );
+        assert!(digest_hex(&hex).is_err());
+        assert!(digest_hex("sha256:../../etc/passwd").is_err());
+        assert!(digest_hex(&format!("sha256:{}", "AB".repeat(32))).is_err());
+        assert!(digest_hex(&format!("sha256:{}/", "ab".repeat(32))).is_err());
+    }
+
+    #[test]
+    fn write_atomically_replaces_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.cwasm");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,429 @@
+//! berth-node's integration tests: the real `hello` component compiled by
+//! wasmtime and served through the ingress over loopback TCP.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "tests fail loudly"
+)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_node::ingress::{self, Routes};
+use berth_node::runtime::{InstanceConfig, PreparedInstance, RuntimeError, WasmRuntime};
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::TokioIo;
+use sha2::{Digest as _, Sha256};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const DOMAIN: &str = "berth.localhost";
+const HELLO_HOST: &str = "hello.default.berth.localhost";
+
+fn hello() -> &'static Path {
+    Path::new(berth_test_programs::HELLO)
+}
+
+fn digest_of(path: &Path) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+}
+
+fn config(env: &[(&str, &str)]) -> InstanceConfig {
+    InstanceConfig {
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        memory_limit_bytes: None,
+    }
+}
+
+async fn prepare_hello(runtime: &WasmRuntime, instance: &str) -> PreparedInstance {
+    let hello = hello();
+    runtime
+        .prepare(
+            &digest_of(hello),
+            hello,
+            config(&[("GREETING", "Hi"), ("BERTH_INSTANCE", instance)]),
+        )
+        .await
+        .unwrap()
+}
+
+/// A running ingress on a loopback port chosen by the OS.
+struct Ingress {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Ingress {
+    async fn start(routes: Arc<Routes>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(ingress::serve(
+            listener,
+            routes,
+            DOMAIN.to_owned(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            addr,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// GET `/` with the given `Host` header (none if `None`); returns status and body.
+    async fn get(&self, host: Option<&str>) -> (StatusCode, String) {
+        let stream = TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = hyper::Request::builder().uri("/");
+        if let Some(host) = host {
+            req = req.header(http::header::HOST, host);
+        }
+        let resp = sender
+            .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn serves_hello_by_host_and_404s_unknown_hosts() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let routes = Arc::new(Routes::default());
+    routes.insert(
+        "default",
+        "hello",
+        "i-1",
+        prepare_hello(&runtime, "i-1").await,
+    );
+    assert_eq!(routes.len(), 1);
+    let ingress = Ingress::start(Arc::clone(&routes)).await;
+
+    let (status, body) = ingress.get(Some(HELLO_HOST)).await;
+    assert_eq!(status, StatusCode::OK, "body: {body}");
+    assert_eq!(body, "Hi! (instance i-1)\n");
+
+    // Port stripped, case-insensitive.
+    let (status, body) = ingress
+        .get(Some("Hello.DEFAULT.berth.localhost:8080"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "body: {body}");
+    assert_eq!(body, "Hi! (instance i-1)\n");
+
+    let (status, body) = ingress.get(Some("nope.default.berth.localhost")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        "no deployment serves host \"nope.default.berth.localhost\"\n"
+    );
+
+    let (status, _) = ingress.get(Some("example.com")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, body) = ingress.get(None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body, "missing host header\n");
+
+    routes.remove("i-1");
+    assert!(routes.is_empty());
+    let (status, body) = ingress.get(Some(HELLO_HOST)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        format!("no deployment serves host \"{HELLO_HOST}\"\n")
+    );
+
+    ingress.stop().await;
+}
+
+#[tokio::test]
+async fn round_robins_over_a_deployments_instances() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let routes = Arc::new(Routes::default());
+    routes.insert(
+        "default",
+        "hello",
+        "i-a",
+        prepare_hello(&runtime, "i-a").await,
+    );
+    routes.insert(
+        "default",
+        "hello",
+        "i-b",
+        prepare_hello(&runtime, "i-b").await,
+    );
+    assert_eq!(runtime.compiled_count(), 1, "one compile per digest");
+    let ingress = Ingress::start(Arc::clone(&routes)).await;
+
+    let mut seen = HashSet::new();
+    for _ in 0..4 {
+        let (status, body) = ingress.get(Some(HELLO_HOST)).await;
+        assert_eq!(status, StatusCode::OK, "body: {body}");
+        seen.insert(body);
+    }
+    let expected: HashSet<String> = ["Hi! (instance i-a)\n", "Hi! (instance i-b)\n"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(seen, expected);
+
+    // Re-inserting a uid replaces it instead of adding a third instance.
+    routes.insert(
+        "default",
+        "hello",
+        "i-b",
+        prepare_hello(&runtime, "i-b").await,
+    );
+    assert_eq!(routes.len(), 2);
+    routes.remove("i-a");
+    for _ in 0..2 {
+        assert_eq!(
+            ingress.get(Some(HELLO_HOST)).await.1,
+            "Hi! (instance i-b)\n"
+        );
+    }
+
+    ingress.stop().await;
+}
+
+#[tokio::test]
+async fn compiled_artifact_is_reused_from_disk() {
+    let data = tempfile::tempdir().unwrap();
+    {
+        let runtime = WasmRuntime::new(data.path()).unwrap();
+        prepare_hello(&runtime, "i-1").await;
+        assert_eq!(runtime.compiled_count(), 1);
+        // In memory too: a second prepare neither compiles nor fails.
+        prepare_hello(&runtime, "i-2").await;
+        assert_eq!(runtime.compiled_count(), 1);
+    }
+    let artifacts: Vec<PathBuf> = std::fs::read_dir(data.path().join("compiled"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    let name = artifacts[0].file_name().unwrap().to_str().unwrap();
+    let hex = digest_of(hello()).trim_start_matches("sha256:").to_owned();
+    assert!(name.starts_with(&format!("{hex}-")), "{name}");
+    assert!(name.ends_with(".cwasm"), "{name}");
+
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let instance = prepare_hello(&runtime, "i-3").await;
+    assert_eq!(
+        runtime.compiled_count(),
+        0,
+        "loaded from disk, not compiled"
+    );
+
+    let routes = Arc::new(Routes::default());
+    routes.insert("default", "hello", "i-3", instance);
+    let ingress = Ingress::start(routes).await;
+    let (status, body) = ingress.get(Some(HELLO_HOST)).await;
+    assert_eq!(status, StatusCode::OK, "body: {body}");
+    assert_eq!(body, "Hi! (instance i-3)\n");
+    ingress.stop().await;
+}
+
+#[tokio::test]
+async fn unusable_artifact_on_disk_is_recompiled() {
+    let data = tempfile::tempdir().unwrap();
+    {
+        let runtime = WasmRuntime::new(data.path()).unwrap();
+        prepare_hello(&runtime, "i-1").await;
+    }
+    let compiled = data.path().join("compiled");
+    for entry in std::fs::read_dir(&compiled).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"truncated").unwrap();
+    }
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    prepare_hello(&runtime, "i-1").await;
+    assert_eq!(runtime.compiled_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_prepares_of_one_digest_compile_once() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let (a, b) = tokio::join!(
+        prepare_hello(&runtime, "i-a"),
+        prepare_hello(&runtime, "i-b")
+    );
+    assert_eq!(runtime.compiled_count(), 1);
+
+    let routes = Arc::new(Routes::default());
+    routes.insert("default", "hello", "i-a", a);
+    routes.insert("default", "hello", "i-b", b);
+    let ingress = Ingress::start(routes).await;
+    let (status, _) = ingress.get(Some(HELLO_HOST)).await;
+    assert_eq!(status, StatusCode::OK);
+    ingress.stop().await;
+}
+
+async fn prepare_bytes(runtime: &WasmRuntime, dir: &Path, bytes: &[u8]) -> RuntimeError {
+    let path = dir.join("input.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    match runtime
+        .prepare(&digest_of(&path), &path, InstanceConfig::default())
+        .await
+    {
+        Ok(_) => panic!("prepared {bytes:?}"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn rejects_what_is_not_an_http_component() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+
+    let err = prepare_bytes(&runtime, data.path(), b"not wasm").await;
+    assert!(matches!(err, RuntimeError::NotAComponent { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("is not a binary wasm component"),
+        "{err}"
+    );
+
+    // An empty core module.
+    let err = prepare_bytes(&runtime, data.path(), b"\0asm\x01\x00\x00\x00").await;
+    assert!(matches!(err, RuntimeError::NotAComponent { .. }), "{err:?}");
+
+    // A component header followed by garbage.
+    let err = prepare_bytes(&runtime, data.path(), b"\0asm\x0d\x00\x01\x00garbage").await;
+    assert!(matches!(err, RuntimeError::Compile { .. }), "{err:?}");
+
+    // `(component)`: valid, but it exports no `wasi:http/incoming-handler`.
+    let err = prepare_bytes(&runtime, data.path(), b"\0asm\x0d\x00\x01\x00").await;
+    assert!(
+        matches!(err, RuntimeError::NotAnHttpComponent { .. }),
+        "{err:?}"
+    );
+
+    let err = runtime
+        .prepare("sha256:../../etc", hello(), InstanceConfig::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, RuntimeError::InvalidDigest { .. }), "{err:?}");
+
+    let missing = data.path().join("missing.wasm");
+    let err = runtime
+        .prepare(
+            &format!("sha256:{}", "0".repeat(64)),
+            &missing,
+            InstanceConfig::default(),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, RuntimeError::Io { .. }), "{err:?}");
+    assert_eq!(
+        runtime.compiled_count(),
+        1,
+        "only the empty component compiled"
+    );
+}
+
+#[tokio::test]
+async fn memory_limit_applies_to_each_instance() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let digest = digest_of(hello());
+    let limited = |limit| InstanceConfig {
+        env: vec![("BERTH_INSTANCE".to_owned(), "i-1".to_owned())],
+        memory_limit_bytes: Some(limit),
+    };
+    let routes = Arc::new(Routes::default());
+    // Far below the initial memory of any Rust component: instantiation fails.
+    let tiny = runtime
+        .prepare(&digest, hello(), limited(64 * 1024))
+        .await
+        .unwrap();
+    routes.insert("default", "tiny", "i-tiny", tiny);
+    let roomy = runtime
+        .prepare(&digest, hello(), limited(64 * 1024 * 1024))
+        .await
+        .unwrap();
+    routes.insert("default", "roomy", "i-roomy", roomy);
+    let ingress = Ingress::start(routes).await;
+
+    let (status, body) = ingress.get(Some("tiny.default.berth.localhost")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body, "component failed: cannot instantiate the component\n");
+
+    let (status, body) = ingress.get(Some("roomy.default.berth.localhost")).await;
+    assert_eq!(status, StatusCode::OK, "body: {body}");
+    assert_eq!(body, "Hello from berth! (instance i-1)\n");
+    ingress.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_closes_idle_connections() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let routes = Arc::new(Routes::default());
+    routes.insert(
+        "default",
+        "hello",
+        "i-1",
+        prepare_hello(&runtime, "i-1").await,
+    );
+    let ingress = Ingress::start(routes).await;
+    let addr = ingress.addr;
+
+    // A client that keeps its keep-alive connection open after one request.
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let client_conn = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/")
+        .header(http::header::HOST, HELLO_HOST)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.into_body().collect().await.unwrap();
+
+    // Well under the drain timeout: the idle connection is closed at once.
+    tokio::time::timeout(ingress::DRAIN_TIMEOUT / 2, ingress.stop())
+        .await
+        .expect("ingress did not stop");
+    tokio::time::timeout(ingress::DRAIN_TIMEOUT / 2, client_conn)
+        .await
+        .expect("server kept the idle connection open")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+    drop(sender);
+}
