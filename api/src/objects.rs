@@ -25,7 +25,12 @@ pub enum Kind {
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 4] = [Kind::Namespace, Kind::Deployment, Kind::Instance, Kind::Node];
+    pub const ALL: [Kind; 4] = [
+        Kind::Namespace,
+        Kind::Deployment,
+        Kind::Instance,
+        Kind::Node,
+    ];
 
     /// The kind's name as written in manifests.
     pub fn as_str(self) -> &'static str {

@@ -361,6 +361,15 @@ pub async fn send_frame<T: Serialize>(
 pub async fn recv_frame<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
 ) -> Result<Option<T>, QuicError> {
+    recv_frame_limited(recv, wire::MAX_FRAME_LEN).await
+}
+
+/// Like [`recv_frame`], refusing frames longer than `limit` before reading
+/// them (for peers not yet authenticated).
+pub async fn recv_frame_limited<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<Option<T>, QuicError> {
     let mut prefix = [0u8; 4];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -368,6 +377,9 @@ pub async fn recv_frame<T: DeserializeOwned>(
         Err(e) => return Err(QuicError::Stream(e.to_string())),
     }
     let len = wire::frame_len(prefix)?;
+    if len > limit {
+        return Err(CodecError::TooLong(len).into());
+    }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body)
         .await
@@ -380,14 +392,17 @@ pub async fn call(
     connection: &quinn::Connection,
     request: &Request,
 ) -> Result<Response, QuicError> {
-    let (mut send, mut recv) = connection.open_bi().await.map_err(|source| {
-        QuicError::Connection {
-            addr: connection.remote_address(),
-            source,
-        }
-    })?;
+    let (mut send, mut recv) =
+        connection
+            .open_bi()
+            .await
+            .map_err(|source| QuicError::Connection {
+                addr: connection.remote_address(),
+                source,
+            })?;
     send_frame(&mut send, request).await?;
-    send.finish().map_err(|e| QuicError::Stream(e.to_string()))?;
+    send.finish()
+        .map_err(|e| QuicError::Stream(e.to_string()))?;
     match recv_frame(&mut recv).await {
         Ok(Some(response)) => Ok(response),
         Ok(None) => Err(close_reason(connection).unwrap_or(QuicError::NoAnswer)),

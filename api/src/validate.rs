@@ -168,6 +168,10 @@ fn label_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Environment variables with this prefix are set by the node
+/// (`BERTH_INSTANCE`, `BERTH_NAMESPACE`, `BERTH_DEPLOYMENT`).
+pub const RESERVED_ENV_PREFIX: &str = "BERTH_";
+
 fn validate_instance_spec(path: &str, spec: &InstanceSpec) -> Result<(), FieldError> {
     if spec.component.is_empty() {
         return Err(FieldError::new(
@@ -187,6 +191,15 @@ fn validate_instance_spec(path: &str, spec: &InstanceSpec) -> Result<(), FieldEr
                 format!(
                     "{:?} is not a valid environment variable name: letters, digits, '_', '-' \
                      and '.' only, not starting with a digit",
+                    var.name
+                ),
+            ));
+        }
+        if var.name.starts_with(RESERVED_ENV_PREFIX) {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "{:?} is reserved: the node sets {RESERVED_ENV_PREFIX}* variables itself",
                     var.name
                 ),
             ));
@@ -520,6 +533,14 @@ mod tests {
             )
         );
         assert!(check(|d| d.spec.template.spec.env = env(&["A B"])).is_err());
+        assert_eq!(
+            check(|d| d.spec.template.spec.env = env(&["BERTH_INSTANCE"])),
+            Err(
+                "spec.template.spec.env[0].name: \"BERTH_INSTANCE\" is reserved: the node sets \
+                 BERTH_* variables itself"
+                    .into()
+            )
+        );
         assert_eq!(
             check(|d| d.spec.template.spec.env = env(&[""])),
             Err("spec.template.spec.env[0].name: must not be empty".into())

@@ -146,13 +146,14 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -209,7 +210,11 @@ async fn run(cli: Cli) -> Result<()> {
                 namespace: if all_namespaces {
                     None
                 } else {
-                    Some(namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into()))
+                    Some(
+                        namespace
+                            .clone()
+                            .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+                    )
                 },
                 name: name.clone(),
             };
@@ -279,10 +284,11 @@ async fn run(cli: Cli) -> Result<()> {
             memory_bytes,
         } => {
             let machine = berth_node::machine_capacity();
-            let capacity = (cpu_millis.is_some() || memory_bytes.is_some()).then(|| NodeResources {
-                cpu_millis: cpu_millis.unwrap_or(machine.cpu_millis),
-                memory_bytes: memory_bytes.unwrap_or(machine.memory_bytes),
-            });
+            let capacity =
+                (cpu_millis.is_some() || memory_bytes.is_some()).then(|| NodeResources {
+                    cpu_millis: cpu_millis.unwrap_or(machine.cpu_millis),
+                    memory_bytes: memory_bytes.unwrap_or(machine.memory_bytes),
+                });
             let data_dir = data.unwrap_or_else(|| config::data_home(&format!("node-{name}")));
             node::run(berth_node::Config {
                 name,
@@ -323,8 +329,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,berth=info,berth_node=info,berth_scheduler=info")),
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    "warn,berth=info,berth_node=info,berth_scheduler=info",
+                )
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -94,11 +94,12 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
         }
         Object::Instance(i) => {
             let ready = u8::from(i.status.phase == berth_api::Phase::Running);
-            let status = if i.status.reason.is_empty() || i.status.phase == berth_api::Phase::Running {
-                i.status.phase.to_string()
-            } else {
-                i.status.reason.clone()
-            };
+            let status =
+                if i.status.reason.is_empty() || i.status.phase == berth_api::Phase::Running {
+                    i.status.phase.to_string()
+                } else {
+                    i.status.reason.clone()
+                };
             vec![
                 meta.name.clone(),
                 format!("{ready}/1"),
@@ -109,7 +110,12 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
         }
         Object::Node(n) => vec![
             meta.name.clone(),
-            if n.status.is_ready() { "Ready" } else { "NotReady" }.into(),
+            if n.status.is_ready() {
+                "Ready"
+            } else {
+                "NotReady"
+            }
+            .into(),
             n.status.runtimes.join(","),
             n.status.ingress_address.clone(),
             age,
@@ -144,7 +150,13 @@ fn table(kind: Kind, objects: &[Object], all_namespaces: bool, now: Timestamp) -
     }
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for cells in rows {

@@ -29,6 +29,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
     loop {
+        let began = tokio::time::Instant::now();
         let outcome = tokio::select! {
             _ = &mut shutdown => break,
             outcome = session(&endpoint, scheduler, &info, &supervisor) => outcome,
@@ -40,7 +41,12 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        // A session that lasted a while was healthy: start over quickly.
+        backoff = if began.elapsed() > MAX_BACKOFF * 5 {
+            Duration::from_millis(100)
+        } else {
+            (backoff * 2).min(MAX_BACKOFF)
+        };
     }
     endpoint.close(0u32.into(), b"node shutting down");
 }
@@ -72,7 +78,10 @@ async fn session(
                 Some(other) => bail!("watch: unexpected frame {other:?}"),
                 None => return Err(anyhow!("the scheduler ended the watch")),
             },
-            _ = heartbeat.tick() => report(&connection, supervisor).await?,
+            _ = heartbeat.tick() => {
+                supervisor.retry_fetches(&connection);
+                report(&connection, supervisor).await?;
+            }
             () = supervisor.changed.notified() => report(&connection, supervisor).await?,
         }
     }

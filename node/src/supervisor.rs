@@ -85,6 +85,24 @@ impl Supervisor {
         NodeReport { instances }
     }
 
+    /// Starts again the instances whose component could not be fetched.
+    pub fn retry_fetches(self: &Arc<Self>, connection: &quinn::Connection) {
+        let mut to_start = Vec::new();
+        for state in self.states().values_mut() {
+            if state.phase == Phase::Failed && state.reason == "FetchFailed" {
+                state.phase = Phase::Starting;
+                state.reason.clear();
+                state.message.clear();
+                to_start.push(state.assignment.clone());
+            }
+        }
+        for assignment in to_start {
+            let this = self.clone();
+            let connection = connection.clone();
+            tokio::spawn(async move { this.start(assignment, connection).await });
+        }
+    }
+
     /// Starts what is newly assigned and stops what no longer is. Instances
     /// that failed to fetch are retried.
     pub fn apply(self: &Arc<Self>, assignments: Assignments, connection: &quinn::Connection) {
@@ -207,7 +225,9 @@ impl Supervisor {
         if actual != hex {
             bail!("fetching {digest}: content has digest sha256:{actual}");
         }
-        let partial = path.with_extension("partial");
+        // Instances of one component may fetch it at once: each writes its
+        // own temporary file, and the renames replace one another atomically.
+        let partial = path.with_extension(format!("partial-{}", unique_suffix()));
         tokio::fs::write(&partial, &bytes)
             .await
             .with_context(|| format!("cannot write {}", partial.display()))?;
@@ -216,4 +236,15 @@ impl Supervisor {
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }
+}
+
+/// A name part unique within this process and across restarts.
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -25,19 +25,23 @@ fn invalid(message: String) -> ApiError {
 
 /// Whether `digest` reads `sha256:` and 64 lowercase hex digits.
 pub fn is_digest(digest: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// Checks an uploaded component and stores it under its digest.
 pub fn put_blob(cluster: &Cluster, digest: &str, bytes: &[u8]) -> Result<(), ApiError> {
     if !is_digest(digest) {
-        return Err(invalid(format!("invalid digest {digest:?}: expected sha256:<64 hex digits>")));
+        return Err(invalid(format!(
+            "invalid digest {digest:?}: expected sha256:<64 hex digits>"
+        )));
     }
     let actual = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
     if actual != digest {
-        return Err(invalid(format!("digest mismatch: announced {digest}, content is {actual}")));
+        return Err(invalid(format!(
+            "digest mismatch: announced {digest}, content is {actual}"
+        )));
     }
     validate_component(bytes).map_err(|e| invalid(format!("component {digest}: {e}")))?;
     if !cluster.store.has_blob(digest)? {
@@ -65,8 +69,8 @@ pub fn validate_component(bytes: &[u8]) -> Result<(), String> {
 fn admit(raw: &[Vec<u8>], cluster: &Cluster) -> Result<Vec<Object>, ApiError> {
     let mut objects = Vec::with_capacity(raw.len());
     for (index, bytes) in raw.iter().enumerate() {
-        let mut object = Object::from_json(bytes)
-            .map_err(|e| invalid(format!("object {}: {e}", index + 1)))?;
+        let mut object =
+            Object::from_json(bytes).map_err(|e| invalid(format!("object {}: {e}", index + 1)))?;
         if !object.kind().is_user_managed() {
             return Err(invalid(format!(
                 "{}: {} objects are created by the cluster and cannot be applied",
@@ -109,13 +113,13 @@ pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u
     cluster.store.write(|txn| {
         let mut outcomes = Vec::with_capacity(objects.len());
         for object in objects {
-            if let Some(namespace) = object.namespace() {
-                if !namespace_exists(txn, namespace)? {
-                    return Err(ApiError::new(
-                        ErrorCode::NotFound,
-                        format!("{}: namespace {namespace:?} not found", object.describe()),
-                    ));
-                }
+            if let Some(namespace) = object.namespace()
+                && !namespace_exists(txn, namespace)?
+            {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("{}: namespace {namespace:?} not found", object.describe()),
+                ));
             }
             let action = apply_one(txn, object, now)?;
             outcomes.push(action);
@@ -124,7 +128,11 @@ pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u
     })
 }
 
-fn apply_one(txn: &mut Txn<'_, '_>, mut object: Object, now: Timestamp) -> Result<ApplyOutcome, ApiError> {
+fn apply_one(
+    txn: &mut Txn<'_, '_>,
+    mut object: Object,
+    now: Timestamp,
+) -> Result<ApplyOutcome, ApiError> {
     let described = object.describe();
     let existing = txn.get(&object_key(&object))?;
     let action = match (existing, &mut object) {
@@ -187,7 +195,11 @@ pub fn get(
     namespace: Option<&str>,
     name: Option<&str>,
 ) -> Result<Vec<Object>, ApiError> {
-    let namespace = if kind.is_namespaced() { namespace } else { None };
+    let namespace = if kind.is_namespaced() {
+        namespace
+    } else {
+        None
+    };
     let mut objects = match name {
         Some(name) => {
             let namespace = kind
@@ -209,9 +221,8 @@ pub fn get(
         let liveness = cluster.liveness();
         for object in &mut objects {
             if let Object::Node(node) = object {
-                node.status.last_heartbeat_time = liveness
-                    .get(&node.metadata.name)
-                    .and_then(|l| l.last_heard);
+                node.status.last_heartbeat_time =
+                    liveness.get(&node.metadata.name).and_then(|l| l.last_heard);
             }
         }
     }
@@ -283,9 +294,17 @@ mod tests {
 
     #[test]
     fn components_are_told_from_modules_and_garbage() {
-        assert!(validate_component(b"not wasm").unwrap_err().contains("not a WebAssembly component"));
+        assert!(
+            validate_component(b"not wasm")
+                .unwrap_err()
+                .contains("not a WebAssembly component")
+        );
         let module = b"\0asm\x01\0\0\0";
-        assert!(validate_component(module).unwrap_err().contains("core WebAssembly module"));
+        assert!(
+            validate_component(module)
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
         let truncated_component = b"\0asm\x0d\0\x01\0\x01";
         assert!(validate_component(truncated_component).is_err());
     }

@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use berth_api::quantity::{parse_cpu, parse_memory};
 use berth_api::{
-    API_VERSION, Deployment, DeploymentStatus, Instance, InstanceSpec, InstanceStatus, Kind,
-    Node, NodeCondition, NodeResources, Object, ObjectMeta, OwnerReference, Phase,
+    API_VERSION, Deployment, DeploymentStatus, Instance, InstanceSpec, InstanceStatus, Kind, Node,
+    NodeCondition, NodeResources, Object, ObjectMeta, OwnerReference, Phase,
 };
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
@@ -158,6 +158,14 @@ fn is_terminating(instance: &Instance) -> bool {
     instance.metadata.deletion_timestamp.is_some()
 }
 
+fn instance_key(instance: &Instance) -> String {
+    key(
+        Kind::Instance,
+        Some(instance.metadata.namespace_or_default()),
+        &instance.metadata.name,
+    )
+}
+
 /// Computes the controllers' plan. `new_name` turns a Deployment name into a
 /// fresh instance name (the caller supplies the randomness).
 pub fn reconcile(
@@ -188,9 +196,7 @@ fn node_lifecycle(
 ) -> HashMap<String, bool> {
     let mut ready = HashMap::new();
     for node in &view.nodes {
-        let heard = liveness
-            .get(&node.metadata.name)
-            .and_then(|l| l.last_heard);
+        let heard = liveness.get(&node.metadata.name).and_then(|l| l.last_heard);
         let alive = match heard {
             Some(heard) => now.duration_since(heard) <= settings.node_grace,
             None => {
@@ -286,8 +292,9 @@ fn reconcile_deployment(
         }
     }
     for _ in current.len()..want {
-        plan.commands
-            .push(Command::Create(Box::new(new_instance(deployment, &hash, new_name))));
+        plan.commands.push(Command::Create(Box::new(new_instance(
+            deployment, &hash, new_name,
+        ))));
     }
     let ready = current
         .iter()
@@ -369,11 +376,7 @@ fn collect_garbage(
         };
         if stopped || now.duration_since(since) > TERMINATION_TIMEOUT {
             plan.commands.push(Command::Remove {
-                key: key(
-                    Kind::Instance,
-                    Some(instance.metadata.namespace_or_default()),
-                    &instance.metadata.name,
-                ),
+                key: instance_key(instance),
                 seen: rv(&instance.metadata),
             });
         }
@@ -381,6 +384,20 @@ fn collect_garbage(
 }
 
 fn place(view: &View, ready: &HashMap<String, bool>, plan: &mut Plan) {
+    // Instances this pass terminates are not placed: the resourceVersion
+    // guard would drop their binding, but placing them would first take
+    // room from the instances placed after them.
+    let terminated: HashSet<String> = plan
+        .commands
+        .iter()
+        .filter_map(|command| match command {
+            Command::Update { object, .. } => match &**object {
+                Object::Instance(i) if is_terminating(i) => Some(instance_key(i)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
     let mut nodes: Vec<NodeState> = view
         .nodes
         .iter()
@@ -416,7 +433,11 @@ fn place(view: &View, ready: &HashMap<String, bool>, plan: &mut Plan) {
     let mut pending: Vec<&Instance> = view
         .instances
         .iter()
-        .filter(|i| i.spec.node_name.is_none() && !is_terminating(i))
+        .filter(|i| {
+            i.spec.node_name.is_none()
+                && !is_terminating(i)
+                && !terminated.contains(&instance_key(i))
+        })
         .collect();
     pending.sort_by_key(|i| (i.metadata.creation_timestamp, i.metadata.name.clone()));
     let demands: Vec<Demand> = pending.iter().map(|i| demand(&i.spec)).collect();
@@ -447,5 +468,1328 @@ fn place(view: &View, ready: &HashMap<String, bool>, plan: &mut Plan) {
             seen: rv(&instance.metadata),
             object: Box::new(Object::Instance(Box::new(updated))),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_api::{
+        DeploymentSpec, EnvVar, InstanceTemplate, LabelSelector, NodeStatus, Quantity,
+        ResourceList, Resources, TemplateMeta,
+    };
+
+    use super::*;
+    use crate::store::object_key;
+
+    const NS: &str = "prod";
+    const GI: u64 = 1024 * 1024 * 1024;
+
+    /// Seconds after an arbitrary epoch; every test runs at `t(1000)`.
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + secs).unwrap()
+    }
+
+    fn now() -> Timestamp {
+        t(1000)
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            node_grace: SignedDuration::from_secs(5),
+            started: t(0),
+            reconnect_allowance: SignedDuration::from_secs(10),
+        }
+    }
+
+    fn template(component: &str, cpu: &str) -> InstanceTemplate {
+        InstanceTemplate {
+            metadata: TemplateMeta {
+                labels: BTreeMap::from([("app".into(), "web".into())]),
+            },
+            spec: InstanceSpec {
+                component: component.into(),
+                env: vec![],
+                resources: Resources {
+                    requests: ResourceList {
+                        cpu: (!cpu.is_empty()).then(|| Quantity(cpu.into())),
+                        memory: None,
+                    },
+                    limits: ResourceList::default(),
+                },
+                node_name: None,
+            },
+        }
+    }
+
+    fn deployment(name: &str, replicas: i64) -> Deployment {
+        Deployment {
+            api_version: API_VERSION.into(),
+            kind: Kind::Deployment.as_str().into(),
+            metadata: ObjectMeta {
+                name: name.into(),
+                namespace: Some(NS.into()),
+                uid: Some(format!("{name}-uid")),
+                resource_version: Some("10".into()),
+                generation: Some(2),
+                creation_timestamp: Some(t(0)),
+                ..ObjectMeta::default()
+            },
+            spec: DeploymentSpec {
+                replicas,
+                selector: LabelSelector::default(),
+                template: template("sha256:v1", "100m"),
+            },
+            status: None,
+        }
+    }
+
+    /// An instance made from `owner`'s current template, as the controller
+    /// would have made it and the reconciler stored it.
+    fn instance(
+        owner: &Deployment,
+        name: &str,
+        created: i64,
+        phase: Phase,
+        node: Option<&str>,
+    ) -> Instance {
+        let mut instance = new_instance(owner, &template_hash(owner), &mut |_| name.into());
+        instance.metadata.uid = Some(format!("{name}-uid"));
+        instance.metadata.resource_version = Some("20".into());
+        instance.metadata.creation_timestamp = Some(t(created));
+        instance.spec.node_name = node.map(Into::into);
+        instance.status.phase = phase;
+        instance
+    }
+
+    fn node(name: &str, ready: bool) -> Node {
+        Node {
+            api_version: API_VERSION.into(),
+            kind: Kind::Node.as_str().into(),
+            metadata: ObjectMeta {
+                name: name.into(),
+                resource_version: Some("5".into()),
+                ..ObjectMeta::default()
+            },
+            status: NodeStatus {
+                capacity: NodeResources {
+                    cpu_millis: 2000,
+                    memory_bytes: 4 * GI,
+                },
+                allocatable: NodeResources {
+                    cpu_millis: 2000,
+                    memory_bytes: 4 * GI,
+                },
+                runtimes: vec!["wasm".into()],
+                conditions: vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "Unknown" }.into(),
+                    reason: String::new(),
+                    last_transition_time: Some(t(0)),
+                }],
+                ..NodeStatus::default()
+            },
+        }
+    }
+
+    /// A connected node heard just now, reporting these instance uids.
+    fn reporting(uids: &[&str]) -> Liveness {
+        Liveness {
+            last_heard: Some(now()),
+            reported: Some(uids.iter().map(|u| (*u).to_owned()).collect()),
+        }
+    }
+
+    fn liveness(entries: &[(&str, Liveness)]) -> HashMap<String, Liveness> {
+        entries
+            .iter()
+            .map(|(name, l)| ((*name).to_owned(), l.clone()))
+            .collect()
+    }
+
+    /// Names `web-1`, `web-2`, ...: unique for the life of the closure.
+    fn names() -> impl FnMut(&str) -> String {
+        let mut count = 0;
+        move |deployment| {
+            count += 1;
+            format!("{deployment}-{count}")
+        }
+    }
+
+    fn run(view: &View, liveness: &HashMap<String, Liveness>) -> Plan {
+        run_with(view, liveness, &settings())
+    }
+
+    fn run_with(view: &View, liveness: &HashMap<String, Liveness>, settings: &Settings) -> Plan {
+        reconcile(view, liveness, settings, now(), &mut names())
+    }
+
+    fn creates(plan: &Plan) -> Vec<&Instance> {
+        plan.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Create(i) => Some(&**i),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn updated_instances(plan: &Plan) -> Vec<(&str, &Instance)> {
+        plan.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Update { seen, object } => match &**object {
+                    Object::Instance(i) => Some((seen.as_str(), &**i)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn updated_nodes(plan: &Plan) -> Vec<(&str, &Node)> {
+        plan.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Update { seen, object } => match &**object {
+                    Object::Node(n) => Some((seen.as_str(), &**n)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn updated_deployments(plan: &Plan) -> Vec<(&str, &Deployment)> {
+        plan.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Update { seen, object } => match &**object {
+                    Object::Deployment(d) => Some((seen.as_str(), &**d)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Names of the instances the plan terminates, sorted.
+    fn terminated(plan: &Plan) -> Vec<&str> {
+        let mut names: Vec<&str> = updated_instances(plan)
+            .into_iter()
+            .filter(|(_, i)| i.metadata.deletion_timestamp.is_some())
+            .map(|(_, i)| i.metadata.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// `(instance, node)` for every binding in the plan.
+    fn bindings(plan: &Plan) -> Vec<(&str, &str)> {
+        updated_instances(plan)
+            .into_iter()
+            .filter(|(_, i)| i.status.phase == Phase::Scheduled)
+            .map(|(_, i)| {
+                (
+                    i.metadata.name.as_str(),
+                    i.spec.node_name.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    fn removed(plan: &Plan) -> Vec<&str> {
+        plan.commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Remove { key, .. } => Some(key.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn key_of(name: &str) -> String {
+        key(Kind::Instance, Some(NS), name)
+    }
+
+    fn command_key(command: &Command) -> String {
+        match command {
+            Command::Create(i) => object_key(&Object::Instance(i.clone())),
+            Command::Update { object, .. } => object_key(object),
+            Command::Remove { key, .. } => key.clone(),
+        }
+    }
+
+    fn terminating(mut instance: Instance, since: Timestamp) -> Instance {
+        instance.metadata.deletion_timestamp = Some(since);
+        instance.status.phase = Phase::Terminating;
+        instance
+    }
+
+    // 1. Scaling up.
+
+    #[test]
+    fn new_deployment_gets_its_replicas_created() {
+        let web = deployment("web", 3);
+        let view = View {
+            deployments: vec![web.clone()],
+            nodes: vec![node("n1", true)],
+            ..View::default()
+        };
+        let plan = run(&view, &liveness(&[("n1", reporting(&[]))]));
+
+        let created = creates(&plan);
+        assert_eq!(created.len(), 3, "{plan:#?}");
+        let mut names: Vec<&str> = created.iter().map(|i| i.metadata.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["web-1", "web-2", "web-3"]);
+        for instance in &created {
+            assert_eq!(instance.metadata.namespace.as_deref(), Some(NS));
+            assert_eq!(
+                instance.metadata.labels.get(TEMPLATE_HASH_LABEL),
+                Some(&template_hash(&web))
+            );
+            assert_eq!(
+                instance.metadata.labels.get("app").map(String::as_str),
+                Some("web")
+            );
+            assert_eq!(owner_uid(instance), Some("web-uid"));
+            assert_eq!(instance.metadata.owner_references[0].name, "web");
+            assert_eq!(instance.spec, web.spec.template.spec);
+            assert_eq!(instance.status, InstanceStatus::default());
+            assert_eq!(instance.kind, "Instance");
+        }
+
+        let deployments = updated_deployments(&plan);
+        assert_eq!(deployments.len(), 1);
+        let (seen, updated) = deployments[0];
+        assert_eq!(seen, "10");
+        assert_eq!(
+            updated.status,
+            Some(DeploymentStatus {
+                observed_generation: 2,
+                ..DeploymentStatus::default()
+            })
+        );
+        assert_eq!(updated.spec, web.spec);
+        // Nothing else: the new instances are placed once they are stored.
+        assert_eq!(plan.commands.len(), 4, "{plan:#?}");
+    }
+
+    #[test]
+    fn created_instances_do_not_inherit_a_templated_node_name() {
+        let mut web = deployment("web", 1);
+        web.spec.template.spec.node_name = Some("n1".into());
+        let view = View {
+            deployments: vec![web],
+            ..View::default()
+        };
+        let plan = run(&view, &HashMap::new());
+        assert_eq!(creates(&plan)[0].spec.node_name, None);
+    }
+
+    #[test]
+    fn negative_replicas_count_as_zero() {
+        let web = deployment("web", -3);
+        let view = View {
+            instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
+            deployments: vec![web],
+            nodes: vec![node("n1", true)],
+        };
+        let plan = run(&view, &liveness(&[("n1", reporting(&["a-uid"]))]));
+        assert!(creates(&plan).is_empty());
+        assert_eq!(terminated(&plan), ["a"]);
+    }
+
+    #[test]
+    fn steady_deployment_produces_no_commands() {
+        let mut web = deployment("web", 2);
+        web.status = Some(DeploymentStatus {
+            observed_generation: 2,
+            replicas: 2,
+            updated_replicas: 2,
+            ready_replicas: 1,
+            available_replicas: 1,
+        });
+        let view = View {
+            instances: vec![
+                instance(&web, "a", 1, Phase::Running, Some("n1")),
+                instance(&web, "b", 2, Phase::Starting, Some("n1")),
+            ],
+            deployments: vec![web],
+            nodes: vec![node("n1", true)],
+        };
+        let plan = run(&view, &liveness(&[("n1", reporting(&["a-uid", "b-uid"]))]));
+        assert_eq!(plan, Plan::default());
+    }
+
+    #[test]
+    fn status_follows_a_new_generation() {
+        let mut web = deployment("web", 1);
+        web.status = Some(DeploymentStatus {
+            observed_generation: 1,
+            replicas: 1,
+            updated_replicas: 1,
+            ready_replicas: 1,
+            available_replicas: 1,
+        });
+        let view = View {
+            instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
+            deployments: vec![web],
+            nodes: vec![node("n1", true)],
+        };
+        let plan = run(&view, &liveness(&[("n1", reporting(&["a-uid"]))]));
+        let deployments = updated_deployments(&plan);
+        assert_eq!(deployments.len(), 1, "{plan:#?}");
+        assert_eq!(
+            deployments[0]
+                .1
+                .status
+                .as_ref()
+                .map(|s| s.observed_generation),
+            Some(2)
+        );
+    }
+
+    // 2. Scaling down.
+
+    #[test]
+    fn scale_down_terminates_unplaced_instances_then_the_newest() {
+        let web = deployment("web", 2);
+        let view = View {
+            instances: vec![
+                instance(&web, "r1", 1, Phase::Running, Some("n1")),
+                instance(&web, "r2", 3, Phase::Running, Some("n1")),
+                instance(&web, "r3", 2, Phase::Running, Some("n1")),
+                instance(&web, "p1", 0, Phase::Pending, None),
+                instance(&web, "p2", 4, Phase::Pending, None),
+            ],
+            deployments: vec![web],
+            nodes: vec![node("n1", true)],
+        };
+        let uids = ["r1-uid", "r2-uid", "r3-uid"];
+        let plan = run(&view, &liveness(&[("n1", reporting(&uids))]));
+
+        assert_eq!(terminated(&plan), ["p1", "p2", "r2"], "{plan:#?}");
+        assert!(creates(&plan).is_empty());
+        for (seen, updated) in updated_instances(&plan) {
+            let before = view
+                .instances
+                .iter()
+                .find(|i| i.metadata.name == updated.metadata.name)
+                .unwrap();
+            assert_eq!(seen, "20");
+            assert_eq!(updated.metadata.deletion_timestamp, Some(now()));
+            assert_eq!(updated.status.phase, Phase::Terminating);
+            // Only the deletion mark and the phase change.
+            assert_eq!(updated.spec, before.spec);
+            assert_eq!(updated.metadata.uid, before.metadata.uid);
+            assert_eq!(updated.metadata.labels, before.metadata.labels);
+        }
+        let deployments = updated_deployments(&plan);
+        let status = deployments[0].1.status.clone().unwrap();
+        assert_eq!((status.replicas, status.ready_replicas), (2, 2));
+    }
+
+    #[test]
+    fn scale_down_of_running_instances_terminates_the_newest() {
+        let web = deployment("web", 1);
+        let view = View {
+            instances: vec![
+                instance(&web, "c5", 5, Phase::Running, Some("n1")),
+                instance(&web, "c1", 1, Phase::Running, Some("n1")),
+                instance(&web, "c7", 7, Phase::Running, Some("n1")),
+                instance(&web, "c3", 3, Phase::Running, Some("n1")),
+            ],
+            deployments: vec![web],
+            nodes: vec![node("n1", true)],
+        };
+        let uids = ["c1-uid", "c3-uid", "c5-uid", "c7-uid"];
+        let plan = run(&view, &liveness(&[("n1", reporting(&uids))]));
+        assert_eq!(terminated(&plan), ["c3", "c5", "c7"], "{plan:#?}");
+    }
+
+    #[test]
+    fn scale_down_terminates_failed_and_starting_before_running() {
+        let web = deployment("web", 1);
+        let view = View {
+            instances: vec![
+                instance(&web, "running", 9, Phase::Running, Some("n1")),
+                instance(&web, "starting", 1, Phase::Starting, Some("n1")),
+                instance(&web, "failed", 2, Phase::Failed, Some("n1")),
+            ],
+            deployments: vec![web],
+            nodes: vec![node("n1", true)],
+        };
+        let plan = run(&view, &liveness(&[("n1", reporting(&[]))]));
+        assert_eq!(terminated(&plan), ["failed", "starting"], "{plan:#?}");
+    }
+
+    #[test]
+    fn terminating_instances_do_not_count_as_replicas() {
+        let web = deployment("web", 2);
+        let view = View {
+            instances: vec![
+                instance(&web, "a", 1, Phase::Running, Some("n1")),
+                terminating(instance(&web, "b", 2, Phase::Running, Some("n1")), now()),
+            ],
+            deployments: vec![web],
+            nodes: vec![node("n1", true)],
+        };
+        let plan = run(&view, &liveness(&[("n1", reporting(&["a-uid", "b-uid"]))]));
+        assert_eq!(creates(&plan).len(), 1, "{plan:#?}");
+        assert!(terminated(&plan).is_empty());
+    }
+
+    // 3. Template changes.
+
+    #[test]
+    fn template_hash_tracks_the_template_only() {
+        let web = deployment("web", 1);
+        let mut scaled = web.clone();
+        scaled.spec.replicas = 7;
+        scaled.metadata.generation = Some(9);
+        assert_eq!(template_hash(&web), template_hash(&scaled));
+        assert_eq!(template_hash(&web).len(), 10);
+
+        let mut env = web.clone();
+        env.spec.template.spec.env.push(EnvVar {
+            name: "MODE".into(),
+            value: "fast".into(),
+        });
+        let mut component = web.clone();
+        component.spec.template.spec.component = "sha256:v2".into();
+        assert_ne!(template_hash(&web), template_hash(&env));
+        assert_ne!(template_hash(&web), template_hash(&component));
+    }
+
+    #[test]
+    fn template_change_replaces_every_old_instance() {
+        for change in ["env", "component"] {
+            let old = deployment("web", 2);
+            let mut web = old.clone();
+            match change {
+                "env" => web.spec.template.spec.env.push(EnvVar {
+                    name: "MODE".into(),
+                    value: "fast".into(),
+                }),
+                _ => web.spec.template.spec.component = "sha256:v2".into(),
+            }
+            let view = View {
+                instances: vec![
+                    instance(&old, "a", 1, Phase::Running, Some("n1")),
+                    instance(&old, "b", 2, Phase::Running, Some("n1")),
+                    instance(&old, "c", 3, Phase::Pending, None),
+                ],
+                deployments: vec![web.clone()],
+                nodes: vec![node("n1", true)],
+            };
+            let plan = run(&view, &liveness(&[("n1", reporting(&["a-uid", "b-uid"]))]));
+
+            assert_eq!(terminated(&plan), ["a", "b", "c"], "{change}: {plan:#?}");
+            let created = creates(&plan);
+            assert_eq!(created.len(), 2, "{change}: {plan:#?}");
+            for instance in created {
+                assert_eq!(
+                    instance.metadata.labels.get(TEMPLATE_HASH_LABEL),
+                    Some(&template_hash(&web))
+                );
+                assert_eq!(instance.spec, web.spec.template.spec);
+            }
+            assert_ne!(template_hash(&old), template_hash(&web));
+        }
+    }
+
+    #[test]
+    fn template_change_keeps_instances_already_current() {
+        let old = deployment("web", 2);
+        let mut web = old.clone();
+        web.spec.template.spec.component = "sha256:v2".into();
+        let view = View {
+            instances: vec![
+                instance(&old, "old1", 1, Phase::Running, Some("n1")),
+                instance(&old, "old2", 2, Phase::Running, Some("n1")),
+                instance(&web, "new1", 3, Phase::Running, Some("n1")),
+            ],
+            deployments: vec![web],
+            nodes: vec![node("n1", true)],
+        };
+        let uids = ["old1-uid", "old2-uid", "new1-uid"];
+        let plan = run(&view, &liveness(&[("n1", reporting(&uids))]));
+        assert_eq!(terminated(&plan), ["old1", "old2"], "{plan:#?}");
+        assert_eq!(creates(&plan).len(), 1);
+    }
+
+    // 4. Garbage collection.
+
+    #[test]
+    fn orphans_are_terminated() {
+        let web = deployment("web", 1);
+        let gone = deployment("gone", 1);
+        let mut ownerless = instance(&web, "ownerless", 1, Phase::Running, Some("n1"));
+        ownerless.metadata.owner_references.clear();
+        // Same name as a live Deployment but an old uid: not adopted.
+        let mut renamed = deployment("web", 1);
+        renamed.metadata.uid = Some("web-old-uid".into());
+        let view = View {
+            instances: vec![
+                instance(&web, "kept", 1, Phase::Running, Some("n1")),
+                instance(&gone, "orphan", 1, Phase::Running, Some("n1")),
+                instance(&renamed, "old-web", 1, Phase::Running, Some("n1")),
+                ownerless,
+            ],
+            deployments: vec![web],
+            nodes: vec![node("n1", true)],
+        };
+        let uids = ["kept-uid", "orphan-uid", "old-web-uid", "ownerless-uid"];
+        let plan = run(&view, &liveness(&[("n1", reporting(&uids))]));
+        assert_eq!(
+            terminated(&plan),
+            ["old-web", "orphan", "ownerless"],
+            "{plan:#?}"
+        );
+        assert!(removed(&plan).is_empty());
+        for (seen, updated) in updated_instances(&plan) {
+            assert_eq!(seen, "20");
+            assert_eq!(updated.status.phase, Phase::Terminating);
+            assert_eq!(updated.metadata.deletion_timestamp, Some(now()));
+        }
+    }
+
+    #[test]
+    fn terminating_instance_without_a_node_is_removed() {
+        let gone = deployment("gone", 1);
+        let view = View {
+            instances: vec![terminating(
+                instance(&gone, "x", 1, Phase::Pending, None),
+                now(),
+            )],
+            ..View::default()
+        };
+        let plan = run(&view, &HashMap::new());
+        assert_eq!(
+            plan.commands,
+            [Command::Remove {
+                key: "Instance/prod/x".into(),
+                seen: "20".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn terminating_instance_on_a_node_not_ready_is_removed() {
+        let gone = deployment("gone", 1);
+        let on = |name: &str, node: &str| {
+            terminating(instance(&gone, name, 1, Phase::Running, Some(node)), now())
+        };
+        let view = View {
+            instances: vec![on("a", "down"), on("b", "silent"), on("c", "missing")],
+            nodes: vec![node("down", false), node("silent", true)],
+            ..View::default()
+        };
+        // `silent` was Ready but is past its grace: it turns NotReady in this
+        // very pass, and what it held goes with it.
+        let mut silent = reporting(&["b-uid"]);
+        silent.last_heard = Some(now() - SignedDuration::from_secs(60));
+        let plan = run(&view, &liveness(&[("silent", silent)]));
+        let mut gone_keys = removed(&plan);
+        gone_keys.sort_unstable();
+        assert_eq!(
+            gone_keys,
+            [key_of("a"), key_of("b"), key_of("c")],
+            "{plan:#?}"
+        );
+    }
+
+    #[test]
+    fn terminating_instance_no_longer_reported_is_removed() {
+        let gone = deployment("gone", 1);
+        let view = View {
+            instances: vec![terminating(
+                instance(&gone, "x", 1, Phase::Running, Some("n1")),
+                now(),
+            )],
+            nodes: vec![node("n1", true)],
+            ..View::default()
+        };
+        let plan = run(&view, &liveness(&[("n1", reporting(&["other-uid"]))]));
+        assert_eq!(removed(&plan), [key_of("x")], "{plan:#?}");
+    }
+
+    #[test]
+    fn terminating_instance_is_kept_while_its_ready_node_runs_it() {
+        let gone = deployment("gone", 1);
+        let view = View {
+            instances: vec![terminating(
+                instance(&gone, "x", 1, Phase::Running, Some("n1")),
+                now() - SignedDuration::from_secs(10),
+            )],
+            nodes: vec![node("n1", true)],
+            ..View::default()
+        };
+        let plan = run(&view, &liveness(&[("n1", reporting(&["x-uid"]))]));
+        assert_eq!(plan, Plan::default());
+
+        // Connected but not reported since the scheduler started: no
+        // evidence it stopped, so it waits too.
+        let unreported = Liveness {
+            last_heard: Some(now()),
+            reported: None,
+        };
+        let plan = run(&view, &liveness(&[("n1", unreported)]));
+        assert_eq!(plan, Plan::default());
+    }
+
+    #[test]
+    fn terminating_instance_is_removed_after_the_timeout() {
+        let gone = deployment("gone", 1);
+        let since = |ago: i64| {
+            terminating(
+                instance(&gone, "x", 1, Phase::Running, Some("n1")),
+                now() - SignedDuration::from_secs(ago),
+            )
+        };
+        let l = liveness(&[("n1", reporting(&["x-uid"]))]);
+        let at_limit = View {
+            instances: vec![since(TERMINATION_TIMEOUT.as_secs())],
+            nodes: vec![node("n1", true)],
+            ..View::default()
+        };
+        assert_eq!(run(&at_limit, &l), Plan::default());
+        let past = View {
+            instances: vec![since(TERMINATION_TIMEOUT.as_secs() + 1)],
+            nodes: vec![node("n1", true)],
+            ..View::default()
+        };
+        assert_eq!(removed(&run(&past, &l)), [key_of("x")]);
+    }
+
+    #[test]
+    fn terminating_instance_is_not_terminated_again() {
+        let gone = deployment("gone", 1);
+        let view = View {
+            instances: vec![terminating(
+                instance(&gone, "x", 1, Phase::Running, Some("n1")),
+                now(),
+            )],
+            nodes: vec![node("n1", true)],
+            ..View::default()
+        };
+        let plan = run(&view, &liveness(&[("n1", reporting(&["x-uid"]))]));
+        assert!(updated_instances(&plan).is_empty(), "{plan:#?}");
+    }
+
+    // 5. Node lifecycle.
+
+    fn heard(ago: i64) -> Liveness {
+        Liveness {
+            last_heard: Some(now() - SignedDuration::from_secs(ago)),
+            reported: Some(HashSet::new()),
+        }
+    }
+
+    #[test]
+    fn silent_node_turns_not_ready() {
+        let view = View {
+            nodes: vec![node("n1", true)],
+            ..View::default()
+        };
+        let plan = run(&view, &liveness(&[("n1", heard(6))]));
+        let nodes = updated_nodes(&plan);
+        assert_eq!(nodes.len(), 1, "{plan:#?}");
+        let (seen, updated) = nodes[0];
+        assert_eq!(seen, "5");
+        assert!(!updated.status.is_ready());
+        assert_eq!(
+            updated.status.conditions,
+            [NodeCondition {
+                type_: "Ready".into(),
+                status: "Unknown".into(),
+                reason: "NodeStatusUnknown".into(),
+                last_transition_time: Some(now()),
+            }]
+        );
+        assert_eq!(updated.status.allocatable, view.nodes[0].status.allocatable);
+        assert_eq!(updated.metadata, view.nodes[0].metadata);
+
+        // Heard exactly `node_grace` ago is still alive.
+        let plan = run(&view, &liveness(&[("n1", heard(5))]));
+        assert_eq!(plan, Plan::default());
+    }
+
+    #[test]
+    fn node_heard_again_turns_ready() {
+        let view = View {
+            nodes: vec![node("n1", false)],
+            ..View::default()
+        };
+        let plan = run(&view, &liveness(&[("n1", heard(1))]));
+        let nodes = updated_nodes(&plan);
+        assert_eq!(nodes.len(), 1, "{plan:#?}");
+        assert_eq!(
+            nodes[0].1.status.conditions,
+            [NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "NodeReady".into(),
+                last_transition_time: Some(now()),
+            }]
+        );
+        // Still silent: stays as it is.
+        let plan = run(&view, &liveness(&[("n1", heard(6))]));
+        assert_eq!(plan, Plan::default());
+    }
+
+    #[test]
+    fn unconnected_node_keeps_its_state_until_the_restart_allowance_ends() {
+        let view = View {
+            nodes: vec![node("up", true), node("down", false)],
+            ..View::default()
+        };
+        let grace = settings().node_grace + settings().reconnect_allowance;
+        let started = |ago: SignedDuration| Settings {
+            started: now() - ago,
+            ..settings()
+        };
+
+        let within = run_with(&view, &HashMap::new(), &started(grace));
+        assert_eq!(within, Plan::default());
+
+        let after = run_with(
+            &view,
+            &HashMap::new(),
+            &started(grace + SignedDuration::from_secs(1)),
+        );
+        let nodes = updated_nodes(&after);
+        assert_eq!(nodes.len(), 1, "{after:#?}");
+        assert_eq!(nodes[0].1.metadata.name, "up");
+        assert!(!nodes[0].1.status.is_ready());
+    }
+
+    #[test]
+    fn unconnected_node_inside_the_allowance_takes_no_new_instances_when_not_ready() {
+        let web = deployment("web", 1);
+        let view = View {
+            instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
+            deployments: vec![web],
+            nodes: vec![node("up", true), node("down", false)],
+        };
+        let recent = Settings {
+            started: now() - SignedDuration::from_secs(1),
+            ..settings()
+        };
+        let plan = run_with(&view, &HashMap::new(), &recent);
+        assert_eq!(bindings(&plan), [("a", "up")], "{plan:#?}");
+    }
+
+    // 6. Placement.
+
+    #[test]
+    fn pending_instances_are_bound_to_ready_nodes_only() {
+        let web = deployment("web", 3);
+        let mut big_but_down = node("down", false);
+        big_but_down.status.allocatable.cpu_millis = 64_000;
+        let mut big_but_silent = node("silent", true);
+        big_but_silent.status.allocatable.cpu_millis = 64_000;
+        let view = View {
+            instances: vec![
+                instance(&web, "a", 1, Phase::Pending, None),
+                instance(&web, "b", 2, Phase::Pending, None),
+                instance(&web, "c", 3, Phase::Pending, None),
+            ],
+            deployments: vec![web],
+            nodes: vec![big_but_down, big_but_silent, node("up", true)],
+        };
+        let plan = run(
+            &view,
+            &liveness(&[("down", heard(60)), ("silent", heard(60)), ("up", heard(0))]),
+        );
+        assert_eq!(
+            bindings(&plan),
+            [("a", "up"), ("b", "up"), ("c", "up")],
+            "{plan:#?}"
+        );
+        for (seen, updated) in updated_instances(&plan) {
+            assert_eq!(seen, "20");
+            assert_eq!(
+                updated.status,
+                InstanceStatus {
+                    phase: Phase::Scheduled,
+                    ..InstanceStatus::default()
+                }
+            );
+            assert_eq!(updated.metadata.deletion_timestamp, None);
+        }
+    }
+
+    #[test]
+    fn placement_counts_what_bound_instances_reserve() {
+        let mut web = deployment("web", 2);
+        web.spec.template.spec.resources.requests.cpu = Some(Quantity("1500m".into()));
+        // Were `a-full` seen as empty, it would win the tie on its name.
+        let view = View {
+            instances: vec![
+                instance(&web, "running", 1, Phase::Running, Some("a-full")),
+                instance(&web, "pending", 2, Phase::Pending, None),
+            ],
+            deployments: vec![web],
+            nodes: vec![node("a-full", true), node("b-free", true)],
+        };
+        let plan = run(
+            &view,
+            &liveness(&[
+                ("a-full", reporting(&["running-uid"])),
+                ("b-free", heard(0)),
+            ]),
+        );
+        assert_eq!(bindings(&plan), [("pending", "b-free")], "{plan:#?}");
+    }
+
+    #[test]
+    fn unschedulable_instance_says_why_once() {
+        let mut web = deployment("web", 1);
+        web.spec.template.spec.resources.requests.cpu = Some(Quantity("8".into()));
+        let view = View {
+            instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
+            deployments: vec![web],
+            nodes: vec![node("n1", true), node("n2", false)],
+        };
+        let l = liveness(&[("n1", heard(0))]);
+        let plan = run(&view, &l);
+        let updates = updated_instances(&plan);
+        assert_eq!(updates.len(), 1, "{plan:#?}");
+        let (seen, updated) = updates[0];
+        assert_eq!(seen, "20");
+        assert_eq!(updated.status.phase, Phase::Pending);
+        assert_eq!(updated.status.reason, "Unschedulable");
+        assert!(
+            updated
+                .status
+                .message
+                .starts_with("0/2 nodes are available:"),
+            "{}",
+            updated.status.message
+        );
+        assert!(updated.status.message.contains("1 Insufficient cpu"));
+        assert_eq!(updated.spec.node_name, None);
+
+        // The status written, the next pass has nothing to say about it.
+        let mut again = view;
+        again.instances = vec![updated.clone()];
+        let plan = run(&again, &l);
+        assert!(updated_instances(&plan).is_empty(), "{plan:#?}");
+
+        // Once a node fits, it is bound.
+        let mut roomy = again;
+        roomy.nodes[0].status.allocatable.cpu_millis = 16_000;
+        let plan = run(&roomy, &l);
+        assert_eq!(bindings(&plan), [("a", "n1")], "{plan:#?}");
+        assert_eq!(updated_instances(&plan)[0].1.status.reason, "");
+    }
+
+    #[test]
+    fn unschedulable_without_nodes() {
+        let web = deployment("web", 1);
+        let view = View {
+            instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
+            deployments: vec![web],
+            ..View::default()
+        };
+        let plan = run(&view, &HashMap::new());
+        let updates = updated_instances(&plan);
+        assert_eq!(updates.len(), 1, "{plan:#?}");
+        assert_eq!(updates[0].1.status.reason, "Unschedulable");
+        assert!(updates[0].1.status.message.starts_with("0/0 "));
+    }
+
+    #[test]
+    fn placement_skips_instances_the_same_pass_terminates() {
+        // `old` is scaled to zero while its instances still wait for room;
+        // `web`'s instance, created later, must get that room in this same
+        // pass, and no instance may get two commands (the second would be
+        // dropped by the resourceVersion guard anyway).
+        let mut old = deployment("old", 0);
+        old.spec.template.spec.resources.requests.cpu = Some(Quantity("1".into()));
+        let mut web = deployment("web", 1);
+        web.spec.template.spec.resources.requests.cpu = Some(Quantity("1".into()));
+        let view = View {
+            instances: vec![
+                instance(&old, "old-a", 1, Phase::Pending, None),
+                instance(&old, "old-b", 2, Phase::Pending, None),
+                instance(&web, "web-a", 3, Phase::Pending, None),
+            ],
+            deployments: vec![old, web],
+            nodes: vec![node("n1", true)],
+        };
+        let plan = run(&view, &liveness(&[("n1", heard(0))]));
+        assert_eq!(terminated(&plan), ["old-a", "old-b"], "{plan:#?}");
+        assert_eq!(bindings(&plan), [("web-a", "n1")], "{plan:#?}");
+        let mut keys: Vec<String> = plan.commands.iter().map(command_key).collect();
+        let count = keys.len();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), count, "{plan:#?}");
+    }
+
+    // 7. Properties over random clusters.
+
+    /// xorshift64: a small deterministic generator in place of a
+    /// property-test crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, bound: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % bound
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len() as u64) as usize]
+        }
+
+        fn secs(&mut self, bound: u64) -> SignedDuration {
+            SignedDuration::from_secs(self.below(bound) as i64)
+        }
+    }
+
+    const PHASES: [Phase; 7] = [
+        Phase::Pending,
+        Phase::Scheduled,
+        Phase::Starting,
+        Phase::Running,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Terminating,
+    ];
+
+    fn random_cluster(rng: &mut Rng) -> (View, HashMap<String, Liveness>, Settings) {
+        let settings = Settings {
+            started: now() - rng.secs(40),
+            ..settings()
+        };
+        let nodes: Vec<Node> = (0..rng.below(5))
+            .map(|i| {
+                let mut n = node(&format!("n{i}"), rng.below(2) == 0);
+                n.status.allocatable.cpu_millis = 500 + rng.below(4000);
+                n.status.allocatable.memory_bytes = GI / 2 + rng.below(4 * GI);
+                n.metadata.resource_version = Some(format!("{}", 1 + rng.below(50)));
+                n
+            })
+            .collect();
+        let deployments: Vec<Deployment> = (0..rng.below(4))
+            .map(|i| {
+                let mut d = deployment(&format!("d{i}"), rng.below(7) as i64 - 1);
+                let component = *rng.pick(&["sha256:v1", "sha256:v2"]);
+                let cpu = *rng.pick(&["", "100m", "700m", "2"]);
+                d.spec.template = template(component, cpu);
+                if rng.below(2) == 0 {
+                    d.spec.template.spec.resources.requests.memory =
+                        Some(Quantity(format!("{}Mi", rng.below(2048))));
+                }
+                d.metadata.resource_version = Some(format!("{}", 1 + rng.below(50)));
+                if rng.below(3) == 0 {
+                    d.status = Some(DeploymentStatus::default());
+                }
+                d
+            })
+            .collect();
+        let node_names: Vec<String> = nodes
+            .iter()
+            .map(|n| n.metadata.name.clone())
+            .chain(["gone".to_owned()])
+            .collect();
+        let instances: Vec<Instance> = (0..rng.below(16))
+            .map(|k| {
+                let name = format!("i{k}");
+                let owner = if deployments.is_empty() || rng.below(6) == 0 {
+                    deployment("deleted", 1)
+                } else {
+                    rng.pick(&deployments).clone()
+                };
+                let bound = rng.below(3) != 0;
+                let node = bound.then(|| rng.pick(&node_names).as_str());
+                let mut i = instance(
+                    &owner,
+                    &name,
+                    rng.below(100) as i64,
+                    *rng.pick(&PHASES),
+                    node,
+                );
+                i.metadata.resource_version = Some(format!("{}", 1 + rng.below(50)));
+                match rng.below(8) {
+                    0 => {
+                        i.metadata
+                            .labels
+                            .insert(TEMPLATE_HASH_LABEL.into(), "stale".into());
+                    }
+                    1 => i.metadata.owner_references.clear(),
+                    2 | 3 => i.metadata.deletion_timestamp = Some(now() - rng.secs(60)),
+                    _ => {}
+                }
+                i
+            })
+            .collect();
+        let uids: Vec<String> = instances
+            .iter()
+            .filter_map(|i| i.metadata.uid.clone())
+            .collect();
+        let mut liveness = HashMap::new();
+        for n in &nodes {
+            if rng.below(4) == 0 {
+                continue;
+            }
+            let reported = (rng.below(3) != 0).then(|| {
+                uids.iter()
+                    .filter(|_| rng.below(2) == 0)
+                    .cloned()
+                    .collect::<HashSet<String>>()
+            });
+            let last_heard = (rng.below(5) != 0).then(|| now() - rng.secs(12));
+            liveness.insert(
+                n.metadata.name.clone(),
+                Liveness {
+                    last_heard,
+                    reported,
+                },
+            );
+        }
+        (
+            View {
+                deployments,
+                instances,
+                nodes,
+            },
+            liveness,
+            settings,
+        )
+    }
+
+    fn view_objects(view: &View) -> BTreeMap<String, Object> {
+        let deployments = view
+            .deployments
+            .iter()
+            .map(|d| Object::Deployment(Box::new(d.clone())));
+        let instances = view
+            .instances
+            .iter()
+            .map(|i| Object::Instance(Box::new(i.clone())));
+        let nodes = view.nodes.iter().map(|n| Object::Node(Box::new(n.clone())));
+        deployments
+            .chain(instances)
+            .chain(nodes)
+            .map(|o| (object_key(&o), o))
+            .collect()
+    }
+
+    /// Applies a plan as the reconciler does, guards included: creates get
+    /// a uid and a creation time, every write the next resourceVersion.
+    fn apply(view: &View, plan: &Plan) -> View {
+        let mut objects = view_objects(view);
+        let revision = "1000".to_owned();
+        for command in plan.commands.clone() {
+            match command {
+                Command::Create(mut i) => {
+                    i.metadata.uid = Some(format!("{}-uid", i.metadata.name));
+                    i.metadata.creation_timestamp = Some(now());
+                    i.metadata.resource_version = Some(revision.clone());
+                    let object = Object::Instance(i);
+                    objects.entry(object_key(&object)).or_insert(object);
+                }
+                Command::Update { seen, mut object } => {
+                    let key = object_key(&object);
+                    if objects
+                        .get(&key)
+                        .map(|o| o.metadata().resource_version.clone())
+                        == Some(Some(seen))
+                    {
+                        object.metadata_mut().resource_version = Some(revision.clone());
+                        objects.insert(key, *object);
+                    }
+                }
+                Command::Remove { key, seen } => {
+                    if objects
+                        .get(&key)
+                        .map(|o| o.metadata().resource_version.clone())
+                        == Some(Some(seen))
+                    {
+                        objects.remove(&key);
+                    }
+                }
+            }
+        }
+        View::new(objects.into_values().collect())
+    }
+
+    fn check_plan(view: &View, plan: &Plan, case: usize) {
+        let objects = view_objects(view);
+
+        // Every command names an object of the snapshot (but creates), with
+        // the resourceVersion it had, and no object gets two commands.
+        let mut seen_keys = HashSet::new();
+        for command in &plan.commands {
+            let key = command_key(command);
+            assert!(
+                seen_keys.insert(key.clone()),
+                "case {case}: {key} twice: {plan:#?}"
+            );
+            match command {
+                Command::Create(i) => {
+                    assert!(!objects.contains_key(&key), "case {case}: create of {key}");
+                    let owner = view
+                        .deployments
+                        .iter()
+                        .find(|d| d.metadata.uid.as_deref() == owner_uid(i))
+                        .unwrap_or_else(|| panic!("case {case}: {key} has no owner"));
+                    assert_eq!(
+                        i.metadata.labels.get(TEMPLATE_HASH_LABEL),
+                        Some(&template_hash(owner))
+                    );
+                    assert_eq!(i.metadata.namespace, owner.metadata.namespace);
+                    assert_eq!(i.spec.node_name, None);
+                }
+                Command::Update { seen, .. } | Command::Remove { seen, .. } => {
+                    let before = objects
+                        .get(&key)
+                        .unwrap_or_else(|| panic!("case {case}: {key} is not in the view"));
+                    assert_eq!(
+                        before.metadata().resource_version.as_ref(),
+                        Some(seen),
+                        "case {case}: {key}"
+                    );
+                    if let Command::Remove { .. } = command {
+                        assert!(
+                            before.metadata().deletion_timestamp.is_some(),
+                            "case {case}: removed {key} while not terminating"
+                        );
+                    }
+                }
+            }
+        }
+
+        // Creates: exactly what each Deployment lacks.
+        for d in &view.deployments {
+            let hash = template_hash(d);
+            let current = view
+                .instances
+                .iter()
+                .filter(|i| {
+                    owner_uid(i) == d.metadata.uid.as_deref()
+                        && !is_terminating(i)
+                        && i.metadata.labels.get(TEMPLATE_HASH_LABEL) == Some(&hash)
+                })
+                .count();
+            let want = usize::try_from(d.spec.replicas.max(0)).unwrap();
+            let created = creates(plan)
+                .iter()
+                .filter(|i| owner_uid(i) == d.metadata.uid.as_deref())
+                .count();
+            assert_eq!(
+                created,
+                want.saturating_sub(current),
+                "case {case}: {}",
+                d.metadata.name
+            );
+        }
+
+        // Bindings go to nodes Ready after this pass, and fit in the room
+        // the node had left.
+        let after = apply(view, plan);
+        let ready: HashMap<&str, bool> = after
+            .nodes
+            .iter()
+            .map(|n| (n.metadata.name.as_str(), n.status.is_ready()))
+            .collect();
+        let mut added: HashMap<&str, (u64, u64)> = HashMap::new();
+        for (_, i) in updated_instances(plan) {
+            if i.status.phase != Phase::Scheduled {
+                continue;
+            }
+            let node = i.spec.node_name.as_deref().unwrap();
+            assert_eq!(ready.get(node), Some(&true), "case {case}: bound to {node}");
+            let d = demand(&i.spec);
+            let entry = added.entry(node).or_default();
+            entry.0 += d.cpu_millis;
+            entry.1 += d.memory_bytes;
+        }
+        for (node, (cpu, memory)) in added {
+            let n = view.nodes.iter().find(|n| n.metadata.name == node).unwrap();
+            let (used_cpu, used_memory) = view
+                .instances
+                .iter()
+                .filter(|i| i.spec.node_name.as_deref() == Some(node))
+                .map(|i| demand(&i.spec))
+                .fold((0, 0), |(c, m), d| (c + d.cpu_millis, m + d.memory_bytes));
+            let alloc = n.status.allocatable;
+            assert!(
+                cpu <= alloc.cpu_millis.saturating_sub(used_cpu),
+                "case {case}: {node} cpu"
+            );
+            assert!(
+                memory <= alloc.memory_bytes.saturating_sub(used_memory),
+                "case {case}: {node} memory"
+            );
+        }
+
+        // Once applied, every Deployment has exactly its replicas, all of
+        // the current template, and no live instance lacks an owner.
+        let owners: HashSet<&str> = after
+            .deployments
+            .iter()
+            .filter_map(|d| d.metadata.uid.as_deref())
+            .collect();
+        for i in after.instances.iter().filter(|i| !is_terminating(i)) {
+            assert!(
+                owner_uid(i).is_some_and(|uid| owners.contains(uid)),
+                "case {case}: orphan {} survives",
+                i.metadata.name
+            );
+        }
+        for d in &after.deployments {
+            let live: Vec<&Instance> = after
+                .instances
+                .iter()
+                .filter(|i| owner_uid(i) == d.metadata.uid.as_deref() && !is_terminating(i))
+                .collect();
+            let want = usize::try_from(d.spec.replicas.max(0)).unwrap();
+            assert_eq!(live.len(), want, "case {case}: {}", d.metadata.name);
+            for i in live {
+                assert_eq!(
+                    i.metadata.labels.get(TEMPLATE_HASH_LABEL),
+                    Some(&template_hash(d)),
+                    "case {case}: {}",
+                    i.metadata.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn random_clusters_keep_the_invariants() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..500 {
+            let (view, liveness, settings) = random_cluster(&mut rng);
+            let plan = reconcile(&view, &liveness, &settings, now(), &mut names());
+            check_plan(&view, &plan, case);
+
+            // Same inputs, same plan.
+            let again = reconcile(&view, &liveness, &settings, now(), &mut names());
+            assert_eq!(plan, again, "case {case}");
+
+            // Applied, the next pass at the same instant is stable: nothing
+            // more to create or terminate, no node flips back.
+            let after = apply(&view, &plan);
+            let mut fresh = {
+                let mut count = 0;
+                move |d: &str| {
+                    count += 1;
+                    format!("{d}-second-{count}")
+                }
+            };
+            let next = reconcile(&after, &liveness, &settings, now(), &mut fresh);
+            assert!(creates(&next).is_empty(), "case {case}: {next:#?}");
+            assert!(terminated(&next).is_empty(), "case {case}: {next:#?}");
+            assert!(updated_nodes(&next).is_empty(), "case {case}: {next:#?}");
+        }
     }
 }

@@ -162,7 +162,10 @@ impl Scheduler {
 
 fn ensure_default_namespace(store: &Store) -> Result<(), store::StoreError> {
     store.write(|txn| {
-        if txn.get(&key(Kind::Namespace, None, DEFAULT_NAMESPACE))?.is_none() {
+        if txn
+            .get(&key(Kind::Namespace, None, DEFAULT_NAMESPACE))?
+            .is_none()
+        {
             txn.put(Object::Namespace(Box::new(Namespace {
                 api_version: API_VERSION.into(),
                 kind: Kind::Namespace.as_str().into(),

@@ -44,7 +44,9 @@ pub fn join(cluster: &Cluster, secret: &str, node_name: &str) -> Result<Response
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     // A node that joins again gets new credentials; the old ones stop working.
     cluster.store.revoke_subject(&subject.encode())?;
-    cluster.store.put_identity(&fingerprint, &subject.encode())?;
+    cluster
+        .store
+        .put_identity(&fingerprint, &subject.encode())?;
     Ok(Response::Joined {
         cert_pem: identity.cert_chain_pem,
         key_pem: identity.key_pem,
@@ -107,7 +109,10 @@ pub fn report(cluster: &Cluster, name: &str, report: NodeReport) -> Result<u64, 
                 continue;
             };
             if instance.metadata.deletion_timestamp.is_some()
-                || !matches!(reported.phase, Phase::Starting | Phase::Running | Phase::Failed | Phase::Succeeded)
+                || !matches!(
+                    reported.phase,
+                    Phase::Starting | Phase::Running | Phase::Failed | Phase::Succeeded
+                )
             {
                 continue;
             }

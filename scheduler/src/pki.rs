@@ -173,11 +173,7 @@ impl Authority {
         })?;
         let token_path = dir.join("join-token");
         if !token_path.exists() {
-            let token = format!(
-                "berth1.{}.{}",
-                authority.ca_fingerprint()?,
-                random_hex(16)
-            );
+            let token = format!("berth1.{}.{}", authority.ca_fingerprint()?, random_hex(16));
             write_file(&token_path, &format!("{token}\n"), true)?;
         }
         authority.join_token = read(&token_path)?.trim().to_owned();

@@ -94,7 +94,11 @@ impl Filter for NodeReady {
         "NodeReady"
     }
     fn filter(&self, node: &NodeState, _: &Demand) -> Result<(), &'static str> {
-        if node.ready { Ok(()) } else { Err("node(s) were not ready") }
+        if node.ready {
+            Ok(())
+        } else {
+            Err("node(s) were not ready")
+        }
     }
 }
 
@@ -248,12 +252,15 @@ impl Framework {
             let better = match best.and_then(|(i, s)| nodes.get(i).map(|n| (n, s))) {
                 None => true,
                 Some((current, current_score)) => {
-                    (score, std::cmp::Reverse(node.instances), std::cmp::Reverse(&node.name))
-                        > (
-                            current_score,
-                            std::cmp::Reverse(current.instances),
-                            std::cmp::Reverse(&current.name),
-                        )
+                    (
+                        score,
+                        std::cmp::Reverse(node.instances),
+                        std::cmp::Reverse(&node.name),
+                    ) > (
+                        current_score,
+                        std::cmp::Reverse(current.instances),
+                        std::cmp::Reverse(&current.name),
+                    )
                 }
             };
             if better {
@@ -277,10 +284,7 @@ impl Framework {
                 } else {
                     format!(" {}.", reasons.join(", "))
                 };
-                Decision::Unschedulable(format!(
-                    "0/{} nodes are available:{detail}",
-                    nodes.len()
-                ))
+                Decision::Unschedulable(format!("0/{} nodes are available:{detail}", nodes.len()))
             }
         }
     }
@@ -335,7 +339,11 @@ mod tests {
 
     #[test]
     fn explains_why_nothing_fits() {
-        let mut nodes = vec![node("a", 1000, GI), node("b", 1000, GI), node("c", 8000, GI)];
+        let mut nodes = vec![
+            node("a", 1000, GI),
+            node("b", 1000, GI),
+            node("c", 8000, GI),
+        ];
         nodes[2].ready = false;
         let decisions = Framework::default().place(&mut nodes, &[demand(2000, 0)]);
         assert_eq!(

@@ -49,9 +49,18 @@ fn new_name(deployment: &str) -> String {
         .as_bytes()
         .iter()
         .take(5)
-        .map(|b| char::from(ALPHABET.get(usize::from(*b) % ALPHABET.len()).copied().unwrap_or(b'x')))
+        .map(|b| {
+            char::from(
+                ALPHABET
+                    .get(usize::from(*b) % ALPHABET.len())
+                    .copied()
+                    .unwrap_or(b'x'),
+            )
+        })
         .collect();
-    format!("{deployment}-{suffix}")
+    // Keep the name a DNS-1123 label (63 characters at most).
+    let base: String = deployment.chars().take(57).collect();
+    format!("{}-{suffix}", base.trim_end_matches('-'))
 }
 
 /// One reconcile pass; the new revision if it wrote anything.
@@ -88,14 +97,18 @@ fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), 
                 }
                 Command::Update { seen, object } => {
                     let current = txn.get(&object_key(&object))?;
-                    if current.is_some_and(|c| c.metadata().resource_version.as_deref() == Some(&seen)) {
+                    if current
+                        .is_some_and(|c| c.metadata().resource_version.as_deref() == Some(&seen))
+                    {
                         txn.put(*object)?;
                         applied += 1;
                     }
                 }
                 Command::Remove { key, seen } => {
                     let current = txn.get(&key)?;
-                    if current.is_some_and(|c| c.metadata().resource_version.as_deref() == Some(&seen)) {
+                    if current
+                        .is_some_and(|c| c.metadata().resource_version.as_deref() == Some(&seen))
+                    {
                         txn.delete(&key)?;
                         applied += 1;
                     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use berth_api::quic::{recv_frame, send_frame};
+use berth_api::quic::{recv_frame_limited, send_frame};
 use berth_api::wire::{ApiError, ErrorCode, Request, Response};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
@@ -16,6 +16,9 @@ use crate::pki::{Subject, der_fingerprint};
 
 /// Connections served at once; more are refused until one ends.
 pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Largest frame read from a peer without a client certificate.
+pub const ANONYMOUS_FRAME_LEN: usize = 16 * 1024;
 
 /// QUIC close code: the peer presented no usable client certificate.
 pub const CLOSE_UNAUTHENTICATED: u32 = 0x101;
@@ -135,7 +138,13 @@ async fn stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let request: Request = match recv_frame(&mut recv).await {
+    // Before a caller is known, only a small Join fits in a frame.
+    let limit = if caller == Caller::Anonymous {
+        ANONYMOUS_FRAME_LEN
+    } else {
+        berth_api::wire::MAX_FRAME_LEN
+    };
+    let request: Request = match recv_frame_limited(&mut recv, limit).await {
         Ok(Some(request)) => request,
         Ok(None) => return,
         Err(e) => {
@@ -153,13 +162,16 @@ async fn stream(
         }
         (caller, request) => handle(&cluster, &caller, request).await,
     };
-    let unauthenticated = matches!(&response, Response::Error(e) if e.code == ErrorCode::Unauthenticated);
+    let unauthenticated = match &response {
+        Response::Error(e) if e.code == ErrorCode::Unauthenticated => Some(e.message.clone()),
+        _ => None,
+    };
     if send_frame(&mut send, &response).await.is_ok() {
         let _ = send.finish();
         let _ = send.stopped().await;
     }
-    if unauthenticated && caller == Caller::Anonymous {
-        connection.close(CLOSE_UNAUTHENTICATED.into(), b"client certificate required");
+    if let (Some(reason), Caller::Anonymous) = (unauthenticated, &caller) {
+        connection.close(CLOSE_UNAUTHENTICATED.into(), reason.as_bytes());
     }
 }
 
@@ -218,14 +230,31 @@ async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
             })
             .await
         }
-        (Caller::User(_), Request::Get { kind, namespace, name }) => {
+        (
+            Caller::User(_),
+            Request::Get {
+                kind,
+                namespace,
+                name,
+            },
+        ) => {
             blocking(move || {
-                let objects = admission::get(&cluster, kind, namespace.as_deref(), name.as_deref())?;
-                Ok(Response::Objects(objects.iter().map(|o| o.to_json()).collect()))
+                let objects =
+                    admission::get(&cluster, kind, namespace.as_deref(), name.as_deref())?;
+                Ok(Response::Objects(
+                    objects.iter().map(|o| o.to_json()).collect(),
+                ))
             })
             .await
         }
-        (Caller::User(_), Request::Delete { kind, namespace, name }) => {
+        (
+            Caller::User(_),
+            Request::Delete {
+                kind,
+                namespace,
+                name,
+            },
+        ) => {
             blocking(move || {
                 let (object, revision) =
                     admission::delete(&cluster, kind, namespace.as_deref(), &name)?;
@@ -235,8 +264,14 @@ async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
             .await
         }
         (caller, Request::Join { .. }) => Err(forbidden(caller, "join: already has credentials")),
-        (caller @ Caller::User(_), request) => Err(forbidden(caller, &format!("send node request {}", request_name(&request)))),
-        (caller @ Caller::Node(_), request) => Err(forbidden(caller, &format!("send user request {}", request_name(&request)))),
+        (caller @ Caller::User(_), request) => Err(forbidden(
+            caller,
+            &format!("send node request {}", request_name(&request)),
+        )),
+        (caller @ Caller::Node(_), request) => Err(forbidden(
+            caller,
+            &format!("send user request {}", request_name(&request)),
+        )),
     };
     result.unwrap_or_else(Response::Error)
 }
@@ -271,8 +306,15 @@ async fn watch(cluster: &Arc<Cluster>, node: &str, send: &mut quinn::SendStream)
                 return;
             }
         };
-        if last.as_ref().map(|a: &berth_api::wire::Assignments| &a.instances) != Some(&current.instances) {
-            if send_frame(send, &Response::Assignments(current.clone())).await.is_err() {
+        if last
+            .as_ref()
+            .map(|a: &berth_api::wire::Assignments| &a.instances)
+            != Some(&current.instances)
+        {
+            if send_frame(send, &Response::Assignments(current.clone()))
+                .await
+                .is_err()
+            {
                 return;
             }
             last = Some(current);

@@ -129,10 +129,7 @@ impl Store {
     pub fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(OBJECTS)?;
-        table
-            .get(key)?
-            .map(|v| decode(key, v.value()))
-            .transpose()
+        table.get(key)?.map(|v| decode(key, v.value())).transpose()
     }
 
     /// Objects of `kind`, in `namespace` or in all namespaces.
@@ -196,9 +193,15 @@ impl Store {
             } else {
                 current
             };
-            (value, revision)
+            (value, (revision, writer.changed))
         };
-        txn.commit().map_err(StoreError::from)?;
+        let (revision, changed) = revision;
+        if changed {
+            txn.commit().map_err(StoreError::from)?;
+        } else {
+            // Nothing to make durable: skip the fsync a commit costs.
+            txn.abort().map_err(StoreError::from)?;
+        }
         Ok((value, revision))
     }
 
@@ -291,7 +294,8 @@ impl Txn<'_, '_> {
     pub fn put(&mut self, mut object: Object) -> Result<Object, StoreError> {
         object.metadata_mut().resource_version = Some(self.next.to_string());
         let key = object_key(&object);
-        self.objects.insert(key.as_str(), object.to_json().as_slice())?;
+        self.objects
+            .insert(key.as_str(), object.to_json().as_slice())?;
         self.changed = true;
         Ok(object)
     }

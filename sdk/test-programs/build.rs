@@ -22,10 +22,19 @@ fn main() -> Result<(), String> {
     for guest in GUESTS {
         let dir = root.join("sdk").join("examples").join(guest);
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
-        println!("cargo:rerun-if-changed={}", dir.join("Cargo.toml").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("Cargo.toml").display()
+        );
         let status = Command::new(&cargo)
             .current_dir(&dir)
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
             .arg(&target_dir)
             // Flags meant for the host build must not leak into the guest's.
             .env_remove("CARGO_ENCODED_RUSTFLAGS")

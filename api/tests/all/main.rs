@@ -7,6 +7,14 @@
 //! `BLESS=1` to rewrite the expected files from the actual output, then
 //! review the diff.
 
+// Test support code outside #[test] functions fails loudly on purpose.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::error::Error;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use berth_api::Object;
 use berth_api::manifest::{InvalidManifest, ManifestError, parse_manifest_file};
 use berth_api::wire::{ApplyOutcome, Request, Response};
-use berth_api::Object;
 use berth_scheduler::admission::validate_component;
 use sha2::{Digest, Sha256};
 
@@ -30,11 +30,19 @@ fn component_error(file: &Path, object: &Object, message: String) -> ManifestErr
 
 /// Reads and checks the component a Deployment names, relative to its
 /// manifest's directory.
-fn read_component(file: &Path, object: &Object, reference: &str) -> Result<Component, ManifestError> {
+fn read_component(
+    file: &Path,
+    object: &Object,
+    reference: &str,
+) -> Result<Component, ManifestError> {
     let base = file.parent().unwrap_or(Path::new("."));
     let path: PathBuf = base.join(reference.trim_start_matches("./"));
     let bytes = std::fs::read(&path).map_err(|e| {
-        component_error(file, object, format!("cannot read component {}: {e}", path.display()))
+        component_error(
+            file,
+            object,
+            format!("cannot read component {}: {e}", path.display()),
+        )
     })?;
     validate_component(&bytes)
         .map_err(|e| component_error(file, object, format!("{} {e}", path.display())))?;
@@ -44,9 +52,12 @@ fn read_component(file: &Path, object: &Object, reference: &str) -> Result<Compo
     })
 }
 
+/// Objects with the file each came from.
+type Loaded = Vec<(PathBuf, Object)>;
+
 /// Loads every file, resolving components to digests. Nothing is sent
 /// until every file and component is known to be good.
-fn load(files: &[PathBuf]) -> Result<(Vec<(PathBuf, Object)>, Vec<Component>)> {
+fn load(files: &[PathBuf]) -> Result<(Loaded, Vec<Component>)> {
     let mut objects = Vec::new();
     let mut components: Vec<Component> = Vec::new();
     for file in files {
@@ -71,7 +82,14 @@ fn load(files: &[PathBuf]) -> Result<(Vec<(PathBuf, Object)>, Vec<Component>)> {
 pub async fn apply(client: &Client, files: &[PathBuf]) -> Result<Vec<ApplyOutcome>> {
     let (objects, components) = load(files)?;
     if objects.is_empty() {
-        bail!("no objects found in {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no objects found in {}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     for component in components {
         client

@@ -54,7 +54,11 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
     let ingress = node.ingress_addr()?;
     let node_task = tokio::spawn(node.run(crate::shutdown_signal()));
     println!("berth dev: scheduler on {addr} (quic), ingress on http://{ingress}");
-    println!("data in {}, client config in {}", dev.data_dir.display(), config_out.display());
+    println!(
+        "data in {}, client config in {}",
+        dev.data_dir.display(),
+        config_out.display()
+    );
     if !dev.files.is_empty() {
         let client = Client::connect(&ClientConfig::load(config_out)?).await?;
         for outcome in apply::apply(&client, &dev.files).await? {

@@ -30,6 +30,9 @@ pub async fn get(client: &Client, query: &Query) -> Result<Vec<Object>> {
         bail!("unexpected answer {response:?}");
     };
     raw.iter()
-        .map(|bytes| Object::from_json(bytes).map_err(|e| anyhow::anyhow!("scheduler sent a malformed object: {e}")))
+        .map(|bytes| {
+            Object::from_json(bytes)
+                .map_err(|e| anyhow::anyhow!("scheduler sent a malformed object: {e}"))
+        })
         .collect()
 }

@@ -32,7 +32,10 @@ pub async fn run(config: Config, config_out: &Path) -> Result<()> {
     println!("scheduler listening on {addr} (quic, mutual tls)");
     println!("data in {}", config.data_dir.display());
     println!("client config written to {}", config_out.display());
-    println!("join nodes with: berth node --join {addr} --token {}", scheduler.join_token());
+    println!(
+        "join nodes with: berth node --join {addr} --token {}",
+        scheduler.join_token()
+    );
     scheduler.run(crate::shutdown_signal()).await;
     Ok(())
 }

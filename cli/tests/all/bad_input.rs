@@ -30,7 +30,12 @@ fn bad_manifests_are_refused_and_change_nothing() {
         let out = cluster.berth(&["apply", "-f", relative.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success(), "{} was accepted", relative.display());
-        assert!(out.stdout.is_empty(), "{} printed {:?}", relative.display(), out.stdout);
+        assert!(
+            out.stdout.is_empty(),
+            "{} printed {:?}",
+            relative.display(),
+            out.stdout
+        );
         assert!(stderr.starts_with("error: "), "{stderr}");
         let expected_path = case.with_extension("error");
         if bless {
@@ -69,5 +74,8 @@ fn unknown_kind_and_missing_config_are_clear() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: cannot read client config "), "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot read client config "),
+        "{stderr}"
+    );
 }

@@ -31,7 +31,10 @@ fn three_replicas_serve_through_every_node() {
     for node in &cluster.nodes {
         let (status, body) = http_get(node.ingress, HELLO_HOST).unwrap();
         assert_eq!(status, 200, "{body}");
-        assert!(body.starts_with("Hello from berth! (instance hello-"), "{body}");
+        assert!(
+            body.starts_with("Hello from berth! (instance hello-"),
+            "{body}"
+        );
         let (status, body) = http_get(node.ingress, "nope.default.berth.localhost").unwrap();
         assert_eq!(status, 404);
         assert!(body.contains("no deployment serves host"), "{body}");
@@ -51,7 +54,11 @@ fn three_replicas_serve_through_every_node() {
     let row: Vec<_> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["hello", "3/3", "3", "3"]);
     let nodes = cluster.ok(&["get", "nodes"]);
-    assert_eq!(nodes.lines().filter(|l| l.contains(" Ready ")).count(), 2, "{nodes}");
+    assert_eq!(
+        nodes.lines().filter(|l| l.contains(" Ready ")).count(),
+        2,
+        "{nodes}"
+    );
 }
 
 /// The identity of an object for comparison across a restart.
@@ -131,7 +138,11 @@ fn scheduler_crash_loses_nothing_and_the_app_keeps_serving() {
     });
     stop.store(true, Ordering::Relaxed);
     load.join().unwrap();
-    assert_eq!(*failures.lock().unwrap(), Vec::<String>::new(), "no request failed");
+    assert_eq!(
+        *failures.lock().unwrap(),
+        Vec::<String>::new(),
+        "no request failed"
+    );
     assert!(served.load(Ordering::Relaxed) > 10);
 
     // And the cluster still works: scaling goes through the new process.
@@ -157,9 +168,11 @@ fn scale_up_down_and_delete() {
     let one = cluster.hello_manifest(1);
     cluster.ok(&["apply", "-f", one.to_str().unwrap()]);
     cluster.wait_ready(1);
-    cluster.wait_for("terminated instances to go", Duration::from_secs(30), || {
-        cluster.objects("instances").len() == 1
-    });
+    cluster.wait_for(
+        "terminated instances to go",
+        Duration::from_secs(30),
+        || cluster.objects("instances").len() == 1,
+    );
 
     let out = cluster.ok(&["delete", "-f", one.to_str().unwrap()]);
     assert_eq!(out, "Deployment default/hello deleted\n");

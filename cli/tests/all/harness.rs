@@ -229,15 +229,19 @@ impl Cluster {
     /// Waits until the hello Deployment has `n` ready replicas and exactly
     /// `n` live instances.
     pub fn wait_ready(&self, n: u64) {
-        self.wait_for(&format!("{n} ready replicas"), Duration::from_secs(90), || {
-            let ready = self.objects("deployments").iter().any(|o| match o {
-                Object::Deployment(d) => {
-                    d.status.as_ref().is_some_and(|s| s.ready_replicas == n)
-                }
-                _ => false,
-            });
-            ready && self.live_instances() == n as usize
-        });
+        self.wait_for(
+            &format!("{n} ready replicas"),
+            Duration::from_secs(90),
+            || {
+                let ready = self.objects("deployments").iter().any(|o| match o {
+                    Object::Deployment(d) => {
+                        d.status.as_ref().is_some_and(|s| s.ready_replicas == n)
+                    }
+                    _ => false,
+                });
+                ready && self.live_instances() == n as usize
+            },
+        );
     }
 
     /// Instances not terminating.

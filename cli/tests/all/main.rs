@@ -1,6 +1,14 @@
 //! berth's multi-process tests: real `berth scheduler` and `berth node`
 //! processes on loopback, driven through the `berth` CLI and real HTTP.
 
+// Test support code outside #[test] functions fails loudly on purpose.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod bad_input;
 mod cluster;
 mod harness;

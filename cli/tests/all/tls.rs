@@ -18,9 +18,11 @@ fn a_connection_without_a_client_certificate_is_refused() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let addr = cluster.scheduler.addr;
-        let endpoint =
-            quic::client_endpoint(addr, quic::anonymous_client_config(&ca_pem(&cluster)).unwrap())
-                .unwrap();
+        let endpoint = quic::client_endpoint(
+            addr,
+            quic::anonymous_client_config(&ca_pem(&cluster)).unwrap(),
+        )
+        .unwrap();
         let connection = quic::connect(&endpoint, addr).await.unwrap();
         let request = Request::Get {
             kind: berth_api::Kind::Deployment,
@@ -36,7 +38,10 @@ fn a_connection_without_a_client_certificate_is_refused() {
         }
         // The scheduler closes the connection after refusing.
         let reason = connection.closed().await;
-        assert!(reason.to_string().contains("client certificate required"), "{reason}");
+        assert!(
+            reason.to_string().contains("client certificate required"),
+            "{reason}"
+        );
     });
 }
 
@@ -61,7 +66,10 @@ fn a_certificate_from_another_cluster_is_refused() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: "), "{stderr}");
-    assert!(stderr.contains("handshake") || stderr.contains("certificate"), "{stderr}");
+    assert!(
+        stderr.contains("handshake") || stderr.contains("certificate"),
+        "{stderr}"
+    );
 
     // Plain TCP finds nothing to talk to: the API is QUIC only.
     assert!(std::net::TcpStream::connect(cluster.scheduler.addr).is_err());
@@ -91,9 +99,15 @@ fn a_wrong_join_token_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("error: cannot join the cluster"), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot join the cluster"),
+        "{stderr}"
+    );
     assert!(stderr.contains("invalid join token"), "{stderr}");
-    assert!(!dir.path().join("node.crt").exists(), "no credentials written");
+    assert!(
+        !dir.path().join("node.crt").exists(),
+        "no credentials written"
+    );
     let nodes = cluster.objects("nodes");
     assert!(nodes.is_empty(), "{nodes:?}");
 }

@@ -1,5 +1,5 @@
 //! The example berth service: answers every request with a greeting that
-//! names the instance serving it (from the `INSTANCE` env var the platform
+//! names the instance serving it (from the `BERTH_INSTANCE` env var the platform
 //! sets), and echoes `GREETING` if the Deployment sets it.
 
 use wstd::http::{Body, Request, Response, StatusCode};
