@@ -14,6 +14,7 @@ pub mod objects;
 pub mod quantity;
 #[cfg(feature = "quic")]
 pub mod quic;
+pub mod scheduling;
 pub mod validate;
 pub mod wire;
 

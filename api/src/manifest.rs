@@ -257,6 +257,7 @@ fn read_object(
         Kind::Deployment => Object::Deployment(Box::new(read(document)?)),
         Kind::Instance => Object::Instance(Box::new(read(document)?)),
         Kind::Node => Object::Node(Box::new(read(document)?)),
+        Kind::PriorityClass => Object::PriorityClass(Box::new(read(document)?)),
     })
 }
 

@@ -9,6 +9,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{LabelSelector, ObjectMeta};
+use crate::scheduling::{
+    Affinity, NodeSpec, PreemptionPolicy, Toleration, TopologySpreadConstraint,
+};
 
 /// Every kind the API knows, in the order `berth get` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -21,15 +24,18 @@ pub enum Kind {
     Instance,
     /// A machine that runs instances.
     Node,
+    /// A named priority for instances.
+    PriorityClass,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::Instance,
         Kind::Node,
+        Kind::PriorityClass,
     ];
 
     /// The kind's name as written in manifests.
@@ -39,6 +45,7 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::Instance => "Instance",
             Kind::Node => "Node",
+            Kind::PriorityClass => "PriorityClass",
         }
     }
 
@@ -50,7 +57,10 @@ impl Kind {
     /// Whether users may create this kind with `apply`; the others are
     /// written only by the cluster itself.
     pub fn is_user_managed(self) -> bool {
-        matches!(self, Kind::Namespace | Kind::Deployment)
+        matches!(
+            self,
+            Kind::Namespace | Kind::Deployment | Kind::PriorityClass
+        )
     }
 
     /// Parses a kind as written in manifests (`Deployment`).
@@ -66,6 +76,7 @@ impl Kind {
             "deployment" | "deployments" | "deploy" => Some(Kind::Deployment),
             "instance" | "instances" | "inst" => Some(Kind::Instance),
             "node" | "nodes" | "no" => Some(Kind::Node),
+            "priorityclass" | "priorityclasses" | "pc" => Some(Kind::PriorityClass),
             _ => None,
         }
     }
@@ -146,7 +157,7 @@ pub struct TemplateMeta {
 }
 
 /// What an instance runs, with which environment and resources.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceSpec {
     /// In a manifest: a path to a `.wasm` component, relative to the
@@ -159,9 +170,32 @@ pub struct InstanceSpec {
     /// Requests (for placement) and limits (enforced on the node).
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
-    /// The node the instance is bound to; set by placement.
+    /// The node the instance is bound to; set by placement. In a template,
+    /// the one node its instances may run on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// Node labels the node must carry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Node and inter-instance affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Taints this instance tolerates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// How instances spread over topology domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// The PriorityClass to take the priority from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// The priority, resolved from the PriorityClass when an instance is
+    /// created; higher places first and may preempt lower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// Whether this instance may preempt; resolved with the priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preemption_policy: Option<PreemptionPolicy>,
 }
 
 /// One environment variable.
@@ -352,6 +386,9 @@ pub struct Node {
     pub kind: String,
     /// Name and labels.
     pub metadata: ObjectMeta,
+    /// Taints and cordoning, set by operators.
+    #[serde(default)]
+    pub spec: NodeSpec,
     /// What the node offers and how it is doing.
     #[serde(default)]
     pub status: NodeStatus,
@@ -370,12 +407,21 @@ pub struct NodeStatus {
     /// Runtime kinds offered: `wasm`, later `oci`.
     #[serde(default)]
     pub runtimes: Vec<String>,
+    /// WIT interfaces the node's host provides (`wasi:http/types@0.2`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
+    /// Digests of the components the node holds compiled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
     /// Where the node's HTTP ingress listens.
     #[serde(default)]
     pub ingress_address: String,
     /// `Ready` and friends.
     #[serde(default)]
     pub conditions: Vec<NodeCondition>,
+    /// Most instances the node takes; 0 means no limit.
+    #[serde(default)]
+    pub max_instances: u64,
     /// Last heartbeat the scheduler received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat_time: Option<jiff::Timestamp>,
@@ -419,6 +465,29 @@ pub struct NodeCondition {
     pub last_transition_time: Option<jiff::Timestamp>,
 }
 
+/// A named priority: instances whose template names it get its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PriorityClass {
+    /// Always `berth.dev/v1`.
+    pub api_version: String,
+    /// Always `PriorityClass`.
+    pub kind: String,
+    /// Name (cluster-scoped).
+    pub metadata: ObjectMeta,
+    /// The priority; higher is more important.
+    pub value: i32,
+    /// Whether instances without a class get this one.
+    #[serde(default)]
+    pub global_default: bool,
+    /// Whether its instances may preempt lower-priority ones.
+    #[serde(default)]
+    pub preemption_policy: PreemptionPolicy,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
 /// Any stored object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -431,6 +500,8 @@ pub enum Object {
     Instance(Box<Instance>),
     /// A Node.
     Node(Box<Node>),
+    /// A PriorityClass.
+    PriorityClass(Box<PriorityClass>),
 }
 
 impl Object {
@@ -441,6 +512,7 @@ impl Object {
             Object::Deployment(_) => Kind::Deployment,
             Object::Instance(_) => Kind::Instance,
             Object::Node(_) => Kind::Node,
+            Object::PriorityClass(_) => Kind::PriorityClass,
         }
     }
 
@@ -451,6 +523,7 @@ impl Object {
             Object::Deployment(o) => &o.metadata,
             Object::Instance(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
+            Object::PriorityClass(o) => &o.metadata,
         }
     }
 
@@ -461,6 +534,7 @@ impl Object {
             Object::Deployment(o) => &mut o.metadata,
             Object::Instance(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
+            Object::PriorityClass(o) => &mut o.metadata,
         }
     }
 
@@ -495,6 +569,7 @@ impl Object {
             "Deployment" => Object::Deployment(serde_json::from_slice(bytes)?),
             "Instance" => Object::Instance(serde_json::from_slice(bytes)?),
             "Node" => Object::Node(serde_json::from_slice(bytes)?),
+            "PriorityClass" => Object::PriorityClass(serde_json::from_slice(bytes)?),
             other => {
                 return Err(serde::de::Error::custom(format!("unknown kind {other:?}")));
             }

@@ -1,16 +1,22 @@
 //! Semantic checks on a parsed object: names, labels, replicas, selectors,
 //! environment and resources, with Kubernetes' rules where the concept is
-//! the same.
+//! the same. The scheduling fields (affinity, tolerations, spread,
+//! priority), Node taints and PriorityClass objects are checked in
+//! [`scheduling`].
 //!
 //! [`validate_object`] returns the first problem as a [`FieldError`] naming
 //! the field by its dotted path (`spec.replicas: must be >= 0`). Syntax and
 //! types are checked earlier, by deserialisation in [`crate::manifest`].
+
+mod scheduling;
 
 use std::collections::{BTreeMap, HashMap};
 
 use crate::meta::{API_VERSION, ObjectMeta};
 use crate::objects::{InstanceSpec, Kind, Object, Quantity, ResourceList};
 use crate::quantity;
+
+pub use scheduling::{MAX_PRIORITY, MAX_PRIORITY_CLASS_DESCRIPTION_LEN, MIN_PRIORITY};
 
 /// Most replicas one Deployment may ask for.
 pub const MAX_REPLICAS: i64 = 10_000;
@@ -54,6 +60,20 @@ pub fn dns1123_label(value: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a DNS-1123 subdomain: 1 to 253 characters, DNS-1123 labels joined
+/// by `.`.
+pub fn dns1123_subdomain(value: &str) -> Result<(), String> {
+    if is_dns1123_subdomain(value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a valid DNS-1123 subdomain: lowercase letters, digits, '-' and \
+             '.' only, each part starting and ending with a letter or digit, at most \
+             {MAX_SUBDOMAIN_LEN} characters"
+        ))
+    }
+}
+
 /// Checks `object` and returns the first invalid field.
 pub fn validate_object(object: &Object) -> Result<(), FieldError> {
     let kind = object.kind();
@@ -62,6 +82,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::Deployment(o) => (&o.api_version, &o.kind),
         Object::Instance(o) => (&o.api_version, &o.kind),
         Object::Node(o) => (&o.api_version, &o.kind),
+        Object::PriorityClass(o) => (&o.api_version, &o.kind),
     };
     if api_version != API_VERSION {
         return Err(FieldError::new(
@@ -77,7 +98,9 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
     }
     validate_metadata(kind, object.metadata())?;
     match object {
-        Object::Namespace(_) | Object::Node(_) => Ok(()),
+        Object::Namespace(_) => Ok(()),
+        Object::Node(node) => scheduling::validate_node_spec("spec", &node.spec),
+        Object::PriorityClass(class) => scheduling::validate_priority_class(class),
         Object::Deployment(deployment) => {
             let spec = &deployment.spec;
             if spec.replicas < 0 {
@@ -105,7 +128,9 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
                     "does not match spec.template.metadata.labels",
                 ));
             }
-            validate_instance_spec("spec.template.spec", &spec.template.spec)
+            let path = "spec.template.spec";
+            validate_instance_spec(path, &spec.template.spec)?;
+            scheduling::validate_template_priority(path, &spec.template.spec)
         }
         Object::Instance(instance) => validate_instance_spec("spec", &instance.spec),
     }
@@ -115,7 +140,13 @@ fn validate_metadata(kind: Kind, metadata: &ObjectMeta) -> Result<(), FieldError
     if metadata.name.is_empty() {
         return Err(FieldError::new("metadata.name", "must not be empty"));
     }
-    dns1123_label(&metadata.name).map_err(|message| FieldError::new("metadata.name", message))?;
+    // PriorityClass names are subdomains, as in Kubernetes, so that every
+    // valid priorityClassName can name one.
+    let check_name = match kind {
+        Kind::PriorityClass => dns1123_subdomain,
+        _ => dns1123_label,
+    };
+    check_name(&metadata.name).map_err(|message| FieldError::new("metadata.name", message))?;
     if let Some(namespace) = &metadata.namespace {
         if !kind.is_namespaced() {
             return Err(FieldError::new(
@@ -166,6 +197,18 @@ fn label_key(key: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks a label value: empty, or a name as in a label key.
+fn label_value(value: &str) -> Result<(), String> {
+    if value.is_empty() || is_label_name(value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a valid label value: at most {MAX_LABEL_LEN} letters, digits, \
+             '-', '_' or '.', starting and ending with a letter or digit"
+        ))
+    }
 }
 
 /// Environment variables with this prefix are set by the node
@@ -228,7 +271,7 @@ fn validate_instance_spec(path: &str, spec: &InstanceSpec) -> Result<(), FieldEr
             ));
         }
     }
-    Ok(())
+    scheduling::validate_scheduling(path, spec)
 }
 
 /// A resource list's quantities in base units, with the text as written.
@@ -298,23 +341,24 @@ mod tests {
         Node, NodeStatus, Resources, TemplateMeta,
     };
 
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pub(super) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
     }
 
-    fn spec() -> InstanceSpec {
+    pub(super) fn spec() -> InstanceSpec {
         InstanceSpec {
             component: "hello.wasm".into(),
             env: vec![],
             resources: Resources::default(),
             node_name: None,
+            ..InstanceSpec::default()
         }
     }
 
-    fn deployment() -> Deployment {
+    pub(super) fn deployment() -> Deployment {
         Deployment {
             api_version: API_VERSION.into(),
             kind: "Deployment".into(),
@@ -340,7 +384,7 @@ mod tests {
     }
 
     /// Validates a changed copy of a good Deployment, as `path: message`.
-    fn check(change: impl FnOnce(&mut Deployment)) -> Result<(), String> {
+    pub(super) fn check(change: impl FnOnce(&mut Deployment)) -> Result<(), String> {
         let mut object = deployment();
         change(&mut object);
         validate_object(&Object::Deployment(Box::new(object))).map_err(|e| e.to_string())
@@ -374,6 +418,33 @@ mod tests {
                     .into()
             )
         );
+    }
+
+    #[test]
+    fn dns1123_subdomains() {
+        let long = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        for good in ["a", "high", "team-a.high", "a.b.c", long.as_str()] {
+            assert_eq!(dns1123_subdomain(good), Ok(()), "{good}");
+        }
+        let too_long = format!("{long}e");
+        for bad in [
+            "",
+            ".a",
+            "a.",
+            "a..b",
+            "A.b",
+            "a_b",
+            "-a.b",
+            too_long.as_str(),
+        ] {
+            assert!(dns1123_subdomain(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -423,6 +494,7 @@ mod tests {
                 namespace: None,
                 ..metadata
             },
+            spec: Default::default(),
             status: NodeStatus::default(),
         }));
         assert_eq!(validate_object(&node), Ok(()));

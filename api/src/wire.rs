@@ -98,6 +98,24 @@ pub enum Request {
     Watch,
     /// A node's heartbeat with the state of its instances.
     Report(NodeReport),
+    /// Change a Node's taints or cordon it (users).
+    PatchNode {
+        /// The node's name.
+        name: String,
+        /// What to change.
+        patch: NodePatch,
+    },
+}
+
+/// A change to a Node's spec, as `berth taint` and `berth cordon` make.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodePatch {
+    /// Taints to add (replacing one with the same key and effect).
+    pub add_taints: Vec<crate::scheduling::Taint>,
+    /// Taints to remove, by key and, if given, effect.
+    pub remove_taints: Vec<(String, Option<crate::scheduling::TaintEffect>)>,
+    /// Cordon (`true`) or uncordon (`false`).
+    pub unschedulable: Option<bool>,
 }
 
 /// What a node tells the scheduler about itself when it connects.
@@ -113,13 +131,25 @@ pub struct NodeInfo {
     pub runtimes: Vec<String>,
     /// `host:port` of the node's HTTP ingress.
     pub ingress_address: String,
+    /// WIT interfaces the node's host provides.
+    pub interfaces: Vec<String>,
+    /// Most instances the node takes; 0 means no limit.
+    pub max_instances: u64,
+    /// Taints to register with (applied when the Node object is created;
+    /// later changes go through `berth taint`).
+    pub taints: Vec<crate::scheduling::Taint>,
 }
+
+/// The components a node holds compiled, sent with each report.
+pub type ComponentDigests = Vec<String>;
 
 /// A node's heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeReport {
     /// Every instance the node holds, by uid.
     pub instances: Vec<InstanceReport>,
+    /// Digests of the components the node holds compiled.
+    pub components: ComponentDigests,
 }
 
 /// State of one instance on a node.
@@ -170,6 +200,8 @@ pub enum Response {
     Applied(Vec<ApplyOutcome>),
     /// Objects in JSON form.
     Objects(Vec<Vec<u8>>),
+    /// The object as it is after a change.
+    Object(Vec<u8>),
     /// An object was deleted (or marked for deletion).
     Deleted {
         /// `Kind namespace/name`.
@@ -346,6 +378,7 @@ mod tests {
                 reason: String::new(),
                 message: String::new(),
             }],
+            components: vec!["sha256:00".into()],
         });
         assert_eq!(roundtrip(&report), report);
     }

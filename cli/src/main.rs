@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use berth_api::wire::ApplyOutcome;
+use berth_api::scheduling::Taint;
 use berth_api::{DEFAULT_NAMESPACE, Kind, NodeResources};
 use clap::{Parser, Subcommand};
 
 use crate::client::Client;
-use crate::commands::{apply, delete, dev, get, node, scheduler};
+use crate::commands::{apply, delete, dev, get, node, node_admin, scheduler};
 use crate::config::ClientConfig;
 use crate::render::Format;
 
@@ -74,6 +75,36 @@ enum Command {
         #[arg(short, long)]
         namespace: Option<String>,
     },
+    /// Show one object in detail.
+    Describe {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Add or remove node taints: KEY=VALUE:EFFECT adds, KEY:EFFECT- removes.
+    Taint {
+        /// Always `node` (or `nodes`, `no`).
+        kind: String,
+        /// The node.
+        name: String,
+        /// Taints.
+        #[arg(required = true)]
+        taints: Vec<String>,
+    },
+    /// Mark a node unschedulable: no new instances.
+    Cordon {
+        /// The node.
+        name: String,
+    },
+    /// Mark a node schedulable again.
+    Uncordon {
+        /// The node.
+        name: String,
+    },
     /// Run the scheduler (control plane).
     Scheduler {
         /// Data directory (store, CA, credentials).
@@ -115,6 +146,12 @@ enum Command {
         /// Memory to advertise in bytes instead of the machine's.
         #[arg(long)]
         memory_bytes: Option<u64>,
+        /// Most instances this node takes (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        max_instances: u64,
+        /// Taint to register with, KEY=VALUE:EFFECT (repeatable).
+        #[arg(long = "taint", value_parser = Taint::parse)]
+        taints: Vec<Taint>,
     },
     /// Run a scheduler and one node in one process, for one machine.
     Dev {
@@ -184,6 +221,18 @@ async fn connect(cli_config: Option<&std::path::Path>) -> Result<Client> {
     let path = config::path(cli_config);
     let config = ClientConfig::load(&path)?;
     Client::connect(&config).await
+}
+
+async fn cordon(config: Option<&std::path::Path>, name: &str, cordon: bool) -> Result<()> {
+    let patch = berth_api::wire::NodePatch {
+        unschedulable: Some(cordon),
+        ..Default::default()
+    };
+    let client = connect(config).await?;
+    node_admin::patch(&client, name, patch).await?;
+    client.close().await;
+    println!("node/{name} {}", if cordon { "cordoned" } else { "uncordoned" });
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -260,6 +309,40 @@ async fn run(cli: Cli) -> Result<()> {
             }
             client.close().await;
         }
+        Command::Describe {
+            kind: kind_name,
+            name,
+            namespace,
+        } => {
+            let kind = kind(&kind_name)?;
+            let query = get::Query {
+                kind,
+                namespace: Some(namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into())),
+                name: Some(name),
+            };
+            let client = connect(cli.config.as_deref()).await?;
+            let objects = get::get(&client, &query).await?;
+            client.close().await;
+            for object in &objects {
+                print!("{}", render::describe(object, jiff::Timestamp::now()));
+            }
+        }
+        Command::Taint {
+            kind: kind_name,
+            name,
+            taints,
+        } => {
+            if kind(&kind_name)? != Kind::Node {
+                bail!("only nodes have taints: berth taint node NAME KEY=VALUE:EFFECT");
+            }
+            let patch = node_admin::taint_patch(&taints)?;
+            let client = connect(cli.config.as_deref()).await?;
+            node_admin::patch(&client, &name, patch).await?;
+            client.close().await;
+            println!("node/{name} tainted");
+        }
+        Command::Cordon { name } => cordon(cli.config.as_deref(), &name, true).await?,
+        Command::Uncordon { name } => cordon(cli.config.as_deref(), &name, false).await?,
         Command::Scheduler {
             data,
             listen,
@@ -282,6 +365,8 @@ async fn run(cli: Cli) -> Result<()> {
             labels,
             cpu_millis,
             memory_bytes,
+            max_instances,
+            taints,
         } => {
             let machine = berth_node::machine_capacity();
             let capacity =
@@ -299,6 +384,8 @@ async fn run(cli: Cli) -> Result<()> {
                 domain,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
                 capacity,
+                max_instances,
+                taints,
             })
             .await?;
         }

@@ -108,14 +108,22 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
                 age,
             ]
         }
+        Object::PriorityClass(c) => vec![
+            meta.name.clone(),
+            c.value.to_string(),
+            c.global_default.to_string(),
+            age,
+        ],
         Object::Node(n) => vec![
             meta.name.clone(),
-            if n.status.is_ready() {
-                "Ready"
-            } else {
-                "NotReady"
-            }
-            .into(),
+            {
+                let ready = if n.status.is_ready() { "Ready" } else { "NotReady" };
+                if n.spec.unschedulable {
+                    format!("{ready},SchedulingDisabled")
+                } else {
+                    ready.to_owned()
+                }
+            },
             n.status.runtimes.join(","),
             n.status.ingress_address.clone(),
             age,
@@ -129,6 +137,7 @@ fn headers(kind: Kind) -> &'static [&'static str] {
         Kind::Deployment => &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
         Kind::Instance => &["NAME", "READY", "STATUS", "NODE", "AGE"],
         Kind::Node => &["NAME", "STATUS", "RUNTIMES", "INGRESS", "AGE"],
+        Kind::PriorityClass => &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE"],
     }
 }
 
@@ -171,6 +180,76 @@ fn table(kind: Kind, objects: &[Object], all_namespaces: bool, now: Timestamp) -
         }
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// `berth describe`: the object's fields a person looks for, as
+/// `kubectl describe` lays them out.
+pub fn describe(object: &Object, now: Timestamp) -> String {
+    let meta = object.metadata();
+    let mut out = String::new();
+    let mut field = |name: &str, value: &str| {
+        let _ = writeln!(out, "{:<18}{value}", format!("{name}:"));
+    };
+    let or_none = |text: &str| if text.is_empty() { "<none>".to_owned() } else { text.to_owned() };
+    field("Name", &meta.name);
+    if let Some(namespace) = object.namespace() {
+        field("Namespace", namespace);
+    }
+    field("Kind", object.kind().as_str());
+    let labels: Vec<String> = meta.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    field("Labels", &or_none(&labels.join(", ")));
+    field("UID", meta.uid.as_deref().unwrap_or("<none>"));
+    field("Age", &age(meta.creation_timestamp, now));
+    match object {
+        Object::Instance(i) => {
+            field("Node", i.spec.node_name.as_deref().unwrap_or("<none>"));
+            field("Status", i.status.phase.as_str());
+            field("Reason", &or_none(&i.status.reason));
+            field("Message", &or_none(&i.status.message));
+            field("Priority", &i.spec.priority.unwrap_or(0).to_string());
+            field("Component", &i.spec.component);
+            if let Some(owner) = meta.owner_references.first() {
+                field("Controlled By", &format!("{}/{}", owner.kind, owner.name));
+            }
+        }
+        Object::Deployment(d) => {
+            let status = d.status.clone().unwrap_or_default();
+            field(
+                "Replicas",
+                &format!(
+                    "{} desired | {} updated | {} total | {} available",
+                    d.spec.replicas,
+                    status.updated_replicas,
+                    status.replicas,
+                    status.available_replicas
+                ),
+            );
+            field("Component", &d.spec.template.spec.component);
+        }
+        Object::Node(n) => {
+            field("Ready", &n.status.is_ready().to_string());
+            field("Unschedulable", &n.spec.unschedulable.to_string());
+            let taints: Vec<String> = n.spec.taints.iter().map(ToString::to_string).collect();
+            field("Taints", &or_none(&taints.join(", ")));
+            field("Runtimes", &n.status.runtimes.join(", "));
+            field("Ingress", &n.status.ingress_address);
+            field(
+                "Allocatable",
+                &format!(
+                    "cpu {}, memory {}",
+                    berth_api::quantity::format_cpu(n.status.allocatable.cpu_millis),
+                    berth_api::quantity::format_memory(n.status.allocatable.memory_bytes)
+                ),
+            );
+        }
+        Object::PriorityClass(c) => {
+            field("Value", &c.value.to_string());
+            field("GlobalDefault", &c.global_default.to_string());
+            field("PreemptionPolicy", &format!("{:?}", c.preemption_policy));
+        }
+        Object::Namespace(_) => field("Status", "Active"),
     }
     out
 }

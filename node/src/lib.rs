@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use berth_api::NodeResources;
+use berth_api::scheduling::Taint;
 use berth_api::quic;
 use berth_api::wire::NodeInfo;
 use tracing::info;
@@ -57,7 +58,47 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     /// Capacity to advertise instead of the machine's.
     pub capacity: Option<NodeResources>,
+    /// Most instances to take; 0 means no limit.
+    pub max_instances: u64,
+    /// Taints to register with.
+    pub taints: Vec<Taint>,
 }
+
+/// The WIT interfaces this node's host provides to components: WASI 0.2's
+/// CLI, clocks, filesystem, I/O, random, sockets and HTTP, as wasmtime 48
+/// links them. Placement sends a component only to nodes providing every
+/// interface it imports.
+pub const PROVIDED_INTERFACES: &[&str] = &[
+    "wasi:cli/environment@0.2",
+    "wasi:cli/exit@0.2",
+    "wasi:cli/stderr@0.2",
+    "wasi:cli/stdin@0.2",
+    "wasi:cli/stdout@0.2",
+    "wasi:cli/terminal-input@0.2",
+    "wasi:cli/terminal-output@0.2",
+    "wasi:cli/terminal-stderr@0.2",
+    "wasi:cli/terminal-stdin@0.2",
+    "wasi:cli/terminal-stdout@0.2",
+    "wasi:clocks/monotonic-clock@0.2",
+    "wasi:clocks/wall-clock@0.2",
+    "wasi:filesystem/preopens@0.2",
+    "wasi:filesystem/types@0.2",
+    "wasi:http/outgoing-handler@0.2",
+    "wasi:http/types@0.2",
+    "wasi:io/error@0.2",
+    "wasi:io/poll@0.2",
+    "wasi:io/streams@0.2",
+    "wasi:random/insecure-seed@0.2",
+    "wasi:random/insecure@0.2",
+    "wasi:random/random@0.2",
+    "wasi:sockets/instance-network@0.2",
+    "wasi:sockets/ip-name-lookup@0.2",
+    "wasi:sockets/network@0.2",
+    "wasi:sockets/tcp-create-socket@0.2",
+    "wasi:sockets/tcp@0.2",
+    "wasi:sockets/udp-create-socket@0.2",
+    "wasi:sockets/udp@0.2",
+];
 
 /// A started node, ready to [`run`](Node::run).
 #[derive(Debug)]
@@ -147,6 +188,9 @@ impl Node {
             allocatable: capacity,
             runtimes: vec!["wasm".into()],
             ingress_address: ingress_addr.to_string(),
+            interfaces: PROVIDED_INTERFACES.iter().map(|s| (*s).to_owned()).collect(),
+            max_instances: self.config.max_instances,
+            taints: self.config.taints.clone(),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {

@@ -7,7 +7,7 @@
 //! depends on the scheduler being reachable once an instance runs: the node
 //! keeps serving what it has.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -36,6 +36,8 @@ pub struct Supervisor {
     routes: Arc<Routes>,
     components: PathBuf,
     states: Mutex<HashMap<String, State>>,
+    /// Digests of the components on disk.
+    held: Mutex<BTreeSet<String>>,
     /// Woken whenever an instance changes phase, so the agent reports at once.
     pub changed: Notify,
 }
@@ -56,10 +58,19 @@ impl Supervisor {
         let components = data_dir.join("components");
         std::fs::create_dir_all(&components)
             .with_context(|| format!("cannot create {}", components.display()))?;
+        let held = std::fs::read_dir(&components)
+            .with_context(|| format!("cannot read {}", components.display()))?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                let hex = name.strip_suffix(".wasm")?;
+                (hex.len() == 64).then(|| format!("sha256:{hex}"))
+            })
+            .collect();
         Ok(Supervisor {
             runtime,
             routes,
             components,
+            held: Mutex::new(held),
             states: Mutex::new(HashMap::new()),
             changed: Notify::new(),
         })
@@ -82,7 +93,17 @@ impl Supervisor {
             })
             .collect();
         instances.sort_by(|a, b| a.uid.cmp(&b.uid));
-        NodeReport { instances }
+        let components = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        NodeReport {
+            instances,
+            components,
+        }
     }
 
     /// Starts again the instances whose component could not be fetched.
@@ -234,6 +255,10 @@ impl Supervisor {
         tokio::fs::rename(&partial, &path)
             .await
             .with_context(|| format!("cannot write {}", path.display()))?;
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(digest.to_owned());
         Ok(path)
     }
 }

@@ -4,6 +4,8 @@
 //! apply in one transaction, so a request with one bad object changes
 //! nothing.
 
+use std::collections::BTreeSet;
+
 use berth_api::validate::validate_object;
 use berth_api::wire::{ApiError, ApplyAction, ApplyOutcome, ErrorCode};
 use berth_api::{DEFAULT_NAMESPACE, Kind, Object, describe};
@@ -45,9 +47,33 @@ pub fn put_blob(cluster: &Cluster, digest: &str, bytes: &[u8]) -> Result<(), Api
     }
     validate_component(bytes).map_err(|e| invalid(format!("component {digest}: {e}")))?;
     if !cluster.store.has_blob(digest)? {
-        cluster.store.put_blob(digest, bytes)?;
+        let imports =
+            component_imports(bytes).map_err(|e| invalid(format!("component {digest}: {e}")))?;
+        cluster.store.put_blob(digest, bytes, &imports)?;
     }
     Ok(())
+}
+
+/// The interfaces a component imports at its top level
+/// (`wasi:http/types@0.2.6`), which a node must provide to run it.
+pub fn component_imports(bytes: &[u8]) -> Result<BTreeSet<String>, String> {
+    let mut imports = BTreeSet::new();
+    let mut depth = 0usize;
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload.map_err(|e| e.to_string())? {
+            wasmparser::Payload::ModuleSection { .. }
+            | wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            wasmparser::Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(|e| e.to_string())?;
+                    imports.insert(import.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(imports)
 }
 
 /// Checks that `bytes` are a valid WebAssembly component (not a core module).
@@ -121,11 +147,48 @@ pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u
                     format!("{}: namespace {namespace:?} not found", object.describe()),
                 ));
             }
+            check_priority_class(txn, &object)?;
             let action = apply_one(txn, object, now)?;
             outcomes.push(action);
         }
         Ok(outcomes)
     })
+}
+
+/// A Deployment's priorityClassName must name a PriorityClass, and at most
+/// one PriorityClass may be the global default.
+fn check_priority_class(txn: &Txn<'_, '_>, object: &Object) -> Result<(), ApiError> {
+    match object {
+        Object::Deployment(deployment) => {
+            if let Some(class) = &deployment.spec.template.spec.priority_class_name
+                && txn.get(&key(Kind::PriorityClass, None, class))?.is_none()
+            {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "{}: spec.template.spec.priorityClassName: PriorityClass {class:?} not found",
+                        object.describe()
+                    ),
+                ));
+            }
+        }
+        Object::PriorityClass(class) if class.global_default => {
+            for other in txn.list(Kind::PriorityClass, None)? {
+                if let Object::PriorityClass(other) = other
+                    && other.global_default
+                    && other.metadata.name != class.metadata.name
+                {
+                    return Err(invalid(format!(
+                        "{}: globalDefault: PriorityClass {:?} is already the global default",
+                        object.describe(),
+                        other.metadata.name
+                    )));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn apply_one(
@@ -172,6 +235,20 @@ fn apply_one(
                     updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
                 }
                 txn.put(Object::Deployment(updated))?;
+                ApplyAction::Configured
+            }
+        }
+        (Some(Object::PriorityClass(old)), Object::PriorityClass(new)) => {
+            let mut updated = old.clone();
+            updated.metadata.labels = new.metadata.labels.clone();
+            updated.value = new.value;
+            updated.global_default = new.global_default;
+            updated.preemption_policy = new.preemption_policy;
+            updated.description = new.description.clone();
+            if updated == old {
+                ApplyAction::Unchanged
+            } else {
+                txn.put(Object::PriorityClass(updated))?;
                 ApplyAction::Configured
             }
         }
@@ -271,7 +348,7 @@ pub fn delete(
                 }
                 txn.delete(&key)?;
             }
-            Object::Deployment(_) | Object::Node(_) => {
+            Object::Deployment(_) | Object::Node(_) | Object::PriorityClass(_) => {
                 txn.delete(&key)?;
             }
         }

@@ -106,7 +106,7 @@ impl View {
                 Object::Deployment(d) => view.deployments.push(*d),
                 Object::Instance(i) => view.instances.push(*i),
                 Object::Node(n) => view.nodes.push(*n),
-                Object::Namespace(_) => {}
+                Object::Namespace(_) | Object::PriorityClass(_) => {}
             }
         }
         view
@@ -517,6 +517,7 @@ mod tests {
                     limits: ResourceList::default(),
                 },
                 node_name: None,
+                ..InstanceSpec::default()
             },
         }
     }
@@ -570,6 +571,7 @@ mod tests {
                 resource_version: Some("5".into()),
                 ..ObjectMeta::default()
             },
+            spec: Default::default(),
             status: NodeStatus {
                 capacity: NodeResources {
                     cpu_millis: 2000,

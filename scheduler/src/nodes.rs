@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use berth_api::quantity::{parse_cpu, parse_memory};
 use berth_api::validate::dns1123_label;
 use berth_api::wire::{
-    ApiError, Assignment, Assignments, ErrorCode, NodeInfo, NodeReport, Response,
+    ApiError, Assignment, Assignments, ErrorCode, NodeInfo, NodePatch, NodeReport, Response,
 };
 use berth_api::{
     API_VERSION, Instance, Kind, Node, NodeResources, NodeStatus, Object, ObjectMeta, Phase,
+    scheduling::{NodeSpec, Taint},
 };
 use jiff::Timestamp;
 
@@ -54,7 +55,13 @@ pub fn join(cluster: &Cluster, secret: &str, node_name: &str) -> Result<Response
     })
 }
 
-/// Creates or updates the Node object of a connecting node.
+/// The label every node carries with its own name: the topology key that
+/// makes each node its own domain (`kubernetes.io/hostname` in Kubernetes).
+pub const HOSTNAME_LABEL: &str = "berth.dev/hostname";
+
+/// Creates or updates the Node object of a connecting node. Taints in
+/// `info` apply only when the Node object is created; afterwards they are
+/// changed with `berth taint`.
 pub fn register(cluster: &Cluster, name: &str, info: NodeInfo) -> Result<Option<u64>, ApiError> {
     cluster.heard(name, Timestamp::now(), None);
     let ((), revision) = cluster.store.write(|txn| {
@@ -72,9 +79,18 @@ pub fn register(cluster: &Cluster, name: &str, info: NodeInfo) -> Result<Option<
                 creation_timestamp: Some(Timestamp::now()),
                 ..ObjectMeta::default()
             },
+            spec: NodeSpec {
+                taints: info.taints.clone(),
+                unschedulable: false,
+            },
             status: NodeStatus::default(),
         });
         node.metadata.labels = info.labels;
+        node.metadata
+            .labels
+            .insert(HOSTNAME_LABEL.into(), name.to_owned());
+        node.status.interfaces = info.interfaces;
+        node.status.max_instances = info.max_instances;
         node.status.capacity = info.capacity;
         node.status.allocatable = info.allocatable;
         node.status.runtimes = info.runtimes;
@@ -101,6 +117,15 @@ pub fn report(cluster: &Cluster, name: &str, report: NodeReport) -> Result<u64, 
                 _ => None,
             })
             .collect();
+        if let Some(Object::Node(mut node)) = txn.get(&key(Kind::Node, None, name))? {
+            let mut components = report.components.clone();
+            components.sort();
+            components.dedup();
+            if node.status.components != components {
+                node.status.components = components;
+                txn.put(Object::Node(node))?;
+            }
+        }
         for reported in report.instances {
             let Some(instance) = mine
                 .iter()
@@ -194,5 +219,71 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
     Ok(Assignments {
         revision,
         instances,
+    })
+}
+
+/// Applies a taint or cordon change to a Node.
+pub fn patch(cluster: &Cluster, name: &str, patch: &NodePatch) -> Result<(Vec<u8>, u64), ApiError> {
+    let now = Timestamp::now();
+    let (json, revision) = cluster.store.write(|txn| {
+        let Some(Object::Node(mut node)) = txn.get(&key(Kind::Node, None, name))? else {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("Node {name} not found"),
+            ));
+        };
+        let before = node.spec.clone();
+        for (key, effect) in &patch.remove_taints {
+            let had = node.spec.taints.len();
+            node.spec
+                .taints
+                .retain(|t| !(t.key == *key && effect.is_none_or(|e| e == t.effect)));
+            if node.spec.taints.len() == had {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("Node {name}: taint {key:?} not found"),
+                ));
+            }
+        }
+        for taint in &patch.add_taints {
+            validate_taint(name, taint)?;
+            node.spec
+                .taints
+                .retain(|t| !(t.key == taint.key && t.effect == taint.effect));
+            let mut taint = taint.clone();
+            taint.time_added = Some(now);
+            node.spec.taints.push(taint);
+        }
+        if let Some(unschedulable) = patch.unschedulable {
+            node.spec.unschedulable = unschedulable;
+        }
+        let object = if node.spec == before {
+            Object::Node(node)
+        } else {
+            txn.put(Object::Node(node))?
+        };
+        Ok(object.to_json())
+    })?;
+    Ok((json, revision))
+}
+
+fn validate_taint(node: &str, taint: &Taint) -> Result<(), ApiError> {
+    let labels = std::collections::BTreeMap::from([(taint.key.clone(), taint.value.clone())]);
+    let probe = Object::Node(Box::new(Node {
+        api_version: API_VERSION.into(),
+        kind: Kind::Node.as_str().into(),
+        metadata: ObjectMeta {
+            name: node.to_owned(),
+            labels,
+            ..ObjectMeta::default()
+        },
+        spec: NodeSpec::default(),
+        status: NodeStatus::default(),
+    }));
+    berth_api::validate::validate_object(&probe).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Invalid,
+            format!("Node {node}: taint {taint}: {}", e.message),
+        )
     })
 }

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::Object;
+use berth_api::{InstanceSpec, Kind, Object};
 use jiff::Timestamp;
 use tracing::{debug, warn};
 
 use crate::cluster::Cluster;
 use crate::controller::{self, Command, Plan, Settings, View};
-use crate::store::{StoreError, object_key};
+use crate::store::{StoreError, Txn, key, object_key};
 
 /// How often the controllers run when nothing changes (node liveness).
 pub const RESYNC: Duration = Duration::from_millis(500);
@@ -86,6 +86,7 @@ fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), 
         for command in plan.commands {
             match command {
                 Command::Create(mut instance) => {
+                    resolve_priority(txn, &mut instance.spec)?;
                     instance.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
                     instance.metadata.creation_timestamp = Some(now);
                     instance.metadata.generation = Some(1);
@@ -117,4 +118,25 @@ fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), 
         }
         Ok(applied)
     })
+}
+
+/// Sets an instance's priority and preemption policy from the PriorityClass
+/// its template names, or from the global default class, or to 0.
+fn resolve_priority(txn: &Txn<'_, '_>, spec: &mut InstanceSpec) -> Result<(), StoreError> {
+    let class = match &spec.priority_class_name {
+        Some(name) => match txn.get(&key(Kind::PriorityClass, None, name))? {
+            Some(Object::PriorityClass(class)) => Some(*class),
+            _ => None,
+        },
+        None => txn
+            .list(Kind::PriorityClass, None)?
+            .into_iter()
+            .find_map(|o| match o {
+                Object::PriorityClass(class) if class.global_default => Some(*class),
+                _ => None,
+            }),
+    };
+    spec.priority = Some(class.as_ref().map_or(0, |c| c.value));
+    spec.preemption_policy = Some(class.map(|c| c.preemption_policy).unwrap_or_default());
+    Ok(())
 }

@@ -222,6 +222,14 @@ async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
             })
             .await
         }
+        (Caller::User(_), Request::PatchNode { name, patch }) => {
+            blocking(move || {
+                let (object, revision) = nodes::patch(&cluster, &name, &patch)?;
+                cluster.changed(revision);
+                Ok(Response::Object(object))
+            })
+            .await
+        }
         (Caller::User(_), Request::Apply { objects }) => {
             blocking(move || {
                 let (outcomes, revision) = admission::apply(&cluster, &objects)?;
@@ -287,6 +295,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Register(_) => "register",
         Request::Watch => "watch",
         Request::Report(_) => "report",
+        Request::PatchNode { .. } => "patch-node",
     }
 }
 

@@ -9,11 +9,13 @@
 //! | `meta`       | `revision`                   | u64, the last committed revision    |
 //! | `blobs`      | `sha256:<hex>`               | component bytes                     |
 //! | `identities` | SHA-256 of a client cert DER | `node:NAME` or `user:NAME`          |
+//! | `imports`    | `sha256:<hex>`               | JSON list of the interfaces the component imports |
 //!
 //! Every write transaction that changes an object takes the next revision;
 //! each object it writes carries that revision as its `resourceVersion`.
 //! A write is acknowledged only after redb commits it durably.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use berth_api::{Kind, Object};
@@ -23,6 +25,7 @@ const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 const IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("identities");
+const IMPORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("imports");
 
 const REVISION: &str = "revision";
 
@@ -113,6 +116,7 @@ impl Store {
             txn.open_table(META)?;
             txn.open_table(BLOBS)?;
             txn.open_table(IDENTITIES)?;
+            txn.open_table(IMPORTS)?;
         }
         txn.commit()?;
         Ok(Store { db })
@@ -205,12 +209,38 @@ impl Store {
         Ok((value, revision))
     }
 
-    /// Stores a blob under its digest.
-    pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Stores a component under its digest, with the interfaces it imports.
+    pub fn put_blob(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+        imports: &BTreeSet<String>,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         txn.open_table(BLOBS)?.insert(digest, bytes)?;
+        let imports = serde_json::to_vec(imports).unwrap_or_default();
+        txn.open_table(IMPORTS)?
+            .insert(digest, imports.as_slice())?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// The imports of every stored component, by digest.
+    pub fn imports(&self) -> Result<HashMap<String, BTreeSet<String>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(IMPORTS)?;
+        let mut out = HashMap::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let imports = serde_json::from_slice(value.value()).map_err(|source| {
+                StoreError::Corrupt {
+                    key: format!("imports/{}", key.value()),
+                    source,
+                }
+            })?;
+            out.insert(key.value().to_owned(), imports);
+        }
+        Ok(out)
     }
 
     /// A blob's bytes.
@@ -389,7 +419,9 @@ mod tests {
         store.revoke_subject("node:a").unwrap();
         assert_eq!(store.identity("f1").unwrap(), None);
         assert_eq!(store.identity("f3").unwrap().as_deref(), Some("user:admin"));
-        store.put_blob("sha256:00", b"abc").unwrap();
+        let imports = BTreeSet::from(["wasi:http/types@0.2.0".to_owned()]);
+        store.put_blob("sha256:00", b"abc", &imports).unwrap();
+        assert_eq!(store.imports().unwrap()["sha256:00"], imports);
         assert!(store.has_blob("sha256:00").unwrap());
         assert_eq!(store.get_blob("sha256:00").unwrap().unwrap(), b"abc");
     }

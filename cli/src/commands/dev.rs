@@ -49,6 +49,8 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
         domain: dev.domain.clone(),
         labels: Default::default(),
         capacity: None,
+        max_instances: 0,
+        taints: Vec::new(),
     })
     .await?;
     let ingress = node.ingress_addr()?;

@@ -5,4 +5,5 @@ pub mod delete;
 pub mod dev;
 pub mod get;
 pub mod node;
+pub mod node_admin;
 pub mod scheduler;

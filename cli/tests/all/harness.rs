@@ -129,10 +129,13 @@ pub struct NodeProc {
 
 impl NodeProc {
     pub fn start(dir: &Path, scheduler: &Scheduler, name: &str) -> NodeProc {
+        NodeProc::start_with(dir, scheduler, name, &[])
+    }
+
+    /// Starts a node with extra flags (`--taint`, `--label`, ...).
+    pub fn start_with(dir: &Path, scheduler: &Scheduler, name: &str, extra: &[&str]) -> NodeProc {
         let data = dir.join(format!("node-{name}"));
-        let (proc, line) = spawn(
-            name,
-            &[
+        let mut args: Vec<String> = [
                 "node",
                 "--join",
                 &scheduler.addr.to_string(),
@@ -144,10 +147,13 @@ impl NodeProc {
                 "127.0.0.1:0",
                 "--data",
                 data.to_str().unwrap(),
-            ],
-            &scheduler.config,
-            "serving http on",
-        );
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (proc, line) = spawn(name, &args, &scheduler.config, "serving http on");
         NodeProc {
             _proc: proc,
             ingress: addr_after(&line, "serving http on "),
@@ -215,6 +221,31 @@ impl Cluster {
         let path = self.dir.path().join(format!("hello-{replicas}.yaml"));
         std::fs::write(&path, hello_yaml(replicas, &hello_wasm())).unwrap();
         path
+    }
+
+    /// Writes `yaml` (with `{component}` standing for the hello example's
+    /// path) into the cluster's directory; returns its path.
+    pub fn manifest(&self, name: &str, yaml: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.yaml"));
+        let text = yaml.replace("{component}", &hello_wasm().display().to_string());
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Which node each live instance of `deployment` is on.
+    pub fn placements(&self, deployment: &str) -> Vec<Option<String>> {
+        self.objects("instances")
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Instance(i)
+                    if i.metadata.deletion_timestamp.is_none()
+                        && i.metadata.owner_references.iter().any(|r| r.name == deployment) =>
+                {
+                    Some(i.spec.node_name.clone())
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Waits until `check` holds, polling; panics with `what` after `timeout`.
