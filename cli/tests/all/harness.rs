@@ -26,6 +26,11 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Takes charge of a spawned process.
+    pub fn new(child: Child) -> Proc {
+        Proc { child }
+    }
+
     /// Kills the process at once (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
