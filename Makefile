@@ -10,8 +10,8 @@ GUEST_DIR := target/guest
 # The example component, built for wasm32-wasip2 into the same directory the
 # test fixtures use, so it is built once for both.
 guest:
-	$(CARGO) build --release --target wasm32-wasip2 \
-		--manifest-path sdk/examples/hello/Cargo.toml --target-dir $(GUEST_DIR)
+	$(CARGO) build --workspace --release --target wasm32-wasip2 \
+		--manifest-path sdk/examples/Cargo.toml --target-dir $(GUEST_DIR)
 
 dev: guest
 	$(CARGO) build -p berth

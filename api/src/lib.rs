@@ -11,6 +11,7 @@
 pub mod manifest;
 pub mod meta;
 pub mod objects;
+pub mod outbound;
 pub mod quantity;
 #[cfg(feature = "quic")]
 pub mod quic;

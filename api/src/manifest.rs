@@ -258,6 +258,7 @@ fn read_object(
         Kind::Instance => Object::Instance(Box::new(read(document)?)),
         Kind::Node => Object::Node(Box::new(read(document)?)),
         Kind::PriorityClass => Object::PriorityClass(Box::new(read(document)?)),
+        Kind::Event => Object::Event(Box::new(read(document)?)),
     })
 }
 

@@ -26,16 +26,19 @@ pub enum Kind {
     Node,
     /// A named priority for instances.
     PriorityClass,
+    /// Something that happened to an object.
+    Event,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::Instance,
         Kind::Node,
         Kind::PriorityClass,
+        Kind::Event,
     ];
 
     /// The kind's name as written in manifests.
@@ -46,12 +49,13 @@ impl Kind {
             Kind::Instance => "Instance",
             Kind::Node => "Node",
             Kind::PriorityClass => "PriorityClass",
+            Kind::Event => "Event",
         }
     }
 
     /// Whether objects of this kind live in a namespace.
     pub fn is_namespaced(self) -> bool {
-        matches!(self, Kind::Deployment | Kind::Instance)
+        matches!(self, Kind::Deployment | Kind::Instance | Kind::Event)
     }
 
     /// Whether users may create this kind with `apply`; the others are
@@ -77,6 +81,7 @@ impl Kind {
             "instance" | "instances" | "inst" => Some(Kind::Instance),
             "node" | "nodes" | "no" => Some(Kind::Node),
             "priorityclass" | "priorityclasses" | "pc" => Some(Kind::PriorityClass),
+            "event" | "events" | "ev" => Some(Kind::Event),
             _ => None,
         }
     }
@@ -174,6 +179,10 @@ pub struct InstanceSpec {
     /// the one node its instances may run on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_name: Option<String>,
+    /// Hosts the instance may call over HTTP (`https://api.example.com`,
+    /// `http://127.0.0.1:8080`, `*://*.example.com:*`); none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_outbound_hosts: Vec<String>,
     /// Node labels the node must carry.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
@@ -488,6 +497,52 @@ pub struct PriorityClass {
     pub description: String,
 }
 
+/// Something that happened to an object, as Kubernetes' Event: repeated
+/// occurrences bump `count` and `lastTimestamp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Event {
+    /// Always `berth.dev/v1`.
+    pub api_version: String,
+    /// Always `Event`.
+    pub kind: String,
+    /// Name (`<object>.<hash>`) and the object's namespace.
+    pub metadata: ObjectMeta,
+    /// The object it happened to.
+    pub involved_object: ObjectReference,
+    /// A CamelCase word (`Scheduled`, `FailedScheduling`, `Preempted`).
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// How many times it happened.
+    pub count: u64,
+    /// First time.
+    pub first_timestamp: jiff::Timestamp,
+    /// Last time.
+    pub last_timestamp: jiff::Timestamp,
+    /// Who reported it: `scheduler` or `node/<name>`.
+    pub source: String,
+}
+
+/// A reference to an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectReference {
+    /// Kind.
+    pub kind: String,
+    /// Namespace, for namespaced kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Uid.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+}
+
 /// Any stored object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -502,6 +557,8 @@ pub enum Object {
     Node(Box<Node>),
     /// A PriorityClass.
     PriorityClass(Box<PriorityClass>),
+    /// An Event.
+    Event(Box<Event>),
 }
 
 impl Object {
@@ -513,6 +570,7 @@ impl Object {
             Object::Instance(_) => Kind::Instance,
             Object::Node(_) => Kind::Node,
             Object::PriorityClass(_) => Kind::PriorityClass,
+            Object::Event(_) => Kind::Event,
         }
     }
 
@@ -524,6 +582,7 @@ impl Object {
             Object::Instance(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::PriorityClass(o) => &o.metadata,
+            Object::Event(o) => &o.metadata,
         }
     }
 
@@ -535,6 +594,7 @@ impl Object {
             Object::Instance(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
             Object::PriorityClass(o) => &mut o.metadata,
+            Object::Event(o) => &mut o.metadata,
         }
     }
 
@@ -570,6 +630,7 @@ impl Object {
             "Instance" => Object::Instance(serde_json::from_slice(bytes)?),
             "Node" => Object::Node(serde_json::from_slice(bytes)?),
             "PriorityClass" => Object::PriorityClass(serde_json::from_slice(bytes)?),
+            "Event" => Object::Event(serde_json::from_slice(bytes)?),
             other => {
                 return Err(serde::de::Error::custom(format!("unknown kind {other:?}")));
             }

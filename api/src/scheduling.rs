@@ -19,7 +19,11 @@ pub struct Affinity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_affinity: Option<NodeAffinity>,
     /// Rules to run near instances matching a selector.
-    #[serde(default, alias = "podAffinity", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "podAffinity",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_affinity: Option<InstanceAffinity>,
     /// Rules to run away from instances matching a selector.
     #[serde(
@@ -121,7 +125,8 @@ impl NodeSelectorTerm {
     /// Whether every requirement holds (an empty term matches nothing, as
     /// in Kubernetes).
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        !self.match_expressions.is_empty() && self.match_expressions.iter().all(|r| r.matches(labels))
+        !self.match_expressions.is_empty()
+            && self.match_expressions.iter().all(|r| r.matches(labels))
     }
 }
 

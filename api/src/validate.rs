@@ -83,6 +83,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::Instance(o) => (&o.api_version, &o.kind),
         Object::Node(o) => (&o.api_version, &o.kind),
         Object::PriorityClass(o) => (&o.api_version, &o.kind),
+        Object::Event(o) => (&o.api_version, &o.kind),
     };
     if api_version != API_VERSION {
         return Err(FieldError::new(
@@ -98,7 +99,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
     }
     validate_metadata(kind, object.metadata())?;
     match object {
-        Object::Namespace(_) => Ok(()),
+        Object::Namespace(_) | Object::Event(_) => Ok(()),
         Object::Node(node) => scheduling::validate_node_spec("spec", &node.spec),
         Object::PriorityClass(class) => scheduling::validate_priority_class(class),
         Object::Deployment(deployment) => {
@@ -221,6 +222,10 @@ fn validate_instance_spec(path: &str, spec: &InstanceSpec) -> Result<(), FieldEr
             format!("{path}.component"),
             "must not be empty",
         ));
+    }
+    for (index, entry) in spec.allowed_outbound_hosts.iter().enumerate() {
+        crate::outbound::AllowedHost::parse(entry)
+            .map_err(|e| FieldError::new(format!("{path}.allowedOutboundHosts[{index}]"), e))?;
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (index, var) in spec.env.iter().enumerate() {

@@ -110,8 +110,9 @@ pub enum Request {
 /// A change to a Node's spec, as `berth taint` and `berth cordon` make.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NodePatch {
-    /// Taints to add (replacing one with the same key and effect).
-    pub add_taints: Vec<crate::scheduling::Taint>,
+    /// Taints to add as `key=value:Effect` (replacing one with the same key
+    /// and effect).
+    pub add_taints: Vec<String>,
     /// Taints to remove, by key and, if given, effect.
     pub remove_taints: Vec<(String, Option<crate::scheduling::TaintEffect>)>,
     /// Cordon (`true`) or uncordon (`false`).
@@ -135,9 +136,10 @@ pub struct NodeInfo {
     pub interfaces: Vec<String>,
     /// Most instances the node takes; 0 means no limit.
     pub max_instances: u64,
-    /// Taints to register with (applied when the Node object is created;
-    /// later changes go through `berth taint`).
-    pub taints: Vec<crate::scheduling::Taint>,
+    /// Taints to register with, as `key=value:Effect` (applied when the
+    /// Node object is created; later changes go through `berth taint`).
+    /// Text, because postcard cannot carry the optional fields of `Taint`.
+    pub taints: Vec<String>,
 }
 
 /// The components a node holds compiled, sent with each report.
@@ -191,6 +193,8 @@ pub struct Assignment {
     pub env: Vec<(String, String)>,
     /// Enforced limits; zero means no explicit limit.
     pub limits: NodeResources,
+    /// Hosts the instance may call (`allowedOutboundHosts`).
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 /// The scheduler's answer.
@@ -361,6 +365,32 @@ mod tests {
         let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
         assert_eq!(len, frame.len() - 4);
         decode_body(&frame[4..]).unwrap()
+    }
+
+    #[test]
+    fn node_messages_roundtrip() {
+        // Every message type must survive postcard, which cannot skip
+        // fields: this guards against optional-field types sneaking in.
+        let register = Request::Register(NodeInfo {
+            labels: [("a".to_owned(), "b".to_owned())].into(),
+            capacity: NodeResources::default(),
+            allocatable: NodeResources::default(),
+            runtimes: vec!["wasm".into()],
+            ingress_address: "127.0.0.1:1".into(),
+            interfaces: vec!["wasi:http/types@0.2".into()],
+            max_instances: 3,
+            taints: vec!["gpu=true:NoSchedule".into()],
+        });
+        assert_eq!(roundtrip(&register), register);
+        let patch = Request::PatchNode {
+            name: "n".into(),
+            patch: NodePatch {
+                add_taints: vec!["a=b:NoExecute".into()],
+                remove_taints: vec![("c".into(), Some(crate::scheduling::TaintEffect::NoSchedule))],
+                unschedulable: Some(true),
+            },
+        };
+        assert_eq!(roundtrip(&patch), patch);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod config;
 mod render;
+mod scheduler_config;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,9 +18,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
-use berth_api::wire::ApplyOutcome;
 use berth_api::scheduling::Taint;
-use berth_api::{DEFAULT_NAMESPACE, Kind, NodeResources};
+use berth_api::wire::ApplyOutcome;
+use berth_api::{DEFAULT_NAMESPACE, Kind, NodeResources, Object};
 use clap::{Parser, Subcommand};
 
 use crate::client::Client;
@@ -113,9 +114,12 @@ enum Command {
         /// UDP address for QUIC.
         #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:7443")]
         listen: SocketAddr,
-        /// Seconds a node may stay silent before it turns NotReady.
-        #[arg(long, default_value_t = 5)]
-        node_grace_seconds: u64,
+        /// Seconds a node may stay silent before it turns NotReady (default 5).
+        #[arg(long)]
+        node_grace_seconds: Option<u64>,
+        /// Scheduler config file (placement plugins, weights, strategy).
+        #[arg(long, env = "BERTH_SCHEDULER_CONFIG")]
+        config_file: Option<PathBuf>,
     },
     /// Run a node agent that joins a scheduler.
     Node {
@@ -231,7 +235,10 @@ async fn cordon(config: Option<&std::path::Path>, name: &str, cordon: bool) -> R
     let client = connect(config).await?;
     node_admin::patch(&client, name, patch).await?;
     client.close().await;
-    println!("node/{name} {}", if cordon { "cordoned" } else { "uncordoned" });
+    println!(
+        "node/{name} {}",
+        if cordon { "cordoned" } else { "uncordoned" }
+    );
     Ok(())
 }
 
@@ -322,9 +329,40 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let client = connect(cli.config.as_deref()).await?;
             let objects = get::get(&client, &query).await?;
+            let events = if kind.is_namespaced() {
+                get::get(
+                    &client,
+                    &get::Query {
+                        kind: Kind::Event,
+                        namespace: query.namespace.clone(),
+                        name: None,
+                    },
+                )
+                .await?
+            } else {
+                Vec::new()
+            };
             client.close().await;
             for object in &objects {
-                print!("{}", render::describe(object, jiff::Timestamp::now()));
+                let mut about: Vec<Object> = events
+                    .iter()
+                    .filter(|e| match e {
+                        Object::Event(e) => {
+                            e.involved_object.kind == object.kind().as_str()
+                                && e.involved_object.name == object.metadata().name
+                        }
+                        _ => false,
+                    })
+                    .cloned()
+                    .collect();
+                about.sort_by_key(|e| match e {
+                    Object::Event(e) => e.first_timestamp,
+                    _ => jiff::Timestamp::UNIX_EPOCH,
+                });
+                print!(
+                    "{}",
+                    render::describe(object, &about, jiff::Timestamp::now())
+                );
             }
         }
         Command::Taint {
@@ -347,11 +385,20 @@ async fn run(cli: Cli) -> Result<()> {
             data,
             listen,
             node_grace_seconds,
+            config_file,
         } => {
+            let file = match &config_file {
+                Some(path) => scheduler_config::load(path)?,
+                None => scheduler_config::SchedulerFile::default(),
+            };
+            let grace = node_grace_seconds
+                .or(file.node_grace_seconds)
+                .map_or(berth_scheduler::DEFAULT_NODE_GRACE, Duration::from_secs);
             let config = berth_scheduler::Config {
                 data_dir: data,
                 listen,
-                node_grace: Duration::from_secs(node_grace_seconds),
+                node_grace: grace,
+                placement: file.placement,
             };
             scheduler::run(config, &config_path).await?;
         }

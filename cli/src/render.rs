@@ -114,10 +114,25 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
             c.global_default.to_string(),
             age,
         ],
+        Object::Event(e) => vec![
+            self::age(Some(e.last_timestamp), now),
+            e.type_.clone(),
+            e.reason.clone(),
+            format!(
+                "{}/{}",
+                e.involved_object.kind.to_lowercase(),
+                e.involved_object.name
+            ),
+            e.message.clone(),
+        ],
         Object::Node(n) => vec![
             meta.name.clone(),
             {
-                let ready = if n.status.is_ready() { "Ready" } else { "NotReady" };
+                let ready = if n.status.is_ready() {
+                    "Ready"
+                } else {
+                    "NotReady"
+                };
                 if n.spec.unschedulable {
                     format!("{ready},SchedulingDisabled")
                 } else {
@@ -138,6 +153,7 @@ fn headers(kind: Kind) -> &'static [&'static str] {
         Kind::Instance => &["NAME", "READY", "STATUS", "NODE", "AGE"],
         Kind::Node => &["NAME", "STATUS", "RUNTIMES", "INGRESS", "AGE"],
         Kind::PriorityClass => &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE"],
+        Kind::Event => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
     }
 }
 
@@ -157,6 +173,11 @@ fn table(kind: Kind, objects: &[Object], all_namespaces: bool, now: Timestamp) -
         }
         rows.push(cells);
     }
+    columns(rows)
+}
+
+/// Lays rows out in columns padded to their widest cell plus three spaces.
+fn columns(rows: Vec<Vec<String>>) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -184,21 +205,31 @@ fn table(kind: Kind, objects: &[Object], all_namespaces: bool, now: Timestamp) -
     out
 }
 
-/// `berth describe`: the object's fields a person looks for, as
-/// `kubectl describe` lays them out.
-pub fn describe(object: &Object, now: Timestamp) -> String {
+/// `berth describe`: the object's fields a person looks for, and the events
+/// about it, as `kubectl describe` lays them out.
+pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
     let meta = object.metadata();
     let mut out = String::new();
     let mut field = |name: &str, value: &str| {
         let _ = writeln!(out, "{:<18}{value}", format!("{name}:"));
     };
-    let or_none = |text: &str| if text.is_empty() { "<none>".to_owned() } else { text.to_owned() };
+    let or_none = |text: &str| {
+        if text.is_empty() {
+            "<none>".to_owned()
+        } else {
+            text.to_owned()
+        }
+    };
     field("Name", &meta.name);
     if let Some(namespace) = object.namespace() {
         field("Namespace", namespace);
     }
     field("Kind", object.kind().as_str());
-    let labels: Vec<String> = meta.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let labels: Vec<String> = meta
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     field("Labels", &or_none(&labels.join(", ")));
     field("UID", meta.uid.as_deref().unwrap_or("<none>"));
     field("Age", &age(meta.creation_timestamp, now));
@@ -250,6 +281,48 @@ pub fn describe(object: &Object, now: Timestamp) -> String {
             field("PreemptionPolicy", &format!("{:?}", c.preemption_policy));
         }
         Object::Namespace(_) => field("Status", "Active"),
+        Object::Event(e) => {
+            field("Type", &e.type_);
+            field("Reason", &e.reason);
+            field("Message", &e.message);
+            field("Count", &e.count.to_string());
+        }
+    }
+    let mut rows = vec![vec![
+        "Type".to_owned(),
+        "Reason".to_owned(),
+        "Age".to_owned(),
+        "From".to_owned(),
+        "Message".to_owned(),
+    ]];
+    for event in events {
+        if let Object::Event(e) = event {
+            let seen = if e.count > 1 {
+                format!(
+                    "{} (x{} over {})",
+                    age(Some(e.last_timestamp), now),
+                    e.count,
+                    age(Some(e.first_timestamp), now)
+                )
+            } else {
+                age(Some(e.last_timestamp), now)
+            };
+            rows.push(vec![
+                e.type_.clone(),
+                e.reason.clone(),
+                seen,
+                e.source.clone(),
+                e.message.clone(),
+            ]);
+        }
+    }
+    if rows.len() == 1 {
+        out.push_str("Events:           <none>\n");
+    } else {
+        out.push_str("Events:\n");
+        for line in columns(rows).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
     }
     out
 }

@@ -17,6 +17,7 @@
 pub mod agent;
 pub mod credentials;
 pub mod ingress;
+pub mod outbound;
 pub mod runtime;
 pub mod supervisor;
 
@@ -27,8 +28,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use berth_api::NodeResources;
-use berth_api::scheduling::Taint;
 use berth_api::quic;
+use berth_api::scheduling::Taint;
 use berth_api::wire::NodeInfo;
 use tracing::info;
 
@@ -188,9 +189,12 @@ impl Node {
             allocatable: capacity,
             runtimes: vec!["wasm".into()],
             ingress_address: ingress_addr.to_string(),
-            interfaces: PROVIDED_INTERFACES.iter().map(|s| (*s).to_owned()).collect(),
+            interfaces: PROVIDED_INTERFACES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             max_instances: self.config.max_instances,
-            taints: self.config.taints.clone(),
+            taints: self.config.taints.iter().map(ToString::to_string).collect(),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {

@@ -30,6 +30,8 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::outbound::OutboundPolicy;
+
 /// The first 8 bytes of every binary component: `\0asm`, the component-model
 /// version (0x0d) and the component layer (1). Core modules have version 1,
 /// layer 0 instead.
@@ -127,6 +129,8 @@ pub struct InstanceConfig {
     /// Upper bound on each linear memory of the instance; `None` is unlimited.
     /// A `memory.grow` past it fails inside the guest.
     pub memory_limit_bytes: Option<u64>,
+    /// Hosts the instance may call over HTTP; nothing else goes out.
+    pub allowed_outbound_hosts: Arc<Vec<berth_api::outbound::AllowedHost>>,
 }
 
 impl std::fmt::Debug for InstanceConfig {
@@ -501,6 +505,7 @@ struct InstanceState {
     http: WasiHttpCtx,
     table: ResourceTable,
     limits: StoreLimits,
+    outbound: OutboundPolicy,
 }
 
 impl InstanceState {
@@ -519,6 +524,7 @@ impl InstanceState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits: limits.build(),
+            outbound: OutboundPolicy::new(config.allowed_outbound_hosts.clone()),
         }
     }
 }
@@ -537,7 +543,7 @@ impl WasiHttpView for InstanceState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: Default::default(),
+            hooks: &mut self.outbound,
         }
     }
 }

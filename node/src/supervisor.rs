@@ -179,10 +179,16 @@ impl Supervisor {
                 env.push(("BERTH_INSTANCE".into(), assignment.name.clone()));
                 env.push(("BERTH_NAMESPACE".into(), assignment.namespace.clone()));
                 env.push(("BERTH_DEPLOYMENT".into(), assignment.deployment.clone()));
+                let allowed = assignment
+                    .allowed_outbound_hosts
+                    .iter()
+                    .filter_map(|entry| berth_api::outbound::AllowedHost::parse(entry).ok())
+                    .collect();
                 let config = InstanceConfig {
                     env,
                     memory_limit_bytes: (assignment.limits.memory_bytes > 0)
                         .then_some(assignment.limits.memory_bytes),
+                    allowed_outbound_hosts: Arc::new(allowed),
                 };
                 self.runtime
                     .prepare(&assignment.component, &path, config)

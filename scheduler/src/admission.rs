@@ -342,6 +342,9 @@ pub fn delete(
                     txn.put(Object::Instance(instance))?;
                 }
             }
+            Object::Event(_) => {
+                txn.delete(&key)?;
+            }
             Object::Namespace(_) => {
                 for deployment in txn.list(Kind::Deployment, Some(name))? {
                     txn.delete(&object_key(&deployment))?;

@@ -12,19 +12,24 @@
 //!    replace instances of an old template, and update `status`;
 //! 3. garbage collection: instances whose Deployment is gone terminate, and
 //!    terminating instances are removed once their node no longer runs them;
-//! 4. placement of pending instances ([`crate::placement`]).
+//! 4. placement ([`crate::placement`]): instances on nodes with `NoExecute`
+//!    taints they do not tolerate are terminated, pending instances are
+//!    bound (or left Pending with the reason), and preemption victims go
+//!    back to Pending.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use berth_api::quantity::{parse_cpu, parse_memory};
 use berth_api::{
     API_VERSION, Deployment, DeploymentStatus, Instance, InstanceSpec, InstanceStatus, Kind, Node,
-    NodeCondition, NodeResources, Object, ObjectMeta, OwnerReference, Phase,
+    NodeCondition, Object, ObjectMeta, OwnerReference, Phase,
 };
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
-use crate::placement::{Decision, Demand, Framework, NodeState, Runtime};
+use crate::placement::{
+    self, BoundInstance, Demand, Framework, Outcome, PendingInstance, Runtime, Snapshot,
+};
 use crate::store::key;
 
 /// The label carrying the hash of the template an instance was made from.
@@ -33,6 +38,15 @@ pub const TEMPLATE_HASH_LABEL: &str = "berth.dev/template-hash";
 /// How long a terminating instance may wait for its node to confirm it
 /// stopped before the scheduler removes it anyway.
 pub const TERMINATION_TIMEOUT: SignedDuration = SignedDuration::from_secs(30);
+
+/// `status.reason` of an instance no node can take.
+pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
+
+/// `status.reason` of an instance evicted for a higher-priority one.
+pub const REASON_PREEMPTED: &str = "Preempted";
+
+/// `status.reason` of an instance evicted by a `NoExecute` taint.
+pub const REASON_TAINT_EVICTION: &str = "TaintEviction";
 
 /// One write the reconciler should make. Every command naming an existing
 /// object carries the `resourceVersion` it saw; the write is skipped if the
@@ -84,6 +98,8 @@ pub struct Settings {
     /// Extra time nodes get after a scheduler start to notice the old
     /// connection is gone and reconnect (their QUIC idle timeout).
     pub reconnect_allowance: SignedDuration,
+    /// The placement plugins, from the config file's `placement:`.
+    pub placement: Framework,
 }
 
 /// The typed objects of one snapshot.
@@ -106,7 +122,7 @@ impl View {
                 Object::Deployment(d) => view.deployments.push(*d),
                 Object::Instance(i) => view.instances.push(*i),
                 Object::Node(n) => view.nodes.push(*n),
-                Object::Namespace(_) | Object::PriorityClass(_) => {}
+                Object::Namespace(_) | Object::PriorityClass(_) | Object::Event(_) => {}
             }
         }
         view
@@ -150,7 +166,6 @@ pub fn demand(spec: &InstanceSpec) -> Demand {
             .as_ref()
             .and_then(|q| parse_memory(&q.0).ok())
             .unwrap_or(0),
-        runtime: Runtime::Wasm,
     }
 }
 
@@ -166,11 +181,14 @@ fn instance_key(instance: &Instance) -> String {
     )
 }
 
-/// Computes the controllers' plan. `new_name` turns a Deployment name into a
-/// fresh instance name (the caller supplies the randomness).
+/// Computes the controllers' plan. `component_imports` maps a component
+/// digest to the interfaces it imports (for the `Runtime` filter; a
+/// component missing from it imports nothing). `new_name` turns a Deployment
+/// name into a fresh instance name (the caller supplies the randomness).
 pub fn reconcile(
     view: &View,
     liveness: &HashMap<String, Liveness>,
+    component_imports: &HashMap<String, BTreeSet<String>>,
     settings: &Settings,
     now: Timestamp,
     new_name: &mut dyn FnMut(&str) -> String,
@@ -181,7 +199,14 @@ pub fn reconcile(
         reconcile_deployment(deployment, view, now, new_name, &mut plan);
     }
     collect_garbage(view, liveness, &ready, now, &mut plan);
-    place(view, &ready, &mut plan);
+    place(
+        view,
+        &ready,
+        component_imports,
+        &settings.placement,
+        now,
+        &mut plan,
+    );
     plan
 }
 
@@ -258,6 +283,20 @@ fn terminate(instance: &Instance, now: Timestamp, plan: &mut Plan) {
         seen: rv(&instance.metadata),
         object: Box::new(Object::Instance(Box::new(updated))),
     });
+}
+
+/// [`terminate`], saying why in the status.
+fn terminate_because(
+    instance: &Instance,
+    now: Timestamp,
+    reason: &str,
+    message: String,
+    plan: &mut Plan,
+) {
+    let mut explained = instance.clone();
+    explained.status.reason = reason.to_owned();
+    explained.status.message = message;
+    terminate(&explained, now, plan);
 }
 
 fn reconcile_deployment(
@@ -383,12 +422,9 @@ fn collect_garbage(
     }
 }
 
-fn place(view: &View, ready: &HashMap<String, bool>, plan: &mut Plan) {
-    // Instances this pass terminates are not placed: the resourceVersion
-    // guard would drop their binding, but placing them would first take
-    // room from the instances placed after them.
-    let terminated: HashSet<String> = plan
-        .commands
+/// The keys of the instances `plan` already terminates.
+fn terminated_by(plan: &Plan) -> HashSet<String> {
+    plan.commands
         .iter()
         .filter_map(|command| match command {
             Command::Update { object, .. } => match &**object {
@@ -397,39 +433,122 @@ fn place(view: &View, ready: &HashMap<String, bool>, plan: &mut Plan) {
             },
             _ => None,
         })
-        .collect();
-    let mut nodes: Vec<NodeState> = view
+        .collect()
+}
+
+/// The cluster as placement sees it: every node with its readiness after
+/// this pass, and every bound instance, terminating ones included (they
+/// hold their room until removed).
+fn snapshot(view: &View, ready: &HashMap<String, bool>, terminated: &HashSet<String>) -> Snapshot {
+    let nodes = view
         .nodes
         .iter()
-        .map(|node| NodeState {
+        .map(|node| placement::NodeInfo {
             name: node.metadata.name.clone(),
+            labels: node.metadata.labels.clone(),
+            taints: node.spec.taints.clone(),
+            unschedulable: node.spec.unschedulable,
             ready: ready.get(&node.metadata.name).copied().unwrap_or(false),
             runtimes: node.status.runtimes.clone(),
+            interfaces: node.status.interfaces.clone(),
+            components: node.status.components.clone(),
             allocatable: node.status.allocatable,
-            requested: NodeResources::default(),
-            instances: 0,
+            max_instances: node.status.max_instances,
         })
         .collect();
-    let index: HashMap<String, usize> = nodes
+    let bound = view
+        .instances
         .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.clone(), i))
+        .filter_map(|instance| {
+            let node = instance.spec.node_name.clone()?;
+            let key = instance_key(instance);
+            Some(BoundInstance {
+                terminating: is_terminating(instance) || terminated.contains(&key),
+                key,
+                node,
+                namespace: instance.metadata.namespace_or_default().to_owned(),
+                labels: instance.metadata.labels.clone(),
+                demand: demand(&instance.spec),
+                priority: instance.spec.priority.unwrap_or(0),
+                tolerations: instance.spec.tolerations.clone(),
+                affinity: instance.spec.affinity.clone(),
+            })
+        })
         .collect();
-    for instance in &view.instances {
-        let Some(node) = instance
-            .spec
-            .node_name
-            .as_ref()
-            .and_then(|n| index.get(n))
-            .and_then(|&i| nodes.get_mut(i))
-        else {
+    Snapshot { nodes, bound }
+}
+
+/// What placement needs of a pending instance. Its `nodeName` is its
+/// Deployment's: instances are created without one.
+fn pending_instance(
+    instance: &Instance,
+    owners: &HashMap<&str, &Deployment>,
+    component_imports: &HashMap<String, BTreeSet<String>>,
+) -> PendingInstance {
+    let spec = &instance.spec;
+    PendingInstance {
+        key: instance_key(instance),
+        namespace: instance.metadata.namespace_or_default().to_owned(),
+        labels: instance.metadata.labels.clone(),
+        demand: demand(spec),
+        runtime: Runtime::Wasm,
+        imports: component_imports
+            .get(&spec.component)
+            .cloned()
+            .unwrap_or_default(),
+        component: spec.component.clone(),
+        node_name: owner_uid(instance)
+            .and_then(|uid| owners.get(uid))
+            .and_then(|owner| owner.spec.template.spec.node_name.clone()),
+        node_selector: spec.node_selector.clone(),
+        affinity: spec.affinity.clone(),
+        tolerations: spec.tolerations.clone(),
+        topology_spread_constraints: spec.topology_spread_constraints.clone(),
+        priority: spec.priority.unwrap_or(0),
+        preemption_policy: spec.preemption_policy.unwrap_or_default(),
+    }
+}
+
+fn place(
+    view: &View,
+    ready: &HashMap<String, bool>,
+    component_imports: &HashMap<String, BTreeSet<String>>,
+    framework: &Framework,
+    now: Timestamp,
+    plan: &mut Plan,
+) {
+    // Instances this pass terminates are not placed: the resourceVersion
+    // guard would drop their binding, but placing them would first take
+    // room from the instances placed after them. Nor are they evicted or
+    // preempted again.
+    let mut terminated = terminated_by(plan);
+    let by_key: HashMap<String, &Instance> = view
+        .instances
+        .iter()
+        .map(|i| (instance_key(i), i))
+        .collect();
+    let mut snapshot = snapshot(view, ready, &terminated);
+
+    for eviction in placement::no_execute_evictions(&snapshot, now) {
+        let Some(instance) = by_key.get(&eviction.key) else {
             continue;
         };
-        let demand = demand(&instance.spec);
-        node.requested.cpu_millis += demand.cpu_millis;
-        node.requested.memory_bytes += demand.memory_bytes;
-        node.instances += 1;
+        let message = format!(
+            "node {} has taint {} that the instance does not tolerate",
+            eviction.node, eviction.taint
+        );
+        terminate_because(instance, now, REASON_TAINT_EVICTION, message, plan);
+        terminated.insert(eviction.key);
     }
+    for bound in &mut snapshot.bound {
+        bound.terminating |= terminated.contains(&bound.key);
+    }
+
+    let owners: HashMap<&str, &Deployment> = view
+        .deployments
+        .iter()
+        .filter_map(|d| Some((d.metadata.uid.as_deref()?, d)))
+        .collect();
     let mut pending: Vec<&Instance> = view
         .instances
         .iter()
@@ -440,29 +559,75 @@ fn place(view: &View, ready: &HashMap<String, bool>, plan: &mut Plan) {
         })
         .collect();
     pending.sort_by_key(|i| (i.metadata.creation_timestamp, i.metadata.name.clone()));
-    let demands: Vec<Demand> = pending.iter().map(|i| demand(&i.spec)).collect();
-    let decisions = Framework::default().place(&mut nodes, &demands);
-    for (instance, decision) in pending.into_iter().zip(decisions) {
-        let mut updated = instance.clone();
-        match decision {
-            Decision::Bind(node) => {
-                updated.spec.node_name = Some(node);
-                updated.status = InstanceStatus {
-                    phase: Phase::Scheduled,
-                    ..InstanceStatus::default()
-                };
+    let inputs: Vec<PendingInstance> = pending
+        .iter()
+        .map(|i| pending_instance(i, &owners, component_imports))
+        .collect();
+    let outcome = framework.place(&snapshot, &inputs);
+    apply_outcome(&outcome, &pending, &inputs, &by_key, plan);
+}
+
+/// Victims go back to Pending first, then bindings and reasons in the
+/// order the instances were pending.
+fn apply_outcome(
+    outcome: &Outcome,
+    pending: &[&Instance],
+    inputs: &[PendingInstance],
+    by_key: &HashMap<String, &Instance>,
+    plan: &mut Plan,
+) {
+    for preemption in &outcome.preemptions {
+        let preemptor = by_key
+            .get(&preemption.preemptor)
+            .map_or(preemption.preemptor.as_str(), |i| i.metadata.name.as_str());
+        for victim in preemption.victims.iter().filter_map(|key| by_key.get(key)) {
+            let mut updated = (*victim).clone();
+            updated.spec.node_name = None;
+            updated.status = InstanceStatus {
+                phase: Phase::Pending,
+                reason: REASON_PREEMPTED.into(),
+                message: format!("preempted by {preemptor} on {}", preemption.node),
+                start_time: None,
+            };
+            plan.commands.push(Command::Update {
+                seen: rv(&victim.metadata),
+                object: Box::new(Object::Instance(Box::new(updated))),
+            });
+        }
+    }
+    let bindings: HashMap<&str, &str> = outcome
+        .bindings
+        .iter()
+        .map(|b| (b.key.as_str(), b.node.as_str()))
+        .collect();
+    let unschedulable: HashMap<&str, &str> = outcome
+        .unschedulable
+        .iter()
+        .map(|u| (u.key.as_str(), u.message.as_str()))
+        .collect();
+    for (instance, input) in pending.iter().zip(inputs) {
+        let mut updated = (*instance).clone();
+        if let Some(node) = bindings.get(input.key.as_str()) {
+            updated.spec.node_name = Some((*node).to_owned());
+            updated.status = InstanceStatus {
+                phase: Phase::Scheduled,
+                ..InstanceStatus::default()
+            };
+        } else if let Some(message) = unschedulable.get(input.key.as_str()) {
+            if instance.status.phase == Phase::Pending
+                && instance.status.reason == REASON_UNSCHEDULABLE
+                && instance.status.message == *message
+            {
+                continue;
             }
-            Decision::Unschedulable(message) => {
-                if instance.status.reason == "Unschedulable" && instance.status.message == message {
-                    continue;
-                }
-                updated.status = InstanceStatus {
-                    phase: Phase::Pending,
-                    reason: "Unschedulable".into(),
-                    message,
-                    start_time: None,
-                };
-            }
+            updated.status = InstanceStatus {
+                phase: Phase::Pending,
+                reason: REASON_UNSCHEDULABLE.into(),
+                message: (*message).to_owned(),
+                start_time: None,
+            };
+        } else {
+            continue;
         }
         plan.commands.push(Command::Update {
             seen: rv(&instance.metadata),
@@ -473,12 +638,16 @@ fn place(view: &View, ready: &HashMap<String, bool>, plan: &mut Plan) {
 
 #[cfg(test)]
 mod tests {
+    use berth_api::scheduling::{
+        Affinity, AffinityTerm, InstanceAffinity, Selector, Taint, TaintEffect, Toleration,
+    };
     use berth_api::{
-        DeploymentSpec, EnvVar, InstanceTemplate, LabelSelector, NodeStatus, Quantity,
-        ResourceList, Resources, TemplateMeta,
+        DeploymentSpec, EnvVar, InstanceTemplate, LabelSelector, NodeResources, NodeStatus,
+        Quantity, ResourceList, Resources, TemplateMeta,
     };
 
     use super::*;
+    use crate::nodes::HOSTNAME_LABEL;
     use crate::store::object_key;
 
     const NS: &str = "prod";
@@ -498,6 +667,7 @@ mod tests {
             node_grace: SignedDuration::from_secs(5),
             started: t(0),
             reconnect_allowance: SignedDuration::from_secs(10),
+            placement: Framework::default(),
         }
     }
 
@@ -568,6 +738,7 @@ mod tests {
             kind: Kind::Node.as_str().into(),
             metadata: ObjectMeta {
                 name: name.into(),
+                labels: BTreeMap::from([(HOSTNAME_LABEL.to_owned(), name.to_owned())]),
                 resource_version: Some("5".into()),
                 ..ObjectMeta::default()
             },
@@ -622,7 +793,14 @@ mod tests {
     }
 
     fn run_with(view: &View, liveness: &HashMap<String, Liveness>, settings: &Settings) -> Plan {
-        reconcile(view, liveness, settings, now(), &mut names())
+        reconcile(
+            view,
+            liveness,
+            &HashMap::new(),
+            settings,
+            now(),
+            &mut names(),
+        )
     }
 
     fn creates(plan: &Plan) -> Vec<&Instance> {
@@ -725,6 +903,42 @@ mod tests {
         instance.metadata.deletion_timestamp = Some(since);
         instance.status.phase = Phase::Terminating;
         instance
+    }
+
+    /// `sha256:v2` imports `wasi:http`; other components import nothing.
+    fn component_imports() -> HashMap<String, BTreeSet<String>> {
+        HashMap::from([(
+            "sha256:v2".to_owned(),
+            BTreeSet::from(["wasi:http/types@0.2.6".to_owned()]),
+        )])
+    }
+
+    fn gpu_toleration() -> Toleration {
+        Toleration {
+            key: "gpu".into(),
+            value: "true".into(),
+            effect: Some(TaintEffect::NoSchedule),
+            ..Toleration::default()
+        }
+    }
+
+    /// Required anti-affinity to instances labelled `key=value`, per
+    /// `topology_key` domain.
+    fn anti_affinity(key: &str, value: &str, topology_key: &str) -> Affinity {
+        Affinity {
+            instance_anti_affinity: Some(InstanceAffinity {
+                required_during_scheduling_ignored_during_execution: vec![AffinityTerm {
+                    label_selector: Selector {
+                        match_labels: BTreeMap::from([(key.to_owned(), value.to_owned())]),
+                        match_expressions: vec![],
+                    },
+                    namespaces: vec![],
+                    topology_key: topology_key.into(),
+                }],
+                preferred_during_scheduling_ignored_during_execution: vec![],
+            }),
+            ..Affinity::default()
+        }
     }
 
     // 1. Scaling up.
@@ -1371,7 +1585,11 @@ mod tests {
             "{}",
             updated.status.message
         );
-        assert!(updated.status.message.contains("1 Insufficient cpu"));
+        assert!(
+            updated.status.message.contains("1 insufficient cpu"),
+            "{}",
+            updated.status.message
+        );
         assert_eq!(updated.spec.node_name, None);
 
         // The status written, the next pass has nothing to say about it.
@@ -1432,6 +1650,279 @@ mod tests {
         assert_eq!(keys.len(), count, "{plan:#?}");
     }
 
+    /// Runs `view` with every node connected and heard just now.
+    fn run_connected(view: &View) -> Plan {
+        let heard_now: Vec<(&str, Liveness)> = view
+            .nodes
+            .iter()
+            .map(|n| (n.metadata.name.as_str(), heard(0)))
+            .collect();
+        reconcile(
+            view,
+            &liveness(&heard_now),
+            &component_imports(),
+            &settings(),
+            now(),
+            &mut names(),
+        )
+    }
+
+    fn unschedulable_messages(plan: &Plan) -> Vec<(&str, &str)> {
+        updated_instances(plan)
+            .into_iter()
+            .filter(|(_, i)| i.status.reason == REASON_UNSCHEDULABLE)
+            .map(|(_, i)| (i.metadata.name.as_str(), i.status.message.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn memory_request_larger_than_every_node_stays_pending() {
+        let mut web = deployment("web", 1);
+        web.spec.template.spec.resources.requests.memory = Some(Quantity("8000Mi".into()));
+        let view = View {
+            instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
+            deployments: vec![web],
+            nodes: vec![node("n1", true), node("n2", true), node("n3", true)],
+        };
+        let plan = run_connected(&view);
+        assert_eq!(
+            unschedulable_messages(&plan),
+            [("a", "0/3 nodes are available: 3 insufficient memory.")],
+            "{plan:#?}"
+        );
+    }
+
+    #[test]
+    fn tainted_node_takes_only_instances_that_tolerate_it() {
+        let mut gpu = node("gpu", true);
+        gpu.spec.taints = vec![Taint::parse("gpu=true:NoSchedule").unwrap()];
+        let plain = deployment("plain", 1);
+        let mut tolerant = deployment("tolerant", 1);
+        tolerant.spec.template.spec.tolerations = vec![gpu_toleration()];
+        let view = View {
+            instances: vec![
+                instance(&plain, "plain-a", 1, Phase::Pending, None),
+                instance(&tolerant, "tolerant-a", 2, Phase::Pending, None),
+            ],
+            deployments: vec![plain, tolerant],
+            nodes: vec![gpu],
+        };
+        let plan = run_connected(&view);
+        assert_eq!(bindings(&plan), [("tolerant-a", "gpu")], "{plan:#?}");
+        assert_eq!(
+            unschedulable_messages(&plan),
+            [(
+                "plain-a",
+                "0/1 nodes are available: 1 node(s) had untolerated taint {gpu: true}."
+            )]
+        );
+    }
+
+    #[test]
+    fn node_selector_and_cordon_are_honoured() {
+        let mut ssd = node("z-ssd", true);
+        ssd.metadata.labels.insert("disktype".into(), "ssd".into());
+        let mut cordoned = node("a-ssd-cordoned", true);
+        cordoned
+            .metadata
+            .labels
+            .insert("disktype".into(), "ssd".into());
+        cordoned.spec.unschedulable = true;
+        let mut web = deployment("web", 3);
+        web.spec.template.spec.node_selector = BTreeMap::from([("disktype".into(), "ssd".into())]);
+        let view = View {
+            instances: (0..3)
+                .map(|k| instance(&web, &format!("w{k}"), k, Phase::Pending, None))
+                .collect(),
+            deployments: vec![web],
+            nodes: vec![node("b-hdd", true), cordoned, ssd],
+        };
+        let plan = run_connected(&view);
+        assert_eq!(
+            bindings(&plan),
+            [("w0", "z-ssd"), ("w1", "z-ssd"), ("w2", "z-ssd")],
+            "{plan:#?}"
+        );
+    }
+
+    #[test]
+    fn the_templates_node_name_pins_its_instances() {
+        let mut web = deployment("web", 1);
+        web.spec.template.spec.node_name = Some("n2".into());
+        let view = View {
+            instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
+            deployments: vec![web],
+            nodes: vec![node("n1", true), node("n2", true)],
+        };
+        assert_eq!(bindings(&run_connected(&view)), [("a", "n2")]);
+    }
+
+    #[test]
+    fn components_go_only_where_their_imports_are_provided() {
+        let mut web = deployment("web", 1);
+        web.spec.template.spec.component = "sha256:v2".into();
+        let mut cli_only = node("cli-only", true);
+        cli_only.status.interfaces = vec!["wasi:cli/environment@0.2".into()];
+        let view = View {
+            instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
+            deployments: vec![web.clone()],
+            nodes: vec![cli_only.clone()],
+        };
+        assert_eq!(
+            unschedulable_messages(&run_connected(&view)),
+            [(
+                "a",
+                "0/1 nodes are available: 1 node(s) did not provide interface wasi:http/types@0.2.6."
+            )]
+        );
+        let mut http = node("http", true);
+        http.status.interfaces = vec!["wasi:http/types@0.2".into()];
+        let view = View {
+            nodes: vec![cli_only, http],
+            ..view
+        };
+        assert_eq!(bindings(&run_connected(&view)), [("a", "http")]);
+    }
+
+    #[test]
+    fn higher_priority_preempts_and_the_victims_go_pending() {
+        let mut low = deployment("low", 2);
+        low.spec.template.spec.resources.requests.cpu = Some(Quantity("900m".into()));
+        low.spec.template.spec.priority = Some(0);
+        let mut high = deployment("high", 1);
+        high.spec.template.spec.resources.requests.cpu = Some(Quantity("1500m".into()));
+        high.spec.template.spec.priority = Some(1000);
+        let view = View {
+            instances: vec![
+                instance(&low, "low-a", 1, Phase::Running, Some("n1")),
+                instance(&low, "low-b", 2, Phase::Running, Some("n1")),
+                instance(&high, "high-a", 3, Phase::Pending, None),
+            ],
+            deployments: vec![low, high],
+            nodes: vec![node("n1", true)],
+        };
+        let plan = run_connected(&view);
+        let updates = updated_instances(&plan);
+        let victims: Vec<&Instance> = updates
+            .iter()
+            .filter(|(_, i)| i.status.reason == REASON_PREEMPTED)
+            .map(|(_, i)| *i)
+            .collect();
+        // 1500m needs both 900m instances gone.
+        assert_eq!(victims.len(), 2, "{plan:#?}");
+        for victim in &victims {
+            assert_eq!(victim.spec.node_name, None);
+            assert_eq!(victim.status.phase, Phase::Pending);
+            assert_eq!(victim.status.message, "preempted by high-a on n1");
+            assert_eq!(victim.metadata.deletion_timestamp, None);
+        }
+        assert_eq!(bindings(&plan), [("high-a", "n1")]);
+        // Victims are written before the binding that takes their room.
+        let position = |name: &str| {
+            plan.commands
+                .iter()
+                .position(|c| command_key(c) == key_of(name))
+                .unwrap()
+        };
+        assert!(position("low-a") < position("high-a"));
+        assert!(position("low-b") < position("high-a"));
+    }
+
+    #[test]
+    fn equal_priority_never_preempts() {
+        let mut low = deployment("low", 1);
+        low.spec.template.spec.resources.requests.cpu = Some(Quantity("1500m".into()));
+        low.spec.template.spec.priority = Some(5);
+        let mut same = deployment("same", 1);
+        same.spec.template.spec.resources.requests.cpu = Some(Quantity("1500m".into()));
+        same.spec.template.spec.priority = Some(5);
+        let view = View {
+            instances: vec![
+                instance(&low, "low-a", 1, Phase::Running, Some("n1")),
+                instance(&same, "same-a", 3, Phase::Pending, None),
+            ],
+            deployments: vec![low, same],
+            nodes: vec![node("n1", true)],
+        };
+        let plan = run_connected(&view);
+        assert!(bindings(&plan).is_empty(), "{plan:#?}");
+        assert_eq!(
+            unschedulable_messages(&plan),
+            [("same-a", "0/1 nodes are available: 1 insufficient cpu.")]
+        );
+    }
+
+    #[test]
+    fn no_execute_taint_evicts_and_the_deployment_replaces() {
+        let web = deployment("web", 1);
+        let mut tainted = node("n1", true);
+        tainted.spec.taints = vec![Taint::parse("maintenance=now:NoExecute").unwrap()];
+        let view = View {
+            instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
+            deployments: vec![web.clone()],
+            nodes: vec![tainted.clone(), node("n2", true)],
+        };
+        let plan = run_connected(&view);
+        assert_eq!(terminated(&plan), ["a"], "{plan:#?}");
+        let (_, evicted) = updated_instances(&plan)
+            .into_iter()
+            .find(|(_, i)| i.metadata.name == "a")
+            .unwrap();
+        assert_eq!(evicted.status.phase, Phase::Terminating);
+        assert_eq!(evicted.status.reason, REASON_TAINT_EVICTION);
+        assert_eq!(
+            evicted.status.message,
+            "node n1 has taint maintenance=now:NoExecute that the instance does not tolerate"
+        );
+        // Applied, the next pass replaces it, away from the taint.
+        let after = apply(&view, &plan);
+        let next = run_connected(&after);
+        assert_eq!(creates(&next).len(), 1, "{next:#?}");
+
+        // Tolerated for a while: it stays until the time runs out.
+        let mut patient = web;
+        patient.spec.template.spec.tolerations = vec![Toleration {
+            key: "maintenance".into(),
+            operator: berth_api::scheduling::TolerationOperator::Exists,
+            toleration_seconds: Some(60),
+            ..Toleration::default()
+        }];
+        tainted.spec.taints[0].time_added = Some(now() - SignedDuration::from_secs(30));
+        let view = View {
+            instances: vec![instance(&patient, "b", 1, Phase::Running, Some("n1"))],
+            deployments: vec![patient],
+            nodes: vec![tainted.clone()],
+        };
+        assert!(terminated(&run_connected(&view)).is_empty());
+        let mut later = view;
+        later.nodes[0].spec.taints[0].time_added = Some(now() - SignedDuration::from_secs(60));
+        assert_eq!(terminated(&run_connected(&later)), ["b"]);
+    }
+
+    #[test]
+    fn anti_affinity_replicas_take_distinct_nodes() {
+        let mut web = deployment("web", 5);
+        web.spec.template.spec.affinity = Some(anti_affinity("app", "web", HOSTNAME_LABEL));
+        let view = View {
+            instances: (0..5)
+                .map(|k| instance(&web, &format!("w{k}"), k, Phase::Pending, None))
+                .collect(),
+            deployments: vec![web],
+            nodes: (1..=4).map(|k| node(&format!("n{k}"), true)).collect(),
+        };
+        let plan = run_connected(&view);
+        let mut nodes: Vec<&str> = bindings(&plan).into_iter().map(|(_, n)| n).collect();
+        nodes.sort_unstable();
+        assert_eq!(nodes, ["n1", "n2", "n3", "n4"], "{plan:#?}");
+        assert_eq!(
+            unschedulable_messages(&plan),
+            [(
+                "w4",
+                "0/4 nodes are available: 4 node(s) didn't match instance anti-affinity rules."
+            )]
+        );
+    }
+
     // 7. Properties over random clusters.
 
     /// xorshift64: a small deterministic generator in place of a
@@ -1476,6 +1967,20 @@ mod tests {
                 n.status.allocatable.cpu_millis = 500 + rng.below(4000);
                 n.status.allocatable.memory_bytes = GI / 2 + rng.below(4 * GI);
                 n.metadata.resource_version = Some(format!("{}", 1 + rng.below(50)));
+                n.metadata
+                    .labels
+                    .insert("disktype".into(), (*rng.pick(&["ssd", "hdd"])).into());
+                if rng.below(4) == 0 {
+                    n.spec
+                        .taints
+                        .push(Taint::parse("gpu=true:NoSchedule").unwrap());
+                }
+                n.spec.unschedulable = rng.below(8) == 0;
+                n.status.interfaces = match rng.below(3) {
+                    0 => vec![],
+                    1 => vec!["wasi:http/types@0.2".into()],
+                    _ => vec!["wasi:cli/environment@0.2".into()],
+                };
                 n
             })
             .collect();
@@ -1488,6 +1993,19 @@ mod tests {
                 if rng.below(2) == 0 {
                     d.spec.template.spec.resources.requests.memory =
                         Some(Quantity(format!("{}Mi", rng.below(2048))));
+                }
+                let spec = &mut d.spec.template.spec;
+                if rng.below(4) == 0 {
+                    spec.node_selector = BTreeMap::from([("disktype".into(), "ssd".into())]);
+                }
+                if rng.below(3) == 0 {
+                    spec.tolerations = vec![gpu_toleration()];
+                }
+                if rng.below(3) == 0 {
+                    spec.priority = Some(100);
+                }
+                if rng.below(5) == 0 {
+                    spec.affinity = Some(anti_affinity("app", "web", HOSTNAME_LABEL));
                 }
                 d.metadata.resource_version = Some(format!("{}", 1 + rng.below(50)));
                 if rng.below(3) == 0 {
@@ -1625,6 +2143,7 @@ mod tests {
 
     fn check_plan(view: &View, plan: &Plan, case: usize) {
         let objects = view_objects(view);
+        let imports = component_imports();
 
         // Every command names an object of the snapshot (but creates), with
         // the resourceVersion it had, and no object gets two commands.
@@ -1703,12 +2222,42 @@ mod tests {
             .map(|n| (n.metadata.name.as_str(), n.status.is_ready()))
             .collect();
         let mut added: HashMap<&str, (u64, u64)> = HashMap::new();
+        let victims: HashSet<&str> = updated_instances(plan)
+            .into_iter()
+            .filter(|(_, i)| i.status.reason == REASON_PREEMPTED)
+            .map(|(_, i)| i.metadata.name.as_str())
+            .collect();
         for (_, i) in updated_instances(plan) {
             if i.status.phase != Phase::Scheduled {
                 continue;
             }
             let node = i.spec.node_name.as_deref().unwrap();
             assert_eq!(ready.get(node), Some(&true), "case {case}: bound to {node}");
+            let n = view.nodes.iter().find(|n| n.metadata.name == node).unwrap();
+            assert!(
+                !n.spec.unschedulable,
+                "case {case}: bound to cordoned {node}"
+            );
+            for (key, value) in &i.spec.node_selector {
+                assert_eq!(n.metadata.labels.get(key), Some(value), "case {case}");
+            }
+            for taint in &n.spec.taints {
+                assert!(
+                    i.spec.tolerations.iter().any(|t| t.tolerates(taint)),
+                    "case {case}: {} on {node} with {taint}",
+                    i.metadata.name
+                );
+            }
+            for import in imports.get(&i.spec.component).into_iter().flatten() {
+                assert!(
+                    n.status.interfaces.is_empty()
+                        || n.status
+                            .interfaces
+                            .iter()
+                            .any(|p| import.starts_with(p.as_str())),
+                    "case {case}: {import} on {node}"
+                );
+            }
             let d = demand(&i.spec);
             let entry = added.entry(node).or_default();
             entry.0 += d.cpu_millis;
@@ -1720,6 +2269,7 @@ mod tests {
                 .instances
                 .iter()
                 .filter(|i| i.spec.node_name.as_deref() == Some(node))
+                .filter(|i| !victims.contains(i.metadata.name.as_str()))
                 .map(|i| demand(&i.spec))
                 .fold((0, 0), |(c, m), d| (c + d.cpu_millis, m + d.memory_bytes));
             let alloc = n.status.allocatable;
@@ -1769,13 +2319,14 @@ mod tests {
     #[test]
     fn random_clusters_keep_the_invariants() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let imports = component_imports();
         for case in 0..500 {
             let (view, liveness, settings) = random_cluster(&mut rng);
-            let plan = reconcile(&view, &liveness, &settings, now(), &mut names());
+            let plan = reconcile(&view, &liveness, &imports, &settings, now(), &mut names());
             check_plan(&view, &plan, case);
 
             // Same inputs, same plan.
-            let again = reconcile(&view, &liveness, &settings, now(), &mut names());
+            let again = reconcile(&view, &liveness, &imports, &settings, now(), &mut names());
             assert_eq!(plan, again, "case {case}");
 
             // Applied, the next pass at the same instant is stable: nothing
@@ -1788,7 +2339,7 @@ mod tests {
                     format!("{d}-second-{count}")
                 }
             };
-            let next = reconcile(&after, &liveness, &settings, now(), &mut fresh);
+            let next = reconcile(&after, &liveness, &imports, &settings, now(), &mut fresh);
             assert!(creates(&next).is_empty(), "case {case}: {next:#?}");
             assert!(terminated(&next).is_empty(), "case {case}: {next:#?}");
             assert!(updated_nodes(&next).is_empty(), "case {case}: {next:#?}");

@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod cluster;
 pub mod controller;
+pub mod events;
 pub mod nodes;
 pub mod pki;
 pub mod placement;
@@ -43,6 +44,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How long a node may be silent before it turns NotReady.
     pub node_grace: Duration,
+    /// Placement plugins, weights and strategy.
+    pub placement: placement::Config,
 }
 
 /// Why the scheduler could not start.
@@ -65,6 +68,9 @@ pub enum StartError {
     /// QUIC could not be set up.
     #[error(transparent)]
     Quic(#[from] quic::QuicError),
+    /// The placement configuration is invalid.
+    #[error("invalid scheduler config: {0}")]
+    Placement(#[from] placement::ConfigError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -112,6 +118,7 @@ impl Scheduler {
                 quic::IDLE_TIMEOUT + quic::KEEP_ALIVE * 2,
             )
             .unwrap_or_default(),
+            placement: placement::Framework::new(&config.placement)?,
         };
         Ok(Scheduler {
             cluster,

@@ -14,6 +14,7 @@ use berth_api::{
 use jiff::Timestamp;
 
 use crate::cluster::Cluster;
+use crate::events;
 use crate::pki::{Subject, identity_fingerprint};
 use crate::store::key;
 
@@ -63,6 +64,12 @@ pub const HOSTNAME_LABEL: &str = "berth.dev/hostname";
 /// `info` apply only when the Node object is created; afterwards they are
 /// changed with `berth taint`.
 pub fn register(cluster: &Cluster, name: &str, info: NodeInfo) -> Result<Option<u64>, ApiError> {
+    let now = Timestamp::now();
+    let registration_taints = info
+        .taints
+        .iter()
+        .map(|text| parse_taint(name, text, now))
+        .collect::<Result<Vec<_>, _>>()?;
     cluster.heard(name, Timestamp::now(), None);
     let ((), revision) = cluster.store.write(|txn| {
         let key = key(Kind::Node, None, name);
@@ -80,7 +87,7 @@ pub fn register(cluster: &Cluster, name: &str, info: NodeInfo) -> Result<Option<
                 ..ObjectMeta::default()
             },
             spec: NodeSpec {
-                taints: info.taints.clone(),
+                taints: registration_taints.clone(),
                 unschedulable: false,
             },
             status: NodeStatus::default(),
@@ -155,6 +162,10 @@ pub fn report(cluster: &Cluster, name: &str, report: NodeReport) -> Result<u64, 
             updated.status.phase = reported.phase;
             updated.status.reason = reported.reason;
             updated.status.message = reported.message;
+            if let Some((severity, reason, message)) = events::transition(instance, &updated) {
+                let source = format!("node/{name}");
+                events::record(txn, &updated, severity, &reason, &message, &source, now)?;
+            }
             txn.put(Object::Instance(Box::new(updated)))?;
         }
         Ok::<_, ApiError>(())
@@ -213,6 +224,7 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
                 .map(|e| (e.name.clone(), e.value.clone()))
                 .collect(),
             limits: limits(&instance),
+            allowed_outbound_hosts: instance.spec.allowed_outbound_hosts.clone(),
         })
         .collect();
     instances.sort_by(|a, b| a.uid.cmp(&b.uid));
@@ -245,13 +257,11 @@ pub fn patch(cluster: &Cluster, name: &str, patch: &NodePatch) -> Result<(Vec<u8
                 ));
             }
         }
-        for taint in &patch.add_taints {
-            validate_taint(name, taint)?;
+        for text in &patch.add_taints {
+            let taint = parse_taint(name, text, now)?;
             node.spec
                 .taints
                 .retain(|t| !(t.key == taint.key && t.effect == taint.effect));
-            let mut taint = taint.clone();
-            taint.time_added = Some(now);
             node.spec.taints.push(taint);
         }
         if let Some(unschedulable) = patch.unschedulable {
@@ -265,6 +275,15 @@ pub fn patch(cluster: &Cluster, name: &str, patch: &NodePatch) -> Result<(Vec<u8
         Ok(object.to_json())
     })?;
     Ok((json, revision))
+}
+
+/// Parses and checks a taint sent as text, stamping when it was added.
+fn parse_taint(node: &str, text: &str, now: Timestamp) -> Result<Taint, ApiError> {
+    let mut taint = Taint::parse(text)
+        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("Node {node}: {e}")))?;
+    validate_taint(node, &taint)?;
+    taint.time_added = Some(now);
+    Ok(taint)
 }
 
 fn validate_taint(node: &str, taint: &Taint) -> Result<(), ApiError> {

@@ -9,7 +9,11 @@ use tracing::{debug, warn};
 
 use crate::cluster::Cluster;
 use crate::controller::{self, Command, Plan, Settings, View};
+use crate::events;
 use crate::store::{StoreError, Txn, key, object_key};
+
+/// How often old events are removed.
+pub const EVENT_EXPIRY: Duration = Duration::from_secs(60);
 
 /// How often the controllers run when nothing changes (node liveness).
 pub const RESYNC: Duration = Duration::from_millis(500);
@@ -22,6 +26,7 @@ pub async fn run(
 ) {
     let mut changes = cluster.subscribe();
     tokio::pin!(shutdown);
+    let mut expiry = tokio::time::interval(EVENT_EXPIRY);
     loop {
         let cluster_for_pass = cluster.clone();
         let settings_for_pass = settings.clone();
@@ -36,6 +41,16 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = changes.changed() => {}
             _ = tokio::time::sleep(RESYNC) => {}
+            _ = expiry.tick() => {
+                let cluster = cluster.clone();
+                let expired = tokio::task::spawn_blocking(move || {
+                    cluster.store.write(|txn| events::expire(txn, Timestamp::now()))
+                })
+                .await;
+                if let Ok(Err(e)) = expired {
+                    warn!(error = %e, "expiring events failed");
+                }
+            }
         }
     }
 }
@@ -68,7 +83,15 @@ fn pass(cluster: &Cluster, settings: &Settings) -> Result<Option<u64>, StoreErro
     let snapshot = cluster.store.snapshot()?;
     let view = View::new(snapshot.objects);
     let now = Timestamp::now();
-    let plan = controller::reconcile(&view, &cluster.liveness(), settings, now, &mut new_name);
+    let imports = cluster.store.imports()?;
+    let plan = controller::reconcile(
+        &view,
+        &cluster.liveness(),
+        &imports,
+        settings,
+        now,
+        &mut new_name,
+    );
     if plan.commands.is_empty() {
         return Ok(None);
     }
@@ -98,12 +121,19 @@ fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), 
                 }
                 Command::Update { seen, object } => {
                     let current = txn.get(&object_key(&object))?;
-                    if current
-                        .is_some_and(|c| c.metadata().resource_version.as_deref() == Some(&seen))
+                    let Some(current) =
+                        current.filter(|c| c.metadata().resource_version.as_deref() == Some(&seen))
+                    else {
+                        continue;
+                    };
+                    if let (Object::Instance(before), Object::Instance(after)) =
+                        (&current, &*object)
+                        && let Some((severity, reason, message)) = events::transition(before, after)
                     {
-                        txn.put(*object)?;
-                        applied += 1;
+                        events::record(txn, after, severity, &reason, &message, "scheduler", now)?;
                     }
+                    txn.put(*object)?;
+                    applied += 1;
                 }
                 Command::Remove { key, seen } => {
                     let current = txn.get(&key)?;

@@ -232,12 +232,11 @@ impl Store {
         let mut out = HashMap::new();
         for entry in table.iter()? {
             let (key, value) = entry?;
-            let imports = serde_json::from_slice(value.value()).map_err(|source| {
-                StoreError::Corrupt {
+            let imports =
+                serde_json::from_slice(value.value()).map_err(|source| StoreError::Corrupt {
                     key: format!("imports/{}", key.value()),
                     source,
-                }
-            })?;
+                })?;
             out.insert(key.value().to_owned(), imports);
         }
         Ok(out)

@@ -1,13 +1,13 @@
-//! Builds every guest under `sdk/examples/` for `wasm32-wasip2` into
-//! `target/guest`, the directory `make dev` uses too, so a component is built
-//! once and shared by every test binary.
+//! Builds every guest under `sdk/examples/` (one workspace) for
+//! `wasm32-wasip2` into `target/guest`, the directory `make dev` uses too, so
+//! each component is built once and shared by every test binary.
 
 use std::env;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
-const GUESTS: &[&str] = &["hello"];
+const GUESTS: &[&str] = &["hello", "caller"];
 
 fn main() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
@@ -18,35 +18,42 @@ fn main() -> Result<(), String> {
         .to_path_buf();
     let target_dir = root.join("target").join("guest");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut consts = String::new();
+    let examples = root.join("sdk").join("examples");
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", examples.join(file).display());
+    }
     for guest in GUESTS {
-        let dir = root.join("sdk").join("examples").join(guest);
+        let dir = examples.join(guest);
         println!("cargo:rerun-if-changed={}", dir.join("src").display());
         println!(
             "cargo:rerun-if-changed={}",
             dir.join("Cargo.toml").display()
         );
-        let status = Command::new(&cargo)
-            .current_dir(&dir)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--target-dir",
-            ])
-            .arg(&target_dir)
-            // Flags meant for the host build must not leak into the guest's.
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_BUILD_TARGET")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_PROFILE_RELEASE_DEBUG")
-            .status()
-            .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-        if !status.success() {
-            return Err(format!("building guest {guest} failed: {status}"));
-        }
+    }
+    let status = Command::new(&cargo)
+        .current_dir(&examples)
+        .args([
+            "build",
+            "--workspace",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        // Flags meant for the host build must not leak into the guests'.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_PROFILE_RELEASE_DEBUG")
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the example components failed: {status}"));
+    }
+    let mut consts = String::new();
+    for guest in GUESTS {
         let wasm = target_dir
             .join("wasm32-wasip2")
             .join("release")

@@ -36,6 +36,7 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
         data_dir: dev.data_dir.join("scheduler"),
         listen: dev.listen,
         node_grace: berth_scheduler::DEFAULT_NODE_GRACE,
+        placement: Default::default(),
     };
     let (scheduler, addr) = super::scheduler::start(&scheduler_config, config_out)?;
     let token = scheduler.join_token().to_owned();

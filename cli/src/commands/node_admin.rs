@@ -21,7 +21,9 @@ pub fn taint_patch(args: &[String]) -> Result<NodePatch> {
             let key = key.split_once('=').map_or(key, |(k, _)| k);
             patch.remove_taints.push((key.to_owned(), effect));
         } else {
-            patch.add_taints.push(Taint::parse(arg).map_err(anyhow::Error::msg)?);
+            // Parsed here for a clear error before anything is sent.
+            Taint::parse(arg).map_err(anyhow::Error::msg)?;
+            patch.add_taints.push(arg.clone());
         }
     }
     Ok(patch)
@@ -32,7 +34,9 @@ fn parse_effect(text: &str) -> Result<TaintEffect> {
         "NoSchedule" => TaintEffect::NoSchedule,
         "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
         "NoExecute" => TaintEffect::NoExecute,
-        other => bail!("unknown taint effect {other:?}, expected NoSchedule, PreferNoSchedule or NoExecute"),
+        other => bail!(
+            "unknown taint effect {other:?}, expected NoSchedule, PreferNoSchedule or NoExecute"
+        ),
     })
 }
 
@@ -56,15 +60,19 @@ mod tests {
 
     #[test]
     fn taint_arguments_read_like_kubectl() {
-        let patch = taint_patch(&["gpu=true:NoSchedule".into(), "old:NoExecute-".into(), "x-".into()])
-            .unwrap();
-        assert_eq!(patch.add_taints.len(), 1);
-        assert_eq!(patch.add_taints[0].key, "gpu");
-        assert_eq!(patch.add_taints[0].value, "true");
-        assert_eq!(patch.add_taints[0].effect, TaintEffect::NoSchedule);
+        let patch = taint_patch(&[
+            "gpu=true:NoSchedule".into(),
+            "old:NoExecute-".into(),
+            "x-".into(),
+        ])
+        .unwrap();
+        assert_eq!(patch.add_taints, ["gpu=true:NoSchedule"]);
         assert_eq!(
             patch.remove_taints,
-            [("old".to_owned(), Some(TaintEffect::NoExecute)), ("x".to_owned(), None)]
+            [
+                ("old".to_owned(), Some(TaintEffect::NoExecute)),
+                ("x".to_owned(), None)
+            ]
         );
         assert!(taint_patch(&["gpu=true:Sometimes".into()]).is_err());
         assert!(taint_patch(&["gpu=true".into()]).is_err());

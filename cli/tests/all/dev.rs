@@ -15,7 +15,14 @@ fn dev_applies_the_example_and_serves_it() {
     // test fixtures built it.
     let _ = berth_test_programs::HELLO;
     let mut child = Command::new(berth_bin())
-        .args(["dev", "--listen", "127.0.0.1:0", "--ingress", "127.0.0.1:0", "--data"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--ingress",
+            "127.0.0.1:0",
+            "--data",
+        ])
         .arg(dir.path().join("data"))
         .args(["-f", example])
         .env("BERTH_CONFIG", dir.path().join("config"))
@@ -42,7 +49,10 @@ fn dev_applies_the_example_and_serves_it() {
         }
         lines.push(line);
     };
-    assert!(lines.iter().any(|l| l == "deployment/hello created"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "deployment/hello created"),
+        "{lines:?}"
+    );
     assert!(curl.contains(&format!("Host: {HELLO_HOST}")), "{curl}");
     let ingress = curl
         .split("http://")
@@ -51,5 +61,8 @@ fn dev_applies_the_example_and_serves_it() {
         .unwrap();
     let (status, body) = http_get(ingress, HELLO_HOST).unwrap();
     assert_eq!(status, 200);
-    assert!(body.starts_with("Hello from berth! (instance hello-"), "{body}");
+    assert!(
+        body.starts_with("Hello from berth! (instance hello-"),
+        "{body}"
+    );
 }

@@ -141,21 +141,21 @@ impl NodeProc {
     pub fn start_with(dir: &Path, scheduler: &Scheduler, name: &str, extra: &[&str]) -> NodeProc {
         let data = dir.join(format!("node-{name}"));
         let mut args: Vec<String> = [
-                "node",
-                "--join",
-                &scheduler.addr.to_string(),
-                "--token",
-                &scheduler.token(),
-                "--name",
-                name,
-                "--ingress",
-                "127.0.0.1:0",
-                "--data",
-                data.to_str().unwrap(),
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+            "node",
+            "--join",
+            &scheduler.addr.to_string(),
+            "--token",
+            &scheduler.token(),
+            "--name",
+            name,
+            "--ingress",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (proc, line) = spawn(name, &args, &scheduler.config, "serving http on");
@@ -244,7 +244,10 @@ impl Cluster {
             .filter_map(|o| match o {
                 Object::Instance(i)
                     if i.metadata.deletion_timestamp.is_none()
-                        && i.metadata.owner_references.iter().any(|r| r.name == deployment) =>
+                        && i.metadata
+                            .owner_references
+                            .iter()
+                            .any(|r| r.name == deployment) =>
                 {
                     Some(i.spec.node_name.clone())
                 }

@@ -11,5 +11,7 @@
 
 mod bad_input;
 mod cluster;
+mod dev;
 mod harness;
+mod placement;
 mod tls;

@@ -43,7 +43,7 @@ fn config(env: &[(&str, &str)]) -> InstanceConfig {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        memory_limit_bytes: None,
+        ..InstanceConfig::default()
     }
 }
 
@@ -361,6 +361,7 @@ async fn memory_limit_applies_to_each_instance() {
     let limited = |limit| InstanceConfig {
         env: vec![("BERTH_INSTANCE".to_owned(), "i-1".to_owned())],
         memory_limit_bytes: Some(limit),
+        ..InstanceConfig::default()
     };
     let routes = Arc::new(Routes::default());
     // Far below the initial memory of any Rust component: instantiation fails.
@@ -426,4 +427,83 @@ async fn shutdown_stops_accepting_and_closes_idle_connections() {
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
     drop(sender);
+}
+
+/// An HTTP server on loopback answering every request with `pong`, and
+/// counting the requests that reach it.
+async fn upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
+                TokioIo::new(stream),
+                hyper::service::service_fn(move |_req| {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(Bytes::from_static(b"pong")),
+                        ))
+                    }
+                }),
+            ));
+        }
+    });
+    (addr, hits)
+}
+
+#[tokio::test]
+async fn outbound_http_goes_only_where_allowed() {
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let caller = Path::new(berth_test_programs::CALLER);
+    let (upstream, hits) = upstream().await;
+    let url = format!("http://{upstream}/");
+    let digest = digest_of(caller);
+    let prepare = |allowed: Vec<&str>| {
+        let config = InstanceConfig {
+            env: vec![("UPSTREAM".to_owned(), url.clone())],
+            allowed_outbound_hosts: Arc::new(
+                allowed
+                    .into_iter()
+                    .map(|a| berth_api::outbound::AllowedHost::parse(a).unwrap())
+                    .collect(),
+            ),
+            ..InstanceConfig::default()
+        };
+        runtime.prepare(&digest, caller, config)
+    };
+    let allowed = prepare(vec![&format!("http://{upstream}")]).await.unwrap();
+    let denied = prepare(vec![]).await.unwrap();
+    let elsewhere = prepare(vec!["http://127.0.0.1:1"]).await.unwrap();
+
+    let routes = Arc::new(Routes::default());
+    routes.insert("default", "allowed", "u1", allowed);
+    routes.insert("default", "denied", "u2", denied);
+    routes.insert("default", "elsewhere", "u3", elsewhere);
+    let ingress = Ingress::start(routes).await;
+
+    let (status, body) = ingress.get(Some("allowed.default.berth.localhost")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "upstream 200 OK: pong")
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    for host in [
+        "denied.default.berth.localhost",
+        "elsewhere.default.berth.localhost",
+    ] {
+        let (status, body) = ingress.get(Some(host)).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{host}: {body}");
+        assert!(body.starts_with("upstream call failed:"), "{host}: {body}");
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "denied calls never reach the upstream"
+    );
+    ingress.stop().await;
 }
