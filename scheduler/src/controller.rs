@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use berth_api::quantity::{parse_cpu, parse_memory};
+use berth_api::scheduling::{Taint, TaintEffect};
 use berth_api::{
     API_VERSION, Deployment, DeploymentStatus, Instance, InstanceSpec, InstanceStatus, Kind, Node,
     NodeCondition, Object, ObjectMeta, OwnerReference, Phase,
@@ -195,8 +196,12 @@ pub fn reconcile(
 ) -> Plan {
     let mut plan = Plan::default();
     let ready = node_lifecycle(view, liveness, settings, now, &mut plan);
+    evict(view, &ready, now, &mut plan);
+    // Instances this pass already terminates (evicted) count as gone, so
+    // their Deployments replace them in the same pass.
+    let evicted = terminated_by(&plan);
     for deployment in &view.deployments {
-        reconcile_deployment(deployment, view, now, new_name, &mut plan);
+        reconcile_deployment(deployment, view, &evicted, now, new_name, &mut plan);
     }
     collect_garbage(view, liveness, &ready, now, &mut plan);
     place(
@@ -238,8 +243,10 @@ fn node_lifecycle(
             alive && node.status.is_ready()
         };
         ready.insert(node.metadata.name.clone(), want);
-        if want != node.status.is_ready() {
+        let taints = taints_after(node, want, now);
+        if want != node.status.is_ready() || taints != node.spec.taints {
             let mut updated = node.clone();
+            updated.spec.taints = taints;
             updated.status.conditions = vec![NodeCondition {
                 type_: "Ready".into(),
                 status: if want { "True" } else { "Unknown" }.into(),
@@ -258,6 +265,37 @@ fn node_lifecycle(
         }
     }
     ready
+}
+
+/// The taint the node lifecycle puts on a node that is not Ready.
+pub const UNREACHABLE_TAINT: &str = "berth.dev/unreachable";
+
+fn is_unreachable_taint(taint: &Taint) -> bool {
+    taint.key == UNREACHABLE_TAINT && taint.effect == TaintEffect::NoExecute
+}
+
+/// A node's taints given its readiness after this pass: a node that is not
+/// Ready carries the unreachable NoExecute taint, so the instances on it
+/// that do not tolerate it are evicted and replaced elsewhere in the same
+/// pass (Kubernetes' taint-based eviction); a Ready node does not.
+fn taints_after(node: &Node, ready: bool, now: Timestamp) -> Vec<Taint> {
+    let existing = node.spec.taints.iter().find(|t| is_unreachable_taint(t));
+    let mut taints: Vec<Taint> = node
+        .spec
+        .taints
+        .iter()
+        .filter(|t| !is_unreachable_taint(t))
+        .cloned()
+        .collect();
+    if !ready {
+        taints.push(existing.cloned().unwrap_or_else(|| Taint {
+            key: UNREACHABLE_TAINT.into(),
+            value: String::new(),
+            effect: TaintEffect::NoExecute,
+            time_added: Some(now),
+        }));
+    }
+    taints
 }
 
 /// The order in which surplus instances are terminated: unplaced first,
@@ -302,6 +340,7 @@ fn terminate_because(
 fn reconcile_deployment(
     deployment: &Deployment,
     view: &View,
+    evicted: &HashSet<String>,
     now: Timestamp,
     new_name: &mut dyn FnMut(&str) -> String,
     plan: &mut Plan,
@@ -313,7 +352,9 @@ fn reconcile_deployment(
     let active: Vec<&Instance> = view
         .instances
         .iter()
-        .filter(|i| owner_uid(i) == Some(uid) && !is_terminating(i))
+        .filter(|i| {
+            owner_uid(i) == Some(uid) && !is_terminating(i) && !evicted.contains(&instance_key(i))
+        })
         .collect();
     let (mut current, stale): (Vec<&Instance>, Vec<&Instance>) = active
         .iter()
@@ -397,9 +438,12 @@ fn collect_garbage(
         .iter()
         .filter_map(|d| d.metadata.uid.as_deref())
         .collect();
+    let terminated = terminated_by(plan);
     for instance in &view.instances {
         let Some(since) = instance.metadata.deletion_timestamp else {
-            if owner_uid(instance).is_none_or(|uid| !owners.contains(uid)) {
+            if owner_uid(instance).is_none_or(|uid| !owners.contains(uid))
+                && !terminated.contains(&instance_key(instance))
+            {
                 terminate(instance, now, plan);
             }
             continue;
@@ -439,16 +483,25 @@ fn terminated_by(plan: &Plan) -> HashSet<String> {
 /// The cluster as placement sees it: every node with its readiness after
 /// this pass, and every bound instance, terminating ones included (they
 /// hold their room until removed).
-fn snapshot(view: &View, ready: &HashMap<String, bool>, terminated: &HashSet<String>) -> Snapshot {
+fn snapshot(
+    view: &View,
+    ready: &HashMap<String, bool>,
+    terminated: &HashSet<String>,
+    now: Timestamp,
+) -> Snapshot {
     let nodes = view
         .nodes
         .iter()
-        .map(|node| placement::NodeInfo {
+        .map(|node| {
+            let ready = ready.get(&node.metadata.name).copied().unwrap_or(false);
+            (node, ready)
+        })
+        .map(|(node, ready)| placement::NodeInfo {
             name: node.metadata.name.clone(),
             labels: node.metadata.labels.clone(),
-            taints: node.spec.taints.clone(),
+            taints: taints_after(node, ready, now),
             unschedulable: node.spec.unschedulable,
-            ready: ready.get(&node.metadata.name).copied().unwrap_or(false),
+            ready,
             runtimes: node.status.runtimes.clone(),
             interfaces: node.status.interfaces.clone(),
             components: node.status.components.clone(),
@@ -521,28 +574,13 @@ fn place(
     // guard would drop their binding, but placing them would first take
     // room from the instances placed after them. Nor are they evicted or
     // preempted again.
-    let mut terminated = terminated_by(plan);
+    let terminated = terminated_by(plan);
     let by_key: HashMap<String, &Instance> = view
         .instances
         .iter()
         .map(|i| (instance_key(i), i))
         .collect();
-    let mut snapshot = snapshot(view, ready, &terminated);
-
-    for eviction in placement::no_execute_evictions(&snapshot, now) {
-        let Some(instance) = by_key.get(&eviction.key) else {
-            continue;
-        };
-        let message = format!(
-            "node {} has taint {} that the instance does not tolerate",
-            eviction.node, eviction.taint
-        );
-        terminate_because(instance, now, REASON_TAINT_EVICTION, message, plan);
-        terminated.insert(eviction.key);
-    }
-    for bound in &mut snapshot.bound {
-        bound.terminating |= terminated.contains(&bound.key);
-    }
+    let snapshot = snapshot(view, ready, &terminated, now);
 
     let owners: HashMap<&str, &Deployment> = view
         .deployments
@@ -565,6 +603,29 @@ fn place(
         .collect();
     let outcome = framework.place(&snapshot, &inputs);
     apply_outcome(&outcome, &pending, &inputs, &by_key, plan);
+}
+
+/// Terminates the instances on nodes with NoExecute taints they do not
+/// tolerate (after their `tolerationSeconds`), including the unreachable
+/// taint of nodes that are not Ready: their Deployments replace them.
+fn evict(view: &View, ready: &HashMap<String, bool>, now: Timestamp, plan: &mut Plan) {
+    let terminated = terminated_by(plan);
+    let snapshot = snapshot(view, ready, &terminated, now);
+    let by_key: HashMap<String, &Instance> = view
+        .instances
+        .iter()
+        .map(|i| (instance_key(i), i))
+        .collect();
+    for eviction in placement::no_execute_evictions(&snapshot, now) {
+        let Some(instance) = by_key.get(&eviction.key) else {
+            continue;
+        };
+        let message = format!(
+            "node {} has taint {} that the instance does not tolerate",
+            eviction.node, eviction.taint
+        );
+        terminate_because(instance, now, REASON_TAINT_EVICTION, message, plan);
+    }
 }
 
 /// Victims go back to Pending first, then bindings and reasons in the
@@ -742,7 +803,21 @@ mod tests {
                 resource_version: Some("5".into()),
                 ..ObjectMeta::default()
             },
-            spec: Default::default(),
+            // A node that is not Ready carries the unreachable taint, as the
+            // node lifecycle leaves it.
+            spec: berth_api::scheduling::NodeSpec {
+                taints: if ready {
+                    Vec::new()
+                } else {
+                    vec![Taint {
+                        key: UNREACHABLE_TAINT.into(),
+                        value: String::new(),
+                        effect: TaintEffect::NoExecute,
+                        time_added: Some(t(0)),
+                    }]
+                },
+                unschedulable: false,
+            },
             status: NodeStatus {
                 capacity: NodeResources {
                     cpu_millis: 2000,
@@ -1426,6 +1501,16 @@ mod tests {
         );
         assert_eq!(updated.status.allocatable, view.nodes[0].status.allocatable);
         assert_eq!(updated.metadata, view.nodes[0].metadata);
+        assert_eq!(
+            updated.spec.taints,
+            [Taint {
+                key: UNREACHABLE_TAINT.into(),
+                value: String::new(),
+                effect: TaintEffect::NoExecute,
+                time_added: Some(now()),
+            }],
+            "a node that is not Ready is tainted unreachable"
+        );
 
         // Heard exactly `node_grace` ago is still alive.
         let plan = run(&view, &liveness(&[("n1", heard(5))]));
@@ -1449,6 +1534,10 @@ mod tests {
                 reason: "NodeReady".into(),
                 last_transition_time: Some(now()),
             }]
+        );
+        assert!(
+            nodes[0].1.spec.taints.is_empty(),
+            "the unreachable taint goes"
         );
         // Still silent: stays as it is.
         let plan = run(&view, &liveness(&[("n1", heard(6))]));
@@ -1864,6 +1953,9 @@ mod tests {
         };
         let plan = run_connected(&view);
         assert_eq!(terminated(&plan), ["a"], "{plan:#?}");
+        // The replacement is created in the same pass, and goes away from
+        // the taint once placed.
+        assert_eq!(creates(&plan).len(), 1, "{plan:#?}");
         let (_, evicted) = updated_instances(&plan)
             .into_iter()
             .find(|(_, i)| i.metadata.name == "a")
@@ -1874,10 +1966,14 @@ mod tests {
             evicted.status.message,
             "node n1 has taint maintenance=now:NoExecute that the instance does not tolerate"
         );
-        // Applied, the next pass replaces it, away from the taint.
         let after = apply(&view, &plan);
         let next = run_connected(&after);
-        assert_eq!(creates(&next).len(), 1, "{next:#?}");
+        assert!(creates(&next).is_empty(), "{next:#?}");
+        let bound: Vec<_> = updated_instances(&next)
+            .into_iter()
+            .filter_map(|(_, i)| i.spec.node_name.clone())
+            .collect();
+        assert_eq!(bound, ["n2"], "{next:#?}");
 
         // Tolerated for a while: it stays until the time runs out.
         let mut patient = web;
@@ -2188,7 +2284,13 @@ mod tests {
             }
         }
 
-        // Creates: exactly what each Deployment lacks.
+        // Creates: exactly what each Deployment lacks, counting instances
+        // this pass evicts as gone (they are replaced at once).
+        let evicted: HashSet<String> = updated_instances(plan)
+            .into_iter()
+            .filter(|(_, i)| i.status.reason == REASON_TAINT_EVICTION)
+            .map(|(_, i)| instance_key(i))
+            .collect();
         for d in &view.deployments {
             let hash = template_hash(d);
             let current = view
@@ -2197,6 +2299,7 @@ mod tests {
                 .filter(|i| {
                     owner_uid(i) == d.metadata.uid.as_deref()
                         && !is_terminating(i)
+                        && !evicted.contains(&instance_key(i))
                         && i.metadata.labels.get(TEMPLATE_HASH_LABEL) == Some(&hash)
                 })
                 .count();
@@ -2233,7 +2336,14 @@ mod tests {
             }
             let node = i.spec.node_name.as_deref().unwrap();
             assert_eq!(ready.get(node), Some(&true), "case {case}: bound to {node}");
-            let n = view.nodes.iter().find(|n| n.metadata.name == node).unwrap();
+            // The node as this plan leaves it (readiness and the
+            // unreachable taint change in the same pass).
+            let n = updated_nodes(plan)
+                .into_iter()
+                .map(|(_, n)| n)
+                .find(|n| n.metadata.name == node)
+                .or_else(|| view.nodes.iter().find(|n| n.metadata.name == node))
+                .unwrap();
             assert!(
                 !n.spec.unschedulable,
                 "case {case}: bound to cordoned {node}"

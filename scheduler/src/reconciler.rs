@@ -15,8 +15,10 @@ use crate::store::{StoreError, Txn, key, object_key};
 /// How often old events are removed.
 pub const EVENT_EXPIRY: Duration = Duration::from_secs(60);
 
-/// How often the controllers run when nothing changes (node liveness).
-pub const RESYNC: Duration = Duration::from_millis(500);
+/// How often the controllers run when nothing changes: node liveness is
+/// judged by the clock. Every change of the store runs them at once, so a
+/// pending instance is placed again as soon as a node joins or room frees.
+pub const RESYNC: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown` resolves.
 pub async fn run(

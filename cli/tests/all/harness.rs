@@ -95,20 +95,22 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn start(dir: &Path, listen: &str) -> Scheduler {
+        Scheduler::start_with(dir, listen, &[])
+    }
+
+    /// Starts a scheduler with extra flags (`--node-grace-seconds`, ...).
+    pub fn start_with(dir: &Path, listen: &str, extra: &[&str]) -> Scheduler {
         let data = dir.join("scheduler");
         let config = dir.join("config");
-        let (proc, line) = spawn(
+        let mut args = vec![
             "scheduler",
-            &[
-                "scheduler",
-                "--data",
-                data.to_str().unwrap(),
-                "--listen",
-                listen,
-            ],
-            &config,
-            "scheduler listening on",
-        );
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            listen,
+        ];
+        args.extend_from_slice(extra);
+        let (proc, line) = spawn("scheduler", &args, &config, "scheduler listening on");
         Scheduler {
             proc,
             addr: addr_after(&line, "listening on "),
@@ -133,6 +135,11 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
+    /// Kills the node process at once (SIGKILL).
+    pub fn kill(&mut self) {
+        self._proc.kill();
+    }
+
     pub fn start(dir: &Path, scheduler: &Scheduler, name: &str) -> NodeProc {
         NodeProc::start_with(dir, scheduler, name, &[])
     }

@@ -13,5 +13,6 @@ mod bad_input;
 mod cluster;
 mod dev;
 mod harness;
+mod healing;
 mod placement;
 mod tls;
