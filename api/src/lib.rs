@@ -15,6 +15,7 @@ pub mod outbound;
 pub mod quantity;
 #[cfg(feature = "quic")]
 pub mod quic;
+pub mod rollout;
 pub mod scheduling;
 pub mod validate;
 pub mod wire;

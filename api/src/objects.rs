@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{LabelSelector, ObjectMeta};
+use crate::rollout::{DeploymentCondition, DeploymentStrategy, Revision};
 use crate::scheduling::{
     Affinity, NodeSpec, PreemptionPolicy, Toleration, TopologySpreadConstraint,
 };
@@ -135,6 +136,26 @@ pub struct DeploymentSpec {
     pub selector: LabelSelector,
     /// The instance every replica is made from.
     pub template: InstanceTemplate,
+    /// How instances move to a new template.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub strategy: DeploymentStrategy,
+    /// Seconds an instance must be Running before it counts as available.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub min_ready_seconds: u32,
+    /// Seconds a rollout may go without progress before it is marked
+    /// failed (`ProgressDeadlineExceeded`); default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_seconds: Option<u32>,
+    /// How many old templates to keep for `rollout undo`; default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<u32>,
+    /// A paused Deployment does not roll out template changes.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub paused: bool,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn default_replicas() -> i64 {
@@ -142,7 +163,7 @@ fn default_replicas() -> i64 {
 }
 
 /// `Deployment.spec.template`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceTemplate {
     /// Labels given to every instance.
@@ -205,6 +226,11 @@ pub struct InstanceSpec {
     /// Whether this instance may preempt; resolved with the priority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preemption_policy: Option<PreemptionPolicy>,
+    /// Seconds one request may take, from its arrival to the end of the
+    /// response, before the node stops it (`DeadlineExceeded`, answered
+    /// 504); 30 if unset, 1 to 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
 }
 
 /// One environment variable.
@@ -304,9 +330,22 @@ pub struct DeploymentStatus {
     /// Instances that are Running.
     #[serde(default)]
     pub ready_replicas: u64,
-    /// Instances that are Running (no `minReadySeconds` yet).
+    /// Instances Running for at least `minReadySeconds`.
     #[serde(default)]
     pub available_replicas: u64,
+    /// Instances short of `replicas` being available.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub unavailable_replicas: u64,
+    /// The revision of the current template.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub revision: u64,
+    /// `Progressing` and `Available`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<DeploymentCondition>,
+    /// The templates rolled out, newest last, at most
+    /// `revisionHistoryLimit` old ones plus the current one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Revision>,
 }
 
 /// One replica of a Deployment, as Kubernetes' Pod.

@@ -13,8 +13,9 @@ mod scheduling;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::meta::{API_VERSION, ObjectMeta};
-use crate::objects::{InstanceSpec, Kind, Object, Quantity, ResourceList};
+use crate::objects::{DeploymentSpec, InstanceSpec, Kind, Object, Quantity, ResourceList};
 use crate::quantity;
+use crate::rollout::{IntOrPercent, StrategyType};
 
 pub use scheduling::{MAX_PRIORITY, MAX_PRIORITY_CLASS_DESCRIPTION_LEN, MIN_PRIORITY};
 
@@ -129,6 +130,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
                     "does not match spec.template.metadata.labels",
                 ));
             }
+            validate_rollout(spec)?;
             let path = "spec.template.spec";
             validate_instance_spec(path, &spec.template.spec)?;
             scheduling::validate_template_priority(path, &spec.template.spec)
@@ -136,6 +138,61 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::Instance(instance) => validate_instance_spec("spec", &instance.spec),
     }
 }
+
+/// `spec.strategy`, `minReadySeconds` and `progressDeadlineSeconds`, with
+/// Kubernetes' rules.
+fn validate_rollout(spec: &DeploymentSpec) -> Result<(), FieldError> {
+    let strategy = &spec.strategy;
+    if let Some(rolling) = &strategy.rolling_update {
+        let path = "spec.strategy.rollingUpdate";
+        if strategy.type_ == StrategyType::Recreate {
+            return Err(FieldError::new(
+                path,
+                "may not be specified when strategy type is Recreate",
+            ));
+        }
+        for (field, value) in [
+            ("maxSurge", rolling.max_surge),
+            ("maxUnavailable", rolling.max_unavailable),
+        ] {
+            let path = format!("{path}.{field}");
+            match value {
+                Some(IntOrPercent::Int(n) | IntOrPercent::Percent(n)) if n < 0 => {
+                    return Err(FieldError::new(path, "must be >= 0"));
+                }
+                Some(IntOrPercent::Percent(p)) if p > 100 => {
+                    return Err(FieldError::new(path, "must be <= 100%"));
+                }
+                _ => {}
+            }
+        }
+        // Unset, each defaults to 25%.
+        if rolling.max_surge.is_some_and(|v| v.value() == 0)
+            && rolling.max_unavailable.is_some_and(|v| v.value() == 0)
+        {
+            return Err(FieldError::new(
+                format!("{path}.maxUnavailable"),
+                "may not be 0 when maxSurge is 0",
+            ));
+        }
+    }
+    let deadline = spec
+        .progress_deadline_seconds
+        .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS);
+    if deadline <= spec.min_ready_seconds {
+        return Err(FieldError::new(
+            "spec.progressDeadlineSeconds",
+            format!(
+                "must be greater than minReadySeconds ({}), default {DEFAULT_PROGRESS_DEADLINE_SECONDS}",
+                spec.min_ready_seconds
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `progressDeadlineSeconds` when the spec leaves it out.
+const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 600;
 
 fn validate_metadata(kind: Kind, metadata: &ObjectMeta) -> Result<(), FieldError> {
     if metadata.name.is_empty() {
@@ -216,11 +273,22 @@ fn label_value(value: &str) -> Result<(), String> {
 /// (`BERTH_INSTANCE`, `BERTH_NAMESPACE`, `BERTH_DEPLOYMENT`).
 pub const RESERVED_ENV_PREFIX: &str = "BERTH_";
 
+/// The longest per-request deadline (`timeoutSeconds`) an instance may set.
+pub const MAX_TIMEOUT_SECONDS: u32 = 3600;
+
 fn validate_instance_spec(path: &str, spec: &InstanceSpec) -> Result<(), FieldError> {
     if spec.component.is_empty() {
         return Err(FieldError::new(
             format!("{path}.component"),
             "must not be empty",
+        ));
+    }
+    if let Some(seconds) = spec.timeout_seconds
+        && !(1..=MAX_TIMEOUT_SECONDS).contains(&seconds)
+    {
+        return Err(FieldError::new(
+            format!("{path}.timeoutSeconds"),
+            format!("must be between 1 and {MAX_TIMEOUT_SECONDS}, not {seconds}"),
         ));
     }
     for (index, entry) in spec.allowed_outbound_hosts.iter().enumerate() {
@@ -345,6 +413,7 @@ mod tests {
         Deployment, DeploymentSpec, EnvVar, Instance, InstanceStatus, InstanceTemplate, Namespace,
         Node, NodeStatus, Resources, TemplateMeta,
     };
+    use crate::rollout::{DeploymentStrategy, RollingUpdate};
 
     pub(super) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -383,6 +452,11 @@ mod tests {
                     },
                     spec: spec(),
                 },
+                strategy: DeploymentStrategy::default(),
+                min_ready_seconds: 0,
+                progress_deadline_seconds: None,
+                revision_history_limit: None,
+                paused: false,
             },
             status: None,
         }
@@ -405,6 +479,99 @@ mod tests {
         assert_eq!(check(|d| d.metadata.namespace = None), Ok(()));
         assert_eq!(check(|d| d.spec.replicas = 0), Ok(()));
         assert_eq!(check(|d| d.spec.replicas = MAX_REPLICAS), Ok(()));
+    }
+
+    fn rolling(
+        max_surge: Option<IntOrPercent>,
+        max_unavailable: Option<IntOrPercent>,
+    ) -> Result<(), String> {
+        check(|d| {
+            d.spec.strategy.rolling_update = Some(RollingUpdate {
+                max_surge,
+                max_unavailable,
+            })
+        })
+    }
+
+    #[test]
+    fn checks_the_rollout_fields() {
+        use IntOrPercent::{Int, Percent};
+        assert_eq!(rolling(Some(Int(1)), Some(Int(0))), Ok(()));
+        assert_eq!(rolling(Some(Percent(100)), Some(Percent(0))), Ok(()));
+        assert_eq!(
+            rolling(Some(Int(0)), None),
+            Ok(()),
+            "maxUnavailable defaults to 25%"
+        );
+        assert_eq!(
+            rolling(None, Some(Percent(0))),
+            Ok(()),
+            "maxSurge defaults to 25%"
+        );
+        assert_eq!(
+            rolling(Some(Int(-1)), None),
+            Err("spec.strategy.rollingUpdate.maxSurge: must be >= 0".into())
+        );
+        assert_eq!(
+            rolling(None, Some(Percent(-5))),
+            Err("spec.strategy.rollingUpdate.maxUnavailable: must be >= 0".into())
+        );
+        assert_eq!(
+            rolling(Some(Percent(101)), None),
+            Err("spec.strategy.rollingUpdate.maxSurge: must be <= 100%".into())
+        );
+        assert_eq!(
+            rolling(None, Some(Percent(150))),
+            Err("spec.strategy.rollingUpdate.maxUnavailable: must be <= 100%".into())
+        );
+        for (surge, unavailable) in [(Int(0), Int(0)), (Percent(0), Int(0)), (Int(0), Percent(0))] {
+            assert_eq!(
+                rolling(Some(surge), Some(unavailable)),
+                Err(
+                    "spec.strategy.rollingUpdate.maxUnavailable: may not be 0 when maxSurge is 0"
+                        .into()
+                )
+            );
+        }
+        assert_eq!(
+            check(|d| {
+                d.spec.strategy.type_ = StrategyType::Recreate;
+                d.spec.strategy.rolling_update = Some(RollingUpdate::default());
+            }),
+            Err(
+                "spec.strategy.rollingUpdate: may not be specified when strategy type is Recreate"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check(|d| d.spec.strategy.type_ = StrategyType::Recreate),
+            Ok(())
+        );
+
+        assert_eq!(check(|d| d.spec.min_ready_seconds = 599), Ok(()));
+        assert_eq!(
+            check(|d| d.spec.min_ready_seconds = 600),
+            Err(
+                "spec.progressDeadlineSeconds: must be greater than minReadySeconds (600), \
+                 default 600"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check(|d| {
+                d.spec.min_ready_seconds = 30;
+                d.spec.progress_deadline_seconds = Some(31);
+            }),
+            Ok(())
+        );
+        assert!(
+            check(|d| {
+                d.spec.min_ready_seconds = 30;
+                d.spec.progress_deadline_seconds = Some(30);
+            })
+            .is_err_and(|e| e.starts_with("spec.progressDeadlineSeconds: must be greater"))
+        );
+        assert!(check(|d| d.spec.progress_deadline_seconds = Some(0)).is_err());
     }
 
     #[test]
@@ -678,6 +845,24 @@ mod tests {
                  the memory limit of 1G"
                     .into()
             )
+        );
+    }
+
+    #[test]
+    fn checks_timeout_seconds() {
+        for seconds in [1, 30, MAX_TIMEOUT_SECONDS] {
+            assert_eq!(
+                check(|d| d.spec.template.spec.timeout_seconds = Some(seconds)),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            check(|d| d.spec.template.spec.timeout_seconds = Some(0)),
+            Err("spec.template.spec.timeoutSeconds: must be between 1 and 3600, not 0".into())
+        );
+        assert!(
+            check(|d| d.spec.template.spec.timeout_seconds = Some(3601))
+                .is_err_and(|e| e.starts_with("spec.template.spec.timeoutSeconds: "))
         );
     }
 

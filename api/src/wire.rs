@@ -98,6 +98,16 @@ pub enum Request {
     Watch,
     /// A node's heartbeat with the state of its instances.
     Report(NodeReport),
+    /// Scale, pause, resume, set the component of, or roll back a
+    /// Deployment (users).
+    PatchDeployment {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// What to change.
+        patch: DeploymentPatch,
+    },
     /// Change a Node's taints or cordon it (users).
     PatchNode {
         /// The node's name.
@@ -105,6 +115,20 @@ pub enum Request {
         /// What to change.
         patch: NodePatch,
     },
+}
+
+/// A change to a Deployment's spec, as `berth scale`, `berth rollout
+/// pause|resume|undo` and `berth set component` make.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeploymentPatch {
+    /// New `spec.replicas`.
+    pub replicas: Option<i64>,
+    /// New `spec.paused`.
+    pub paused: Option<bool>,
+    /// New `spec.template.spec.component`: an uploaded digest.
+    pub component: Option<String>,
+    /// Roll back to this revision; 0 means the previous one.
+    pub undo_to: Option<u64>,
 }
 
 /// A change to a Node's spec, as `berth taint` and `berth cordon` make.
@@ -195,6 +219,9 @@ pub struct Assignment {
     pub limits: NodeResources,
     /// Hosts the instance may call (`allowedOutboundHosts`).
     pub allowed_outbound_hosts: Vec<String>,
+    /// Seconds one request may take (`timeoutSeconds`); 0 is the node's
+    /// default (30).
+    pub request_timeout_seconds: u32,
 }
 
 /// The scheduler's answer.

@@ -24,7 +24,7 @@ use berth_api::{DEFAULT_NAMESPACE, Kind, NodeResources, Object};
 use clap::{Parser, Subcommand};
 
 use crate::client::Client;
-use crate::commands::{apply, delete, dev, get, node, node_admin, scheduler};
+use crate::commands::{apply, delete, dev, get, node, node_admin, rollout, scheduler};
 use crate::config::ClientConfig;
 use crate::render::Format;
 
@@ -49,7 +49,7 @@ enum Command {
     },
     /// List or show objects.
     Get {
-        /// Kind: namespaces, deployments, instances, nodes (or ns, deploy, inst, no).
+        /// Kind: namespaces, deployments, instances, nodes, priorityclasses, events (or ns, deploy, inst, no, pc, ev).
         kind: String,
         /// One object by name.
         name: Option<String>,
@@ -95,6 +95,34 @@ enum Command {
         /// Taints.
         #[arg(required = true)]
         taints: Vec<String>,
+    },
+    /// Follow, inspect, pause, resume or roll back a Deployment's rollout.
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutAction,
+    },
+    /// Set a Deployment's replica count.
+    Scale {
+        /// `deployment/NAME`.
+        target: String,
+        /// Desired replicas.
+        #[arg(long)]
+        replicas: i64,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Change a Deployment's template: `set component deployment/NAME FILE.wasm`.
+    Set {
+        /// What to set: `component`.
+        what: String,
+        /// `deployment/NAME`.
+        target: String,
+        /// The new component file.
+        file: PathBuf,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
     },
     /// Mark a node unschedulable: no new instances.
     Cordon {
@@ -177,6 +205,56 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum RolloutAction {
+    /// Wait for the rollout to finish; non-zero exit if it fails or times out.
+    Status {
+        /// `deployment/NAME`.
+        target: String,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// List the revisions kept for rollback.
+    History {
+        /// `deployment/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Roll back to the previous revision, or to `--to-revision`.
+    Undo {
+        /// `deployment/NAME`.
+        target: String,
+        /// The revision to return to.
+        #[arg(long)]
+        to_revision: Option<u64>,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Stop rolling out template changes.
+    Pause {
+        /// `deployment/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Roll out template changes again.
+    Resume {
+        /// `deployment/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -217,7 +295,7 @@ pub fn outcome_line(outcome: &ApplyOutcome) -> String {
 
 fn kind(name: &str) -> Result<Kind> {
     Kind::from_cli_name(name).with_context(|| {
-        format!("unknown kind {name:?}: expected namespaces, deployments, instances or nodes")
+        format!("unknown kind {name:?}: expected namespaces, deployments, instances, nodes, priorityclasses or events")
     })
 }
 
@@ -225,6 +303,20 @@ async fn connect(cli_config: Option<&std::path::Path>) -> Result<Client> {
     let path = config::path(cli_config);
     let config = ClientConfig::load(&path)?;
     Client::connect(&config).await
+}
+
+async fn pause(client: &Client, target: &str, namespace: &str, pause: bool) -> Result<()> {
+    let name = rollout::deployment_name(target, None)?;
+    let patch = berth_api::wire::DeploymentPatch {
+        paused: Some(pause),
+        ..Default::default()
+    };
+    rollout::patch(client, namespace, &name, patch).await?;
+    println!(
+        "deployment/{name} {}",
+        if pause { "paused" } else { "resumed" }
+    );
+    Ok(())
 }
 
 async fn cordon(config: Option<&std::path::Path>, name: &str, cordon: bool) -> Result<()> {
@@ -378,6 +470,87 @@ async fn run(cli: Cli) -> Result<()> {
             node_admin::patch(&client, &name, patch).await?;
             client.close().await;
             println!("node/{name} tainted");
+        }
+        Command::Rollout { action } => {
+            let client = connect(cli.config.as_deref()).await?;
+            let ns = |n: Option<String>| n.unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+            match action {
+                RolloutAction::Status {
+                    target,
+                    timeout,
+                    namespace,
+                } => {
+                    let name = rollout::deployment_name(&target, None)?;
+                    let timeout = timeout.map(Duration::from_secs);
+                    rollout::status(&client, &ns(namespace), &name, timeout).await?;
+                }
+                RolloutAction::History { target, namespace } => {
+                    let name = rollout::deployment_name(&target, None)?;
+                    print!(
+                        "{}",
+                        rollout::history(&client, &ns(namespace), &name).await?
+                    );
+                }
+                RolloutAction::Undo {
+                    target,
+                    to_revision,
+                    namespace,
+                } => {
+                    let name = rollout::deployment_name(&target, None)?;
+                    let patch = berth_api::wire::DeploymentPatch {
+                        undo_to: Some(to_revision.unwrap_or(0)),
+                        ..Default::default()
+                    };
+                    rollout::patch(&client, &ns(namespace), &name, patch).await?;
+                    println!("deployment/{name} rolled back");
+                }
+                RolloutAction::Pause { target, namespace } => {
+                    pause(&client, &target, &ns(namespace), true).await?;
+                }
+                RolloutAction::Resume { target, namespace } => {
+                    pause(&client, &target, &ns(namespace), false).await?;
+                }
+            }
+            client.close().await;
+        }
+        Command::Scale {
+            target,
+            replicas,
+            namespace,
+        } => {
+            let name = rollout::deployment_name(&target, None)?;
+            let client = connect(cli.config.as_deref()).await?;
+            let patch = berth_api::wire::DeploymentPatch {
+                replicas: Some(replicas),
+                ..Default::default()
+            };
+            let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+            rollout::patch(&client, &namespace, &name, patch).await?;
+            client.close().await;
+            println!("deployment/{name} scaled");
+        }
+        Command::Set {
+            what,
+            target,
+            file,
+            namespace,
+        } => {
+            if what != "component" {
+                bail!(
+                    "berth set {what:?}: only `berth set component deployment/NAME FILE.wasm` exists"
+                );
+            }
+            let name = rollout::deployment_name(&target, None)?;
+            let client = connect(cli.config.as_deref()).await?;
+            let digest = apply::upload_component(&client, &file).await?;
+            let patch = berth_api::wire::DeploymentPatch {
+                component: Some(digest),
+                ..Default::default()
+            };
+            let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+            rollout::patch(&client, &namespace, &name, patch).await?;
+            client.close().await;
+            println!("deployment/{name} component updated");
         }
         Command::Cordon { name } => cordon(cli.config.as_deref(), &name, true).await?,
         Command::Uncordon { name } => cordon(cli.config.as_deref(), &name, false).await?,

@@ -3,8 +3,9 @@
 //!
 //! [`Routes`] is the routing table the node updates as instances start and
 //! stop; [`serve`] accepts HTTP/1.1 connections until shutdown. Responses
-//! the ingress makes itself (400, 404, 500) are short `text/plain` bodies of
-//! the same type as a component's, so a connection has one response type.
+//! the ingress makes itself (400, 404, 500, and 504 for a request past its
+//! deadline) are short `text/plain` bodies of the same type as a
+//! component's, so a connection has one response type.
 //! Out of scope for now: HTTP/2, TLS, and routing to instances on other nodes.
 
 use std::collections::HashMap;
@@ -30,7 +31,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::runtime::{PreparedInstance, error_chain};
+use crate::runtime::{PreparedInstance, RuntimeError, Termination, error_chain};
 
 /// Open connections the ingress serves at once; further clients wait in the
 /// listen backlog until one closes.
@@ -211,6 +212,12 @@ async fn serve_connection(
     domain: Arc<str>,
     mut drain: watch::Receiver<bool>,
 ) {
+    // A component may send its response head before its body, in separate
+    // writes; with Nagle's algorithm the second waits for the client's
+    // delayed ACK (40 ms on Linux).
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
     let service = service_fn(move |req| {
         let routes = Arc::clone(&routes);
         let domain = Arc::clone(&domain);
@@ -263,11 +270,26 @@ async fn route(
         Ok(response) => response,
         Err(e) => {
             tracing::error!(%host, error = %error_chain(&e), "component failed");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("component failed: {e}\n"),
-            )
+            failure_response(&e)
         }
+    }
+}
+
+/// The answer for a request the component failed: 504 if it ran out of
+/// time, else 500, with the reason (`component failed: DeadlineExceeded`).
+fn failure_response(error: &RuntimeError) -> Response<HyperOutgoingBody> {
+    match error.termination() {
+        Some(termination) => {
+            let status = match termination {
+                Termination::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            text(status, format!("component failed: {termination}\n"))
+        }
+        None => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("component failed: {error}\n"),
+        ),
     }
 }
 
@@ -326,6 +348,33 @@ mod tests {
         assert_eq!(deployment_of(".default.berth.localhost", domain), None);
         assert_eq!(deployment_of("hello.defaultberth.localhost", domain), None);
         assert_eq!(deployment_of("hello.default.example.com", domain), None);
+    }
+
+    #[tokio::test]
+    async fn failures_answer_504_for_deadlines_and_500_otherwise() {
+        let cases = [
+            (
+                RuntimeError::Terminated(Termination::DeadlineExceeded),
+                StatusCode::GATEWAY_TIMEOUT,
+                "component failed: DeadlineExceeded\n",
+            ),
+            (
+                RuntimeError::Terminated(Termination::StackOverflow),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "component failed: StackOverflow\n",
+            ),
+            (
+                RuntimeError::NoResponse,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "component failed: component returned without sending a response\n",
+            ),
+        ];
+        for (error, status, body) in cases {
+            let response = failure_response(&error);
+            assert_eq!(response.status(), status);
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(bytes, body.as_bytes());
+        }
     }
 
     #[test]

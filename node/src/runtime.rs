@@ -7,10 +7,15 @@
 //! [`PreparedInstance::handle`] serves one HTTP request in a fresh instance.
 //!
 //! Capabilities are granted, not ambient: an instance sees only the
-//! environment variables of its [`InstanceConfig`], no files and no sockets.
-//! Its stdout and stderr go to the node's, so guest logs show in the node's
-//! output. Out of scope for now: epoch deadlines (a guest that loops forever
-//! keeps its request open) and restricting outgoing `wasi:http` requests.
+//! environment variables of its [`InstanceConfig`], no files and no sockets;
+//! outgoing `wasi:http` requests go only to its allowed hosts. Its stdout
+//! and stderr go to the node's, so guest logs show in the node's output.
+//!
+//! Each request is bounded by a deadline, a wasm stack limit, memory and
+//! table limits and optionally fuel ([`limits`]); a request stopped by one is
+//! reported as a [`Termination`] and counted in [`PreparedInstance::stats`].
+//! Out of scope here: the kernel's limits (cgroups) around the node's worker
+//! processes.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -19,18 +24,33 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use http_body_util::BodyExt as _;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::OnceCell;
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, WasmBacktraceDetails};
+use tokio::sync::{OnceCell, oneshot};
+use wasmtime::component::{Component, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, Store, UpdateDeadline, WasmBacktraceDetails};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::outbound::OutboundPolicy;
+
+mod body;
+pub mod limits;
+mod stats;
+
+use self::body::InstanceBody;
+pub use self::limits::{
+    DEFAULT_REQUEST_TIMEOUT, EPOCH_TICK, MAX_REQUEST_TIMEOUT, MAX_WASM_STACK, TABLE_ELEMENTS_LIMIT,
+    Termination,
+};
+use self::limits::{EpochTicker, InstanceLimiter};
+pub use self::stats::InstanceStats;
 
 /// The first 8 bytes of every binary component: `\0asm`, the component-model
 /// version (0x0d) and the component layer (1). Core modules have version 1,
@@ -104,12 +124,17 @@ pub enum RuntimeError {
     /// The request could not be handed to the component.
     #[error("cannot pass the request to the component")]
     Request(#[source] BoxError),
-    /// Instantiation failed (for example, its initial memory exceeds the limit).
+    /// The instance was given fuel, but the runtime was created without
+    /// [`EngineOptions::fuel`].
+    #[error("instance has a fuel budget but this node's engine does not meter fuel")]
+    FuelNotEnabled,
+    /// Instantiation failed for a reason other than a trap or a limit.
     #[error("cannot instantiate the component")]
     Instantiate(#[source] BoxError),
-    /// The component trapped (or a host call failed) while handling the request.
-    #[error("component trapped while handling the request")]
-    Trap(#[source] BoxError),
+    /// The node stopped the instance: it trapped, hit a limit or ran past
+    /// its deadline, while instantiating or handling the request.
+    #[error("component terminated: {0}")]
+    Terminated(Termination),
     /// The component returned without setting a response.
     #[error("component returned without sending a response")]
     NoResponse,
@@ -121,16 +146,48 @@ pub enum RuntimeError {
     Join(#[source] tokio::task::JoinError),
 }
 
+impl RuntimeError {
+    /// The termination, if the node stopped the instance.
+    pub fn termination(&self) -> Option<&Termination> {
+        match self {
+            RuntimeError::Terminated(termination) => Some(termination),
+            _ => None,
+        }
+    }
+}
+
 /// What one instance is granted.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct InstanceConfig {
     /// The instance's whole environment; nothing is inherited from the node.
     pub env: Vec<(String, String)>,
-    /// Upper bound on each linear memory of the instance; `None` is unlimited.
-    /// A `memory.grow` past it fails inside the guest.
+    /// Upper bound on each linear memory of the instance; `None` is the
+    /// wasm32 maximum (4 GiB). A `memory.grow` past it fails inside the
+    /// guest; a trap after that is [`Termination::MemoryLimitExceeded`].
     pub memory_limit_bytes: Option<u64>,
     /// Hosts the instance may call over HTTP; nothing else goes out.
     pub allowed_outbound_hosts: Arc<Vec<berth_api::outbound::AllowedHost>>,
+    /// How long one request may take, from its arrival to the end of the
+    /// response body, computing or waiting ([`DEFAULT_REQUEST_TIMEOUT`];
+    /// at most [`MAX_REQUEST_TIMEOUT`]). Past it the instance is stopped:
+    /// [`Termination::DeadlineExceeded`].
+    pub request_timeout: Duration,
+    /// Fuel for each request (roughly one unit per wasm instruction); past
+    /// it, [`Termination::FuelExhausted`]. Needs a runtime created with
+    /// [`EngineOptions::fuel`]; `None` is unmetered.
+    pub fuel: Option<u64>,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        Self {
+            env: Vec::new(),
+            memory_limit_bytes: None,
+            allowed_outbound_hosts: Arc::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            fuel: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for InstanceConfig {
@@ -140,13 +197,27 @@ impl std::fmt::Debug for InstanceConfig {
         f.debug_struct("InstanceConfig")
             .field("env", &env)
             .field("memory_limit_bytes", &self.memory_limit_bytes)
-            .finish()
+            .field("request_timeout", &self.request_timeout)
+            .field("fuel", &self.fuel)
+            .finish_non_exhaustive()
     }
+}
+
+/// Engine-wide choices, fixed when a [`WasmRuntime`] is created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Meter fuel, so that instances can be given [`InstanceConfig::fuel`].
+    /// Off by default: metering makes all wasm code slower (every block
+    /// counts its instructions), and the deadline already bounds CPU time.
+    pub fuel: bool,
 }
 
 /// The node's wasm host: one engine and linker, a compile cache by digest.
 pub struct WasmRuntime {
     engine: Engine,
+    options: EngineOptions,
+    /// Advances the engine's epoch; request deadlines depend on it.
+    ticker: Arc<EpochTicker>,
     linker: Linker<InstanceState>,
     compiled_dir: PathBuf,
     /// `engine.precompile_compatibility_hash()` as hex: artifacts compiled by
@@ -159,13 +230,27 @@ pub struct WasmRuntime {
 }
 
 impl WasmRuntime {
-    /// Creates the engine and linker; compiled artifacts go to `data_dir/compiled/`.
+    /// Creates the engine and linker with default [`EngineOptions`];
+    /// compiled artifacts go to `data_dir/compiled/`.
     pub fn new(data_dir: &Path) -> Result<Self, RuntimeError> {
+        Self::with_options(data_dir, EngineOptions::default())
+    }
+
+    /// Creates the engine and linker, and starts the engine's epoch ticker;
+    /// compiled artifacts go to `data_dir/compiled/`. Artifacts compiled
+    /// with other options are kept apart (the file name has the engine's
+    /// compatibility hash).
+    pub fn with_options(data_dir: &Path, options: EngineOptions) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .wasm_backtrace_details(WasmBacktraceDetails::Disable);
+            .wasm_backtrace_details(WasmBacktraceDetails::Disable)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .consume_fuel(options.fuel);
         let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.into()))?;
+        let ticker =
+            EpochTicker::start(engine.clone()).map_err(|e| RuntimeError::Engine(Box::new(e)))?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -186,6 +271,8 @@ impl WasmRuntime {
 
         Ok(Self {
             engine,
+            options,
+            ticker: Arc::new(ticker),
             linker,
             compiled_dir,
             engine_hash,
@@ -205,6 +292,9 @@ impl WasmRuntime {
         config: InstanceConfig,
     ) -> Result<PreparedInstance, RuntimeError> {
         let hex = digest_hex(digest)?;
+        if config.fuel.is_some() && !self.options.fuel {
+            return Err(RuntimeError::FuelNotEnabled);
+        }
         let cell = {
             let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(loaded.entry(digest.to_owned()).or_default())
@@ -214,7 +304,13 @@ impl WasmRuntime {
             .await?
             .clone();
         Ok(PreparedInstance {
-            inner: Arc::new(Prepared { pre, config }),
+            inner: Arc::new(Prepared {
+                pre,
+                config,
+                fuel: self.options.fuel,
+                counters: stats::Counters::default(),
+                _ticker: Arc::clone(&self.ticker),
+            }),
         })
     }
 
@@ -320,6 +416,7 @@ impl WasmRuntime {
 impl std::fmt::Debug for WasmRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WasmRuntime")
+            .field("options", &self.options)
             .field("compiled_dir", &self.compiled_dir)
             .field("compiled_count", &self.compiled_count())
             .finish_non_exhaustive()
@@ -434,45 +531,82 @@ impl std::fmt::Debug for PreparedInstance {
 struct Prepared {
     pre: ProxyPre<InstanceState>,
     config: InstanceConfig,
+    /// Whether the engine meters fuel: then every store needs some.
+    fuel: bool,
+    counters: stats::Counters,
+    /// Keeps the engine's epoch ticking while this instance can serve.
+    _ticker: Arc<EpochTicker>,
 }
 
 impl PreparedInstance {
+    /// What this instance's requests came to since it was prepared.
+    pub fn stats(&self) -> InstanceStats {
+        self.inner.counters.snapshot()
+    }
+
     /// Serves one HTTP request in a fresh wasm instance (per-request
-    /// instantiation from the pre-instantiated component).
+    /// instantiation from the pre-instantiated component), within the
+    /// instance's limits.
+    ///
+    /// A failure before the response head is the error returned. After the
+    /// head was sent, a terminated instance ends the body with an error
+    /// instead of its end, so the client sees a truncated response; either
+    /// way the termination is counted in [`PreparedInstance::stats`].
     pub async fn handle(
         &self,
         req: hyper::Request<hyper::body::Incoming>,
     ) -> Result<hyper::Response<HyperOutgoingBody>, RuntimeError> {
-        let config = &self.inner.config;
-        let mut store = Store::new(self.inner.pre.engine(), InstanceState::new(config));
-        if config.memory_limit_bytes.is_some() {
-            store.limiter(|state| &mut state.limits);
-        }
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let req = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, req)
-            .map_err(|e| RuntimeError::Request(e.into()))?;
-        let out = store
-            .data_mut()
-            .http()
-            .new_response_outparam(sender)
-            .map_err(|e| RuntimeError::Request(e.into()))?;
+        let counters = &self.inner.counters;
+        counters.request();
+        let timeout = self.inner.config.request_timeout.min(MAX_REQUEST_TIMEOUT);
+        let now = Instant::now();
+        let deadline = now.checked_add(timeout).unwrap_or(now);
+        let (sender, receiver) = oneshot::channel();
+        let (mut store, (req, out)) = match self.inner.new_store(deadline, req, sender) {
+            Ok(parts) => parts,
+            Err(e) => {
+                counters.failed();
+                return Err(e);
+            }
+        };
 
         // The instance runs in its own task so that it can keep streaming the
-        // body after it has handed over the response head.
-        let pre = self.inner.pre.clone();
+        // body after it has handed over the response head; the deadline
+        // covers the whole task.
+        let (outcome_sender, outcome) = oneshot::channel();
+        let prepared = Arc::clone(&self.inner);
         let task = tokio::spawn(async move {
-            let proxy = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| RuntimeError::Instantiate(e.into()))?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await
-                .map_err(|e| RuntimeError::Trap(e.into()))
+            let run = async {
+                let proxy = match prepared.pre.instantiate_async(&mut store).await {
+                    Ok(proxy) => proxy,
+                    Err(e) => return Err(instantiate_error(e, &store.data().limits)),
+                };
+                let handled = proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await;
+                handled.map_err(|e| {
+                    RuntimeError::Terminated(limits::classify(&e, &store.data().limits))
+                })
+            };
+            // A guest computing is stopped by the epoch callback; a guest
+            // waiting on the host (a timer, a slow stream) by this timeout.
+            let timed = tokio::time::timeout_at(deadline.into(), run).await;
+            let result =
+                timed.unwrap_or(Err(RuntimeError::Terminated(Termination::DeadlineExceeded)));
+            match &result {
+                Ok(()) => {}
+                Err(RuntimeError::Terminated(termination)) => {
+                    prepared.counters.terminated(termination)
+                }
+                Err(_) => prepared.counters.failed(),
+            }
+            // Sent before the store, and the response body's sender in it,
+            // is dropped: see `InstanceBody`.
+            let termination = result.as_ref().err().and_then(RuntimeError::termination);
+            let _ = outcome_sender.send(termination.cloned());
+            drop(store);
+            result
         });
 
         match receiver.await {
@@ -486,16 +620,88 @@ impl PreparedInstance {
                         Err(e) => tracing::warn!(error = %e, "component task failed"),
                     }
                 });
-                Ok(response)
+                Ok(response.map(|body| InstanceBody::new(body, outcome).boxed_unsync()))
             }
+            // The guest's own answer, not a failure of the instance.
             Ok(Err(code)) => Err(RuntimeError::ErrorResponse(code)),
             // The sender was dropped with the store: the task has ended.
             Err(_) => match task.await {
-                Ok(Ok(())) => Err(RuntimeError::NoResponse),
+                Ok(Ok(())) => {
+                    counters.failed();
+                    Err(RuntimeError::NoResponse)
+                }
                 Ok(Err(e)) => Err(e),
-                Err(e) => Err(RuntimeError::Join(e)),
+                Err(e) => {
+                    counters.failed();
+                    Err(RuntimeError::Join(e))
+                }
             },
         }
+    }
+}
+
+/// Where the guest's response head (or error code) goes.
+type ResponseSender = oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>;
+
+/// The request and response handles the guest's handler is called with.
+type HandlerArgs = (
+    Resource<HostIncomingRequest>,
+    Resource<HostResponseOutparam>,
+);
+
+impl Prepared {
+    /// A store for one request, with its limits, deadline and fuel, and the
+    /// request and response handles in its table.
+    fn new_store(
+        &self,
+        deadline: Instant,
+        req: hyper::Request<hyper::body::Incoming>,
+        sender: ResponseSender,
+    ) -> Result<(Store<InstanceState>, HandlerArgs), RuntimeError> {
+        let mut store = Store::new(
+            self.pre.engine(),
+            InstanceState::new(&self.config, deadline),
+        );
+        store.limiter(|state| &mut state.limits);
+        // At each epoch tick: stop the guest if its deadline has passed,
+        // else let other tasks run before it goes on.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
+        if self.fuel {
+            store
+                .set_fuel(self.config.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| RuntimeError::Engine(e.into()))?;
+        }
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)
+            .map_err(|e| RuntimeError::Request(e.into()))?;
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| RuntimeError::Request(e.into()))?;
+        Ok((store, (req, out)))
+    }
+}
+
+/// An instantiation error: a termination if it was a trap or a refused
+/// limit (an initial memory above the limit), else the error itself.
+fn instantiate_error(error: wasmtime::Error, limiter: &InstanceLimiter) -> RuntimeError {
+    if limits::is_limit_or_trap(&error, limiter) {
+        RuntimeError::Terminated(limits::classify(&error, limiter))
+    } else {
+        RuntimeError::Instantiate(error.into())
     }
 }
 
@@ -504,27 +710,26 @@ struct InstanceState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: InstanceLimiter,
     outbound: OutboundPolicy,
+    /// When the request's time is up.
+    deadline: Instant,
 }
 
 impl InstanceState {
-    fn new(config: &InstanceConfig) -> Self {
+    fn new(config: &InstanceConfig, deadline: Instant) -> Self {
         let wasi = WasiCtx::builder()
             .envs(&config.env)
             .inherit_stdout()
             .inherit_stderr()
             .build();
-        let mut limits = StoreLimitsBuilder::new();
-        if let Some(limit) = config.memory_limit_bytes {
-            limits = limits.memory_size(usize::try_from(limit).unwrap_or(usize::MAX));
-        }
         Self {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limits: limits.build(),
+            limits: InstanceLimiter::new(config.memory_limit_bytes),
             outbound: OutboundPolicy::new(config.allowed_outbound_hosts.clone()),
+            deadline,
         }
     }
 }

@@ -189,6 +189,11 @@ impl Supervisor {
                     memory_limit_bytes: (assignment.limits.memory_bytes > 0)
                         .then_some(assignment.limits.memory_bytes),
                     allowed_outbound_hosts: Arc::new(allowed),
+                    request_timeout: match assignment.request_timeout_seconds {
+                        0 => crate::runtime::DEFAULT_REQUEST_TIMEOUT,
+                        seconds => std::time::Duration::from_secs(u64::from(seconds)),
+                    },
+                    fuel: None,
                 };
                 self.runtime
                     .prepare(&assignment.component, &path, config)

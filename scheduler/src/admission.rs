@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use berth_api::validate::validate_object;
-use berth_api::wire::{ApiError, ApplyAction, ApplyOutcome, ErrorCode};
+use berth_api::wire::{ApiError, ApplyAction, ApplyOutcome, DeploymentPatch, ErrorCode};
 use berth_api::{DEFAULT_NAMESPACE, Kind, Object, describe};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
@@ -358,6 +358,87 @@ pub fn delete(
         Ok(())
     })?;
     Ok((described, revision))
+}
+
+/// Scales, pauses, resumes, sets the component of, or rolls back a
+/// Deployment. The result is validated like an applied object.
+pub fn patch_deployment(
+    cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    patch: &DeploymentPatch,
+) -> Result<(Vec<u8>, u64), ApiError> {
+    let described = describe(Kind::Deployment, Some(namespace), name);
+    if let Some(component) = &patch.component {
+        if !is_digest(component) {
+            return Err(invalid(format!(
+                "{described}: spec.template.spec.component: {component:?} is not an uploaded component digest"
+            )));
+        }
+        if !cluster.store.has_blob(component)? {
+            return Err(invalid(format!(
+                "{described}: spec.template.spec.component: component {component} has not been uploaded"
+            )));
+        }
+    }
+    cluster.store.write(|txn| {
+        let key = key(Kind::Deployment, Some(namespace), name);
+        let Some(Object::Deployment(mut deployment)) = txn.get(&key)? else {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("{described} not found"),
+            ));
+        };
+        let before = deployment.spec.clone();
+        if let Some(replicas) = patch.replicas {
+            deployment.spec.replicas = replicas;
+        }
+        if let Some(paused) = patch.paused {
+            deployment.spec.paused = paused;
+        }
+        if let Some(component) = &patch.component {
+            deployment
+                .spec
+                .template
+                .spec
+                .component
+                .clone_from(component);
+        }
+        if let Some(to) = patch.undo_to {
+            let history = deployment
+                .status
+                .as_ref()
+                .map(|s| s.history.as_slice())
+                .unwrap_or_default();
+            let target = if to == 0 {
+                // The previous revision: the one before the current.
+                history.iter().rev().nth(1)
+            } else {
+                history.iter().find(|r| r.revision == to)
+            };
+            let Some(target) = target else {
+                return Err(invalid(if to == 0 {
+                    format!("{described}: no previous revision to roll back to")
+                } else {
+                    format!("{described}: revision {to} not found in its history")
+                }));
+            };
+            deployment.spec.template = target.template.clone();
+        }
+        let object = Object::Deployment(deployment);
+        validate_object(&object).map_err(|e| invalid(format!("{described}: {e}")))?;
+        let Object::Deployment(mut deployment) = object else {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "patched object changed kind",
+            ));
+        };
+        if deployment.spec == before {
+            return Ok(Object::Deployment(deployment).to_json());
+        }
+        deployment.metadata.generation = Some(deployment.metadata.generation.unwrap_or(0) + 1);
+        Ok(txn.put(Object::Deployment(deployment))?.to_json())
+    })
 }
 
 #[cfg(test)]

@@ -8,8 +8,10 @@
 //! What runs here, in order:
 //! 1. node lifecycle: a node not heard from for the grace period turns
 //!    NotReady, one heard from again turns Ready;
-//! 2. Deployments: create or terminate Instances to match `replicas`,
-//!    replace instances of an old template, and update `status`;
+//! 2. Deployments: create or terminate Instances to match `replicas`, roll
+//!    a new template out by the Deployment's `strategy` (RollingUpdate
+//!    within `maxSurge` and `maxUnavailable`, or Recreate), keep the
+//!    revision history, and update `status` with its conditions;
 //! 3. garbage collection: instances whose Deployment is gone terminate, and
 //!    terminating instances are removed once their node no longer runs them;
 //! 4. placement ([`crate::placement`]): instances on nodes with `NoExecute`
@@ -20,10 +22,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use berth_api::quantity::{parse_cpu, parse_memory};
+use berth_api::rollout::{DeploymentCondition, IntOrPercent, Revision, StrategyType};
 use berth_api::scheduling::{Taint, TaintEffect};
 use berth_api::{
-    API_VERSION, Deployment, DeploymentStatus, Instance, InstanceSpec, InstanceStatus, Kind, Node,
-    NodeCondition, Object, ObjectMeta, OwnerReference, Phase,
+    API_VERSION, Deployment, DeploymentSpec, DeploymentStatus, Instance, InstanceSpec,
+    InstanceStatus, InstanceTemplate, Kind, Node, NodeCondition, Object, ObjectMeta,
+    OwnerReference, Phase,
 };
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
@@ -337,6 +341,145 @@ fn terminate_because(
     terminate(&explained, now, plan);
 }
 
+/// The Deployment condition that tells whether enough instances serve.
+pub const CONDITION_AVAILABLE: &str = "Available";
+
+/// The Deployment condition that tells how its rollout goes.
+pub const CONDITION_PROGRESSING: &str = "Progressing";
+
+/// `Available` reason: at least `replicas - maxUnavailable` are available.
+pub const REASON_MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
+
+/// `Available` reason: fewer than `replicas - maxUnavailable` are available.
+pub const REASON_MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
+
+/// `Progressing` reason: every replica runs the current template and is
+/// available (Kubernetes' name, though berth has no ReplicaSets).
+pub const REASON_NEW_REVISION_AVAILABLE: &str = "NewReplicaSetAvailable";
+
+/// `Progressing` reason: the rollout is under way.
+pub const REASON_REVISION_UPDATED: &str = "ReplicaSetUpdated";
+
+/// `Progressing` reason: nothing progressed for `progressDeadlineSeconds`.
+pub const REASON_PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+
+/// `Progressing` reason: `spec.paused`.
+pub const REASON_DEPLOYMENT_PAUSED: &str = "DeploymentPaused";
+
+/// `progressDeadlineSeconds` when the spec leaves it out, as Kubernetes.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 600;
+
+/// `revisionHistoryLimit` when the spec leaves it out, as Kubernetes.
+pub const DEFAULT_REVISION_HISTORY_LIMIT: u32 = 10;
+
+/// How far a rollout may stray from `replicas`, resolved as Kubernetes
+/// does: `maxSurge` rounds up, `maxUnavailable` rounds down, both default
+/// to 25%, and when both come to 0 one instance may be unavailable.
+/// `Recreate` allows neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutLimits {
+    /// Instances allowed above `replicas`.
+    pub max_surge: usize,
+    /// Instances of `replicas` allowed to be unavailable.
+    pub max_unavailable: usize,
+}
+
+impl RolloutLimits {
+    /// The limits of `spec` at its current `replicas`.
+    pub fn of(spec: &DeploymentSpec) -> RolloutLimits {
+        let replicas = spec.replicas.max(0);
+        if spec.strategy.type_ == StrategyType::Recreate {
+            return RolloutLimits {
+                max_surge: 0,
+                max_unavailable: 0,
+            };
+        }
+        let rolling = spec.strategy.rolling_update.clone().unwrap_or_default();
+        let quarter = IntOrPercent::Percent(25);
+        let surge = rolling.max_surge.unwrap_or(quarter).resolve(replicas, true);
+        let mut unavailable = rolling
+            .max_unavailable
+            .unwrap_or(quarter)
+            .resolve(replicas, false);
+        if surge <= 0 && unavailable <= 0 {
+            unavailable = 1;
+        }
+        let count = |n: i64| usize::try_from(n.max(0)).unwrap_or(usize::MAX);
+        RolloutLimits {
+            max_surge: count(surge),
+            max_unavailable: count(unavailable.min(replicas)),
+        }
+    }
+
+    /// The instances that must stay available out of `replicas`.
+    pub fn min_available(self, replicas: usize) -> usize {
+        replicas.saturating_sub(self.max_unavailable)
+    }
+}
+
+/// Whether `instance` counts as available: Running for at least
+/// `min_ready_seconds` (a Running instance without a start time counts
+/// only when no wait is asked).
+pub fn is_available(instance: &Instance, min_ready_seconds: u32, now: Timestamp) -> bool {
+    let wait = SignedDuration::from_secs(i64::from(min_ready_seconds));
+    instance.status.phase == Phase::Running
+        && (min_ready_seconds == 0
+            || instance
+                .status
+                .start_time
+                .is_some_and(|started| now.duration_since(started) >= wait))
+}
+
+fn is_from(instance: &Instance, hash: &str) -> bool {
+    instance
+        .metadata
+        .labels
+        .get(TEMPLATE_HASH_LABEL)
+        .is_some_and(|h| h == hash)
+}
+
+/// A Deployment's live instances (neither terminating nor evicted by this
+/// pass): `new` are made from the current template, `old` from any other.
+struct Live<'a> {
+    new: Vec<&'a Instance>,
+    old: Vec<&'a Instance>,
+}
+
+impl Live<'_> {
+    fn total(&self) -> usize {
+        self.new.len() + self.old.len()
+    }
+}
+
+/// What one pass does to a Deployment's instances.
+#[derive(Default)]
+struct Step<'a> {
+    /// Instances to terminate, each taken out of [`Live`].
+    terminate: Vec<&'a Instance>,
+    /// How many instances to create.
+    create: usize,
+    /// Whose template the creations copy, when it is not the current one
+    /// (a paused Deployment scaling its old instances).
+    model: Option<&'a Instance>,
+}
+
+/// Takes the first `count` instances of `from` in `rank` order.
+fn take<'a, K: Ord>(
+    from: &mut Vec<&'a Instance>,
+    count: usize,
+    rank: impl Fn(&Instance) -> K,
+) -> Vec<&'a Instance> {
+    from.sort_by_cached_key(|i| rank(i));
+    from.drain(..count.min(from.len())).collect()
+}
+
+fn oldest_first(instance: &Instance) -> (Option<Timestamp>, String) {
+    (
+        instance.metadata.creation_timestamp,
+        instance.metadata.name.clone(),
+    )
+}
+
 fn reconcile_deployment(
     deployment: &Deployment,
     view: &View,
@@ -349,44 +492,46 @@ fn reconcile_deployment(
         return;
     };
     let hash = template_hash(deployment);
-    let active: Vec<&Instance> = view
+    let owned: Vec<&Instance> = view
         .instances
         .iter()
-        .filter(|i| {
-            owner_uid(i) == Some(uid) && !is_terminating(i) && !evicted.contains(&instance_key(i))
-        })
+        .filter(|i| owner_uid(i) == Some(uid))
         .collect();
-    let (mut current, stale): (Vec<&Instance>, Vec<&Instance>) = active
+    let (new, old) = owned
         .iter()
-        .partition(|i| i.metadata.labels.get(TEMPLATE_HASH_LABEL) == Some(&hash));
-    // A new template replaces the old instances. Rolling updates with
-    // surge and availability limits belong to the releases work.
-    for instance in &stale {
+        .copied()
+        .filter(|i| !is_terminating(i) && !evicted.contains(&instance_key(i)))
+        .partition(|i| is_from(i, &hash));
+    let mut live = Live { new, old };
+    let spec = &deployment.spec;
+    let replicas = usize::try_from(spec.replicas.max(0)).unwrap_or(0);
+    let limits = RolloutLimits::of(spec);
+    let available = |i: &Instance| is_available(i, spec.min_ready_seconds, now);
+    let step = if spec.paused {
+        scale_paused(&mut live, replicas, limits)
+    } else {
+        match spec.strategy.type_ {
+            StrategyType::RollingUpdate => roll(&mut live, &hash, replicas, limits, &available),
+            StrategyType::Recreate => {
+                // Terminating and just evicted old instances count: they
+                // may still be serving.
+                let old_remains = owned.iter().any(|i| !is_from(i, &hash));
+                recreate(&mut live, replicas, old_remains, &available)
+            }
+        }
+    };
+    for instance in &step.terminate {
         terminate(instance, now, plan);
     }
-    let want = usize::try_from(deployment.spec.replicas.max(0)).unwrap_or(0);
-    if current.len() > want {
-        current.sort_by_key(|i| surplus_rank(i));
-        for instance in current.drain(..current.len() - want) {
-            terminate(instance, now, plan);
-        }
+    for _ in 0..step.create {
+        let instance = match step.model {
+            Some(model) => instance_like(deployment, model, new_name),
+            None => new_instance(deployment, &hash, new_name),
+        };
+        plan.commands.push(Command::Create(Box::new(instance)));
     }
-    for _ in current.len()..want {
-        plan.commands.push(Command::Create(Box::new(new_instance(
-            deployment, &hash, new_name,
-        ))));
-    }
-    let ready = current
-        .iter()
-        .filter(|i| i.status.phase == Phase::Running)
-        .count() as u64;
-    let status = DeploymentStatus {
-        observed_generation: deployment.metadata.generation.unwrap_or(0),
-        replicas: current.len() as u64,
-        updated_replicas: current.len() as u64,
-        ready_replicas: ready,
-        available_replicas: ready,
-    };
+    let acted = !step.terminate.is_empty() || step.create > 0;
+    let status = next_status(deployment, &hash, &live, acted, &available, limits, now);
     if deployment.status.as_ref() != Some(&status) {
         let mut updated = deployment.clone();
         updated.status = Some(status);
@@ -394,6 +539,356 @@ fn reconcile_deployment(
             seen: rv(&deployment.metadata),
             object: Box::new(Object::Deployment(Box::new(updated))),
         });
+    }
+}
+
+/// The order in which a scale-down takes instances: unavailable ones
+/// first, then as [`surplus_rank`].
+fn scale_down_rank(
+    available: &dyn Fn(&Instance) -> bool,
+) -> impl Fn(&Instance) -> (bool, u8, std::cmp::Reverse<Option<Timestamp>>) {
+    move |i| {
+        let (stage, newest) = surplus_rank(i);
+        (available(i), stage, newest)
+    }
+}
+
+/// RollingUpdate, as Kubernetes' `rolloutRolling` with instances for
+/// replica sets: new instances are created while the total stays within
+/// `replicas + maxSurge`, and old ones terminated while at least
+/// `replicas - maxUnavailable` stay available. Without old instances this
+/// is a plain scale to `replicas`.
+fn roll<'a>(
+    live: &mut Live<'a>,
+    hash: &str,
+    replicas: usize,
+    limits: RolloutLimits,
+    available: &dyn Fn(&Instance) -> bool,
+) -> Step<'a> {
+    let mut step = Step::default();
+    let rank = scale_down_rank(available);
+    if live.new.len() > replicas {
+        let excess = live.new.len() - replicas;
+        step.terminate.extend(take(&mut live.new, excess, &rank));
+    }
+    // Above the surge, after a scale-down mid-rollout: unavailable before
+    // available, old before new (they go anyway), then as a scale-down.
+    let ceiling = replicas.saturating_add(limits.max_surge);
+    if live.total() > ceiling {
+        let excess = live.total() - ceiling;
+        let mut all: Vec<&Instance> = live.old.drain(..).chain(live.new.drain(..)).collect();
+        step.terminate.extend(take(&mut all, excess, |i| {
+            let (serving, stage, newest) = rank(i);
+            (serving, is_from(i, hash), stage, newest)
+        }));
+        (live.new, live.old) = all.into_iter().partition(|i| is_from(i, hash));
+    }
+    // Old instances that are not available cost no availability. As in
+    // Kubernetes' cleanup of unhealthy replicas, they may go as long as
+    // the instances left, less the new ones not yet available, make the
+    // minimum: old instances that never became available do not block
+    // the rollout, nor do they all go at once.
+    let min_available = limits.min_available(replicas);
+    let new_unavailable = live.new.iter().filter(|i| !available(i)).count();
+    let total = live.total();
+    let (mut usable, mut broken): (Vec<&Instance>, Vec<&Instance>) =
+        live.old.drain(..).partition(|i| available(i));
+    let budget = total.saturating_sub(min_available.saturating_add(new_unavailable));
+    step.terminate
+        .extend(take(&mut broken, budget, surplus_rank));
+    // Then the oldest available ones, while the minimum stays available.
+    let still_available = usable.len() + live.new.len() - new_unavailable;
+    let spare = still_available.saturating_sub(min_available);
+    step.terminate
+        .extend(take(&mut usable, spare, oldest_first));
+    live.old = broken;
+    live.old.append(&mut usable);
+    step.create = replicas
+        .saturating_sub(live.new.len())
+        .min(ceiling.saturating_sub(live.total()));
+    step
+}
+
+/// Recreate: every old instance is terminated, and new ones are created
+/// only once no old instance exists at all, terminating ones included.
+fn recreate<'a>(
+    live: &mut Live<'a>,
+    replicas: usize,
+    old_remains: bool,
+    available: &dyn Fn(&Instance) -> bool,
+) -> Step<'a> {
+    let mut step = Step::default();
+    step.terminate.append(&mut live.old);
+    if live.new.len() > replicas {
+        let excess = live.new.len() - replicas;
+        step.terminate
+            .extend(take(&mut live.new, excess, scale_down_rank(available)));
+    }
+    if !old_remains {
+        step.create = replicas.saturating_sub(live.new.len());
+    }
+    step
+}
+
+/// Paused: no rollout step, only `replicas` applied to the instances
+/// there are, to the new ones if any, else to the old ones (creations
+/// copy the newest old instance). A mix of both may keep its surge, as
+/// Kubernetes lets several replica sets keep theirs; a Deployment with no
+/// instance at all gets none until resumed, as in Kubernetes.
+fn scale_paused<'a>(live: &mut Live<'a>, replicas: usize, limits: RolloutLimits) -> Step<'a> {
+    let mut step = Step::default();
+    let ceiling = |live: &Live| {
+        if live.new.is_empty() || live.old.is_empty() {
+            replicas
+        } else {
+            replicas.saturating_add(limits.max_surge)
+        }
+    };
+    let excess = live.total().saturating_sub(ceiling(live));
+    let from_new = excess.min(live.new.len());
+    step.terminate
+        .extend(take(&mut live.new, from_new, surplus_rank));
+    let excess = live.total().saturating_sub(ceiling(live));
+    step.terminate
+        .extend(take(&mut live.old, excess, surplus_rank));
+    if live.total() < replicas {
+        if live.new.is_empty() {
+            step.model = live.old.iter().copied().max_by_key(|i| oldest_first(i));
+            if step.model.is_none() {
+                return step;
+            }
+        }
+        step.create = replicas - live.total();
+    }
+    step
+}
+
+/// The status after this pass: counts of the instances left live (the
+/// ones created this pass are not stored yet), the revision history and
+/// the conditions.
+fn next_status(
+    deployment: &Deployment,
+    hash: &str,
+    live: &Live,
+    acted: bool,
+    available: &dyn Fn(&Instance) -> bool,
+    limits: RolloutLimits,
+    now: Timestamp,
+) -> DeploymentStatus {
+    let spec = &deployment.spec;
+    let before = deployment.status.as_ref();
+    let history = record_revision(
+        before.map_or(&[], |s| s.history.as_slice()),
+        hash,
+        &spec.template,
+        spec.revision_history_limit
+            .unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT),
+    );
+    let revision = history.last().map_or(0, |r| r.revision);
+    let all = || live.new.iter().chain(&live.old);
+    let replicas = live.total() as u64;
+    let updated = live.new.len() as u64;
+    let ready = all().filter(|i| i.status.phase == Phase::Running).count() as u64;
+    let available_count = all().filter(|i| available(i)).count() as u64;
+    let wanted = u64::try_from(spec.replicas.max(0)).unwrap_or(0);
+    let wanted_usize = usize::try_from(wanted).unwrap_or(usize::MAX);
+    let min_available = limits.min_available(wanted_usize) as u64;
+    // Kubernetes' `DeploymentProgressing`: more instances updated, ready
+    // or available than last written, or a new revision.
+    let progressed = acted
+        || before.is_none_or(|s| {
+            s.revision != revision
+                || updated > s.updated_replicas
+                || ready > s.ready_replicas
+                || available_count > s.available_replicas
+        });
+    let complete = updated == wanted && replicas == wanted && available_count == wanted;
+    let previous =
+        |type_: &str| before.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+    let deadline = SignedDuration::from_secs(i64::from(
+        spec.progress_deadline_seconds
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
+    ));
+    let progressing = progressing_condition(
+        previous(CONDITION_PROGRESSING),
+        Progress {
+            paused: spec.paused,
+            complete,
+            progressed,
+            deadline,
+            revision,
+        },
+        now,
+    );
+    let has_minimum = available_count >= min_available;
+    let (status, reason, message) = if has_minimum {
+        (
+            "True",
+            REASON_MINIMUM_REPLICAS_AVAILABLE,
+            "deployment has minimum availability",
+        )
+    } else {
+        (
+            "False",
+            REASON_MINIMUM_REPLICAS_UNAVAILABLE,
+            "deployment does not have minimum availability",
+        )
+    };
+    let since = previous(CONDITION_AVAILABLE)
+        .filter(|c| c.status == status)
+        .and_then(|c| c.last_update_time)
+        .unwrap_or(now);
+    let available_condition = condition(CONDITION_AVAILABLE, status, reason, message.into(), since);
+    DeploymentStatus {
+        observed_generation: deployment.metadata.generation.unwrap_or(0),
+        replicas,
+        updated_replicas: updated,
+        ready_replicas: ready,
+        available_replicas: available_count,
+        unavailable_replicas: replicas.saturating_sub(available_count),
+        revision,
+        conditions: vec![available_condition, progressing],
+        history,
+    }
+}
+
+/// What the `Progressing` condition is decided from.
+struct Progress {
+    paused: bool,
+    complete: bool,
+    progressed: bool,
+    deadline: SignedDuration,
+    revision: u64,
+}
+
+/// `Progressing`: `lastUpdateTime` is when the rollout last progressed;
+/// past the deadline without progress it turns False. A condition that
+/// keeps its reason keeps its time, so a pass with nothing new writes
+/// nothing.
+fn progressing_condition(
+    previous: Option<&DeploymentCondition>,
+    progress: Progress,
+    now: Timestamp,
+) -> DeploymentCondition {
+    let revision = progress.revision;
+    let since = |reason: &str| {
+        previous
+            .filter(|c| c.reason == reason)
+            .and_then(|c| c.last_update_time)
+            .unwrap_or(now)
+    };
+    if progress.paused {
+        let reason = REASON_DEPLOYMENT_PAUSED;
+        let message = "deployment is paused".to_owned();
+        return condition(
+            CONDITION_PROGRESSING,
+            "Unknown",
+            reason,
+            message,
+            since(reason),
+        );
+    }
+    if progress.complete {
+        let reason = REASON_NEW_REVISION_AVAILABLE;
+        let message = format!("revision {revision} has successfully progressed");
+        return condition(
+            CONDITION_PROGRESSING,
+            "True",
+            reason,
+            message,
+            since(reason),
+        );
+    }
+    // The clock restarts on progress, and when a rollout starts after a
+    // complete one or a pause.
+    let last = previous
+        .filter(|c| {
+            !progress.progressed
+                && [REASON_REVISION_UPDATED, REASON_PROGRESS_DEADLINE_EXCEEDED]
+                    .contains(&c.reason.as_str())
+        })
+        .and_then(|c| c.last_update_time)
+        .unwrap_or(now);
+    if now.duration_since(last) > progress.deadline {
+        let message = format!("revision {revision} has timed out progressing");
+        let reason = REASON_PROGRESS_DEADLINE_EXCEEDED;
+        condition(CONDITION_PROGRESSING, "False", reason, message, last)
+    } else {
+        let message = format!("revision {revision} is progressing");
+        condition(
+            CONDITION_PROGRESSING,
+            "True",
+            REASON_REVISION_UPDATED,
+            message,
+            last,
+        )
+    }
+}
+
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    since: Timestamp,
+) -> DeploymentCondition {
+    DeploymentCondition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_update_time: Some(since),
+    }
+}
+
+/// `history` with the current template as its newest entry. A template
+/// seen before (a rollback) moves to the end with the next number, as
+/// Kubernetes renumbers the replica set it scales back up; a new one is
+/// appended. At most `limit` entries besides the current one are kept.
+fn record_revision(
+    history: &[Revision],
+    hash: &str,
+    template: &InstanceTemplate,
+    limit: u32,
+) -> Vec<Revision> {
+    let mut history = history.to_vec();
+    if history.last().is_none_or(|r| r.template_hash != hash) {
+        let next = history.iter().map(|r| r.revision).max().unwrap_or(0) + 1;
+        let entry = match history.iter().position(|r| r.template_hash == hash) {
+            Some(index) => Revision {
+                revision: next,
+                ..history.remove(index)
+            },
+            None => Revision {
+                revision: next,
+                template_hash: hash.to_owned(),
+                template: template.clone(),
+                change_cause: change_cause(history.last(), template),
+            },
+        };
+        history.push(entry);
+    }
+    let keep = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let excess = history.len().saturating_sub(keep);
+    history.drain(..excess);
+    history
+}
+
+/// Longest component digest prefix a change cause shows
+/// (`sha256:` and 12 hex digits).
+const CHANGE_CAUSE_DIGEST_LEN: usize = 19;
+
+/// `component sha256:0123456789ab` when the component changed since the
+/// previous revision (or there is none), else `template changed`.
+fn change_cause(previous: Option<&Revision>, template: &InstanceTemplate) -> String {
+    let component = &template.spec.component;
+    if previous.is_some_and(|r| r.template.spec.component == *component) {
+        "template changed".into()
+    } else {
+        let prefix: String = component.chars().take(CHANGE_CAUSE_DIGEST_LEN).collect();
+        format!("component {prefix}")
     }
 }
 
@@ -424,6 +919,20 @@ fn new_instance(
         spec,
         status: InstanceStatus::default(),
     }
+}
+
+/// A new instance with `model`'s template (its labels, hash included, and
+/// spec), for a paused Deployment scaling instances of an old template.
+fn instance_like(
+    deployment: &Deployment,
+    model: &Instance,
+    new_name: &mut dyn FnMut(&str) -> String,
+) -> Instance {
+    let mut instance = new_instance(deployment, "", new_name);
+    instance.metadata.labels = model.metadata.labels.clone();
+    instance.spec = model.spec.clone();
+    instance.spec.node_name = None;
+    instance
 }
 
 fn collect_garbage(
@@ -699,12 +1208,13 @@ fn apply_outcome(
 
 #[cfg(test)]
 mod tests {
+    use berth_api::rollout::{DeploymentStrategy, RollingUpdate};
     use berth_api::scheduling::{
         Affinity, AffinityTerm, InstanceAffinity, Selector, Taint, TaintEffect, Toleration,
     };
     use berth_api::{
-        DeploymentSpec, EnvVar, InstanceTemplate, LabelSelector, NodeResources, NodeStatus,
-        Quantity, ResourceList, Resources, TemplateMeta,
+        EnvVar, LabelSelector, NodeResources, NodeStatus, Quantity, ResourceList, Resources,
+        TemplateMeta,
     };
 
     use super::*;
@@ -770,6 +1280,11 @@ mod tests {
                 replicas,
                 selector: LabelSelector::default(),
                 template: template("sha256:v1", "100m"),
+                strategy: DeploymentStrategy::default(),
+                min_ready_seconds: 0,
+                progress_deadline_seconds: None,
+                revision_history_limit: None,
+                paused: false,
             },
             status: None,
         }
@@ -1054,12 +1569,39 @@ mod tests {
         assert_eq!(deployments.len(), 1);
         let (seen, updated) = deployments[0];
         assert_eq!(seen, "10");
+        let status = updated.status.clone().unwrap();
         assert_eq!(
-            updated.status,
-            Some(DeploymentStatus {
-                observed_generation: 2,
-                ..DeploymentStatus::default()
-            })
+            (status.observed_generation, status.replicas, status.revision),
+            (2, 0, 1),
+            "the instances created are not stored yet"
+        );
+        assert_eq!(
+            status.history,
+            [Revision {
+                revision: 1,
+                template_hash: template_hash(&web),
+                template: web.spec.template.clone(),
+                change_cause: "component sha256:v1".into(),
+            }]
+        );
+        assert_eq!(
+            status.conditions,
+            [
+                DeploymentCondition {
+                    type_: CONDITION_AVAILABLE.into(),
+                    status: "False".into(),
+                    reason: REASON_MINIMUM_REPLICAS_UNAVAILABLE.into(),
+                    message: "deployment does not have minimum availability".into(),
+                    last_update_time: Some(now()),
+                },
+                DeploymentCondition {
+                    type_: CONDITION_PROGRESSING.into(),
+                    status: "True".into(),
+                    reason: REASON_REVISION_UPDATED.into(),
+                    message: "revision 1 is progressing".into(),
+                    last_update_time: Some(now()),
+                },
+            ]
         );
         assert_eq!(updated.spec, web.spec);
         // Nothing else: the new instances are placed once they are stored.
@@ -1093,14 +1635,7 @@ mod tests {
 
     #[test]
     fn steady_deployment_produces_no_commands() {
-        let mut web = deployment("web", 2);
-        web.status = Some(DeploymentStatus {
-            observed_generation: 2,
-            replicas: 2,
-            updated_replicas: 2,
-            ready_replicas: 1,
-            available_replicas: 1,
-        });
+        let web = deployment("web", 2);
         let view = View {
             instances: vec![
                 instance(&web, "a", 1, Phase::Running, Some("n1")),
@@ -1109,7 +1644,28 @@ mod tests {
             deployments: vec![web],
             nodes: vec![node("n1", true)],
         };
-        let plan = run(&view, &liveness(&[("n1", reporting(&["a-uid", "b-uid"]))]));
+        let l = liveness(&[("n1", reporting(&["a-uid", "b-uid"]))]);
+        let plan = run(&view, &l);
+        let status = updated_deployments(&plan)[0].1.status.clone().unwrap();
+        assert_eq!(
+            (
+                status.replicas,
+                status.updated_replicas,
+                status.ready_replicas,
+                status.available_replicas,
+                status.unavailable_replicas
+            ),
+            (2, 2, 1, 1, 1)
+        );
+        // Status written, the same pass later is a no-op.
+        let mut view = view;
+        view.deployments[0].status = Some(status);
+        let later = now() + SignedDuration::from_secs(30);
+        let mut l = l;
+        for node in l.values_mut() {
+            node.last_heard = Some(later);
+        }
+        let plan = reconcile(&view, &l, &HashMap::new(), &settings(), later, &mut names());
         assert_eq!(plan, Plan::default());
     }
 
@@ -1122,6 +1678,7 @@ mod tests {
             updated_replicas: 1,
             ready_replicas: 1,
             available_replicas: 1,
+            ..DeploymentStatus::default()
         });
         let view = View {
             instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
@@ -1254,10 +1811,11 @@ mod tests {
     }
 
     #[test]
-    fn template_change_replaces_every_old_instance() {
+    fn recreate_terminates_every_old_instance_first() {
         for change in ["env", "component"] {
             let old = deployment("web", 2);
             let mut web = old.clone();
+            web.spec.strategy.type_ = StrategyType::Recreate;
             match change {
                 "env" => web.spec.template.spec.env.push(EnvVar {
                     name: "MODE".into(),
@@ -1277,21 +1835,14 @@ mod tests {
             let plan = run(&view, &liveness(&[("n1", reporting(&["a-uid", "b-uid"]))]));
 
             assert_eq!(terminated(&plan), ["a", "b", "c"], "{change}: {plan:#?}");
-            let created = creates(&plan);
-            assert_eq!(created.len(), 2, "{change}: {plan:#?}");
-            for instance in created {
-                assert_eq!(
-                    instance.metadata.labels.get(TEMPLATE_HASH_LABEL),
-                    Some(&template_hash(&web))
-                );
-                assert_eq!(instance.spec, web.spec.template.spec);
-            }
+            assert!(creates(&plan).is_empty(), "{change}: {plan:#?}");
             assert_ne!(template_hash(&old), template_hash(&web));
         }
     }
 
     #[test]
-    fn template_change_keeps_instances_already_current() {
+    fn rolling_update_keeps_instances_already_current() {
+        // 2 replicas: maxSurge 25% is 1, maxUnavailable 25% is 0.
         let old = deployment("web", 2);
         let mut web = old.clone();
         web.spec.template.spec.component = "sha256:v2".into();
@@ -1306,11 +1857,619 @@ mod tests {
         };
         let uids = ["old1-uid", "old2-uid", "new1-uid"];
         let plan = run(&view, &liveness(&[("n1", reporting(&uids))]));
-        assert_eq!(terminated(&plan), ["old1", "old2"], "{plan:#?}");
+        // Three available, two needed: the oldest goes, and its
+        // replacement fits within the surge.
+        assert_eq!(terminated(&plan), ["old1"], "{plan:#?}");
         assert_eq!(creates(&plan).len(), 1);
     }
 
-    // 4. Garbage collection.
+    // 4. Rollouts.
+
+    fn rolling(
+        mut d: Deployment,
+        max_surge: IntOrPercent,
+        max_unavailable: IntOrPercent,
+    ) -> Deployment {
+        d.spec.strategy.rolling_update = Some(RollingUpdate {
+            max_surge: Some(max_surge),
+            max_unavailable: Some(max_unavailable),
+        });
+        d
+    }
+
+    /// `old` with the component changed to `sha256:v2`.
+    fn upgraded(old: &Deployment) -> Deployment {
+        let mut web = old.clone();
+        web.spec.template.spec.component = "sha256:v2".into();
+        web
+    }
+
+    /// An instance of `owner` Running since `started` seconds after the epoch.
+    fn running(owner: &Deployment, name: &str, created: i64, started: i64) -> Instance {
+        let mut i = instance(owner, name, created, Phase::Running, Some("n1"));
+        i.status.start_time = Some(t(started));
+        i
+    }
+
+    /// One pass of the Deployment controller alone over `view`, at `at`.
+    fn pass(view: &View, at: Timestamp, names: &mut dyn FnMut(&str) -> String) -> Plan {
+        let mut plan = Plan::default();
+        for d in &view.deployments {
+            reconcile_deployment(d, view, &HashSet::new(), at, names, &mut plan);
+        }
+        plan
+    }
+
+    /// What nodes do between passes: terminating instances are gone, and
+    /// the live ones `runs` picks turn Running at `at`.
+    fn settle(mut view: View, at: Timestamp, runs: impl Fn(&Instance) -> bool) -> View {
+        view.instances.retain(|i| !is_terminating(i));
+        for i in &mut view.instances {
+            if runs(i) && i.status.phase != Phase::Running {
+                i.status.phase = Phase::Running;
+                i.status.start_time = Some(at);
+            }
+        }
+        view
+    }
+
+    /// `(new, old, available)` live instances of `d` in `view`.
+    fn counts(view: &View, d: &Deployment, at: Timestamp) -> (usize, usize, usize) {
+        let hash = template_hash(d);
+        let live: Vec<&Instance> = view
+            .instances
+            .iter()
+            .filter(|i| !is_terminating(i))
+            .collect();
+        let new = live.iter().filter(|i| is_from(i, &hash)).count();
+        let available = live
+            .iter()
+            .filter(|i| is_available(i, d.spec.min_ready_seconds, at))
+            .count();
+        (new, live.len() - new, available)
+    }
+
+    fn status_of(plan: &Plan) -> DeploymentStatus {
+        updated_deployments(plan)[0].1.status.clone().unwrap()
+    }
+
+    fn progressing(status: &DeploymentStatus) -> &DeploymentCondition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_PROGRESSING)
+            .unwrap()
+    }
+
+    /// Drives `view` pass by pass at `now()`, new instances turning
+    /// Running after each, until a pass neither creates nor terminates;
+    /// checks every pass against `within(new, old, available)` and returns
+    /// `(created, terminated)` per pass and the settled view.
+    fn drive(mut view: View, within: impl Fn(usize, usize, usize)) -> (Vec<(usize, usize)>, View) {
+        let web = view.deployments[0].clone();
+        let hash = template_hash(&web);
+        let mut names = names();
+        let mut trace = Vec::new();
+        for _ in 0..20 {
+            let plan = pass(&view, now(), &mut names);
+            let after = apply(&view, &plan);
+            let (new, old, available) = counts(&after, &web, now());
+            within(new, old, available);
+            trace.push((creates(&plan).len(), terminated(&plan).len()));
+            view = settle(after, now(), |i| is_from(i, &hash));
+            if creates(&plan).is_empty() && terminated(&plan).is_empty() {
+                return (trace, view);
+            }
+        }
+        panic!("no convergence: {trace:?}");
+    }
+
+    #[test]
+    fn rolling_update_with_surge_never_drops_below_replicas() {
+        let old = deployment("web", 4);
+        let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
+        let view = View {
+            instances: (0..4)
+                .map(|k| running(&old, &format!("old{k}"), k, 0))
+                .collect(),
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        let (trace, settled) = drive(view, |new, old, available| {
+            assert!(new + old <= 5, "{new} new and {old} old");
+            assert!(available >= 4, "{available} available");
+        });
+        // One new instance first, then one old out and one new in per
+        // pass, then the last old one out.
+        assert_eq!(trace, [(1, 0), (1, 1), (1, 1), (1, 1), (0, 1), (0, 0)]);
+        assert_eq!(counts(&settled, &web, now()), (4, 0, 4));
+        // Old instances go oldest first.
+        let mut order = Vec::new();
+        let mut view = View {
+            instances: (0..4)
+                .map(|k| running(&old, &format!("old{k}"), 10 - k, 0))
+                .collect(),
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        let mut names = names();
+        for _ in 0..6 {
+            let plan = pass(&view, now(), &mut names);
+            order.extend(terminated(&plan).into_iter().map(str::to_owned));
+            view = settle(apply(&view, &plan), now(), |_| true);
+        }
+        assert_eq!(order, ["old3", "old2", "old1", "old0"]);
+
+        // Settled, the status says the rollout is complete.
+        let status = settled.deployments[0].status.clone().unwrap();
+        assert_eq!(
+            (
+                status.replicas,
+                status.updated_replicas,
+                status.available_replicas
+            ),
+            (4, 4, 4)
+        );
+        assert_eq!(status.unavailable_replicas, 0);
+        let condition = progressing(&status);
+        assert_eq!(condition.status, "True");
+        assert_eq!(condition.reason, REASON_NEW_REVISION_AVAILABLE);
+        assert_eq!(condition.message, "revision 1 has successfully progressed");
+    }
+
+    #[test]
+    fn rolling_update_without_surge_keeps_replicas_less_max_unavailable() {
+        let old = deployment("web", 4);
+        let web = rolling(
+            upgraded(&old),
+            IntOrPercent::Int(0),
+            IntOrPercent::Percent(25),
+        );
+        let view = View {
+            instances: (0..4)
+                .map(|k| running(&old, &format!("old{k}"), k, 0))
+                .collect(),
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        let (trace, settled) = drive(view, |new, old, available| {
+            assert!(new + old <= 4, "{new} new and {old} old");
+            assert!(available >= 3, "{available} available");
+        });
+        assert_eq!(trace, [(1, 1), (1, 1), (1, 1), (1, 1), (0, 0)]);
+        assert_eq!(counts(&settled, &web, now()), (4, 0, 4));
+    }
+
+    #[test]
+    fn rolling_update_waits_for_new_instances_to_be_available() {
+        let old = deployment("web", 4);
+        let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
+        let view = View {
+            instances: (0..4)
+                .map(|k| running(&old, &format!("old{k}"), k, 0))
+                .collect(),
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        let plan = pass(&view, now(), &mut names());
+        assert_eq!((creates(&plan).len(), terminated(&plan).len()), (1, 0));
+        // The new instance never starts: nothing more happens.
+        let stuck = apply(&view, &plan);
+        let plan = pass(&stuck, now(), &mut names());
+        assert!(creates(&plan).is_empty(), "{plan:#?}");
+        assert!(terminated(&plan).is_empty(), "{plan:#?}");
+    }
+
+    #[test]
+    fn rolling_update_replaces_old_instances_that_never_became_available() {
+        // Old instances that never ran do not hold the rollout up, but go
+        // no faster than the new ones become available.
+        let old = deployment("web", 2);
+        let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
+        let view = View {
+            instances: vec![
+                instance(&old, "broken1", 1, Phase::Failed, Some("n1")),
+                instance(&old, "broken2", 2, Phase::Failed, Some("n1")),
+            ],
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        let plan = pass(&view, now(), &mut |d| format!("{d}-first"));
+        assert_eq!((creates(&plan).len(), terminated(&plan).len()), (1, 0));
+        let hash = template_hash(&web);
+        let started = settle(apply(&view, &plan), now(), |i| is_from(i, &hash));
+        let (trace, settled) = drive(started, |new, old, _| {
+            assert!(new + old <= 3);
+        });
+        assert_eq!(trace, [(1, 1), (0, 1), (0, 0)]);
+        assert_eq!(counts(&settled, &web, now()), (2, 0, 2));
+    }
+
+    #[test]
+    fn scale_down_mid_rollout_respects_the_surge() {
+        let old = deployment("web", 4);
+        let mut web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
+        web.spec.replicas = 2;
+        let mut view = View {
+            instances: (0..4)
+                .map(|k| running(&old, &format!("old{k}"), k, 0))
+                .collect(),
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        view.instances
+            .push(instance(&web, "new0", 5, Phase::Pending, None));
+        let plan = pass(&view, now(), &mut names());
+        // At most 3 (2 + 1 surge) and 2 available stay: the pending new
+        // instance and the newest old one go to the surplus, then an
+        // available old one makes room for a new one.
+        let after = apply(&view, &plan);
+        let (new, old_left, available) = counts(&after, &web, now());
+        assert!(new + old_left <= 3, "{plan:#?}");
+        assert!(available >= 2, "{plan:#?}");
+        assert_eq!(terminated(&plan), ["new0", "old0", "old3"], "{plan:#?}");
+        assert_eq!(creates(&plan).len(), 1);
+    }
+
+    #[test]
+    fn recreate_waits_for_old_instances_to_be_removed() {
+        let old = deployment("web", 3);
+        let mut web = upgraded(&old);
+        web.spec.strategy.type_ = StrategyType::Recreate;
+        let view = View {
+            instances: (0..3)
+                .map(|k| running(&old, &format!("old{k}"), k, 0))
+                .collect(),
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        let plan = pass(&view, now(), &mut names());
+        assert_eq!(terminated(&plan), ["old0", "old1", "old2"]);
+        assert!(creates(&plan).is_empty());
+
+        // Terminating, the old instances may still serve: wait.
+        let terminating_view = apply(&view, &plan);
+        let plan = pass(&terminating_view, now(), &mut names());
+        assert!(creates(&plan).is_empty(), "{plan:#?}");
+        assert!(terminated(&plan).is_empty(), "{plan:#?}");
+        let one_left = View {
+            instances: vec![terminating_view.instances[0].clone()],
+            deployments: terminating_view.deployments.clone(),
+            nodes: vec![],
+        };
+        assert!(creates(&pass(&one_left, now(), &mut names())).is_empty());
+
+        // Removed: the new ones come, all at once.
+        let gone = settle(terminating_view, now(), |_| false);
+        let plan = pass(&gone, now(), &mut names());
+        assert_eq!(creates(&plan).len(), 3, "{plan:#?}");
+        assert!(
+            creates(&plan)
+                .iter()
+                .all(|i| is_from(i, &template_hash(&web)))
+        );
+    }
+
+    #[test]
+    fn paused_rollout_stops_and_resumes() {
+        let old = deployment("web", 4);
+        let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
+        let hash = template_hash(&web);
+        let view = View {
+            instances: (0..4)
+                .map(|k| running(&old, &format!("old{k}"), k, 0))
+                .collect(),
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        let mut names = names();
+        let plan = pass(&view, now(), &mut names);
+        assert_eq!(creates(&plan).len(), 1);
+        let mut view = settle(apply(&view, &plan), now(), |i| is_from(i, &hash));
+
+        // Paused with a new instance available: no old one goes, no new
+        // one comes.
+        view.deployments[0].spec.paused = true;
+        let plan = pass(&view, now(), &mut names);
+        assert!(creates(&plan).is_empty(), "{plan:#?}");
+        assert!(terminated(&plan).is_empty(), "{plan:#?}");
+        let condition = progressing(&status_of(&plan)).clone();
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("Unknown", REASON_DEPLOYMENT_PAUSED)
+        );
+        view = apply(&view, &plan);
+        let later = now() + SignedDuration::from_secs(3600);
+        assert_eq!(pass(&view, later, &mut names), Plan::default());
+
+        // Resumed an hour later: the rollout goes on, its clock restarted.
+        view.deployments[0].spec.paused = false;
+        let plan = pass(&view, later, &mut names);
+        assert_eq!(terminated(&plan), ["old0"]);
+        assert_eq!(creates(&plan).len(), 1);
+        let condition = progressing(&status_of(&plan)).clone();
+        assert_eq!(condition.reason, REASON_REVISION_UPDATED);
+        assert_eq!(condition.last_update_time, Some(later));
+    }
+
+    #[test]
+    fn paused_deployment_still_scales() {
+        // Paused before its new template rolled out: the scale applies to
+        // the old instances, copying the newest one.
+        let old = deployment("web", 2);
+        let mut web = upgraded(&old);
+        web.spec.paused = true;
+        web.spec.replicas = 3;
+        let view = View {
+            instances: vec![running(&old, "old0", 0, 0), running(&old, "old1", 1, 0)],
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        let plan = pass(&view, now(), &mut names());
+        let created = creates(&plan);
+        assert_eq!(created.len(), 1, "{plan:#?}");
+        assert!(is_from(created[0], &template_hash(&old)));
+        assert_eq!(created[0].spec.component, "sha256:v1");
+        assert_eq!(created[0].spec.node_name, None);
+        assert_eq!(owner_uid(created[0]), Some("web-uid"));
+
+        let mut fewer = view;
+        fewer.deployments[0].spec.replicas = 1;
+        let plan = pass(&fewer, now(), &mut names());
+        assert_eq!(terminated(&plan), ["old1"]);
+        assert!(creates(&plan).is_empty());
+
+        // A paused Deployment without instances starts none, as in
+        // Kubernetes.
+        let mut empty = web;
+        empty.spec.replicas = 2;
+        let view = View {
+            deployments: vec![empty],
+            ..View::default()
+        };
+        assert!(creates(&pass(&view, now(), &mut names())).is_empty());
+    }
+
+    #[test]
+    fn stalled_rollout_exceeds_its_progress_deadline() {
+        let old = deployment("web", 2);
+        let mut web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
+        web.spec.progress_deadline_seconds = Some(60);
+        let view = View {
+            instances: vec![running(&old, "old0", 0, 0), running(&old, "old1", 1, 0)],
+            deployments: vec![web],
+            nodes: vec![],
+        };
+        let at = |secs: i64| now() + SignedDuration::from_secs(secs);
+        let mut names = names();
+        let plan = pass(&view, at(0), &mut names);
+        assert_eq!(creates(&plan).len(), 1);
+        assert_eq!(progressing(&status_of(&plan)).last_update_time, Some(at(0)));
+        let view = apply(&view, &plan);
+
+        // The new instance is stored: one more updated replica counts as
+        // progress.
+        let plan = pass(&view, at(30), &mut names);
+        let status = status_of(&plan);
+        assert_eq!(status.updated_replicas, 1);
+        assert_eq!(progressing(&status).last_update_time, Some(at(30)));
+        let view = apply(&view, &plan);
+
+        // It never starts. At the deadline, still progressing; past it,
+        // failed, with the time of the last progress.
+        assert_eq!(pass(&view, at(90), &mut names), Plan::default());
+        let plan = pass(&view, at(91), &mut names);
+        let status = status_of(&plan);
+        assert_eq!(
+            *progressing(&status),
+            DeploymentCondition {
+                type_: CONDITION_PROGRESSING.into(),
+                status: "False".into(),
+                reason: REASON_PROGRESS_DEADLINE_EXCEEDED.into(),
+                message: "revision 1 has timed out progressing".into(),
+                last_update_time: Some(at(30)),
+            }
+        );
+        assert!(creates(&plan).is_empty() && terminated(&plan).is_empty());
+        let view = apply(&view, &plan);
+        assert_eq!(pass(&view, at(500), &mut names), Plan::default());
+
+        // It finally runs: progress again.
+        let view = settle(view, at(600), |i| i.spec.component == "sha256:v2");
+        let plan = pass(&view, at(600), &mut names);
+        assert_eq!(terminated(&plan), ["old0"]);
+        let condition = progressing(&status_of(&plan)).clone();
+        assert_eq!(condition.reason, REASON_REVISION_UPDATED);
+        assert_eq!(condition.last_update_time, Some(at(600)));
+    }
+
+    #[test]
+    fn min_ready_seconds_delays_availability() {
+        let old = deployment("web", 1);
+        let mut web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
+        web.spec.min_ready_seconds = 30;
+        // Started 10 s ago.
+        let view = View {
+            instances: vec![running(&old, "old", 0, 0), running(&web, "new", 1, 990)],
+            deployments: vec![web],
+            nodes: vec![],
+        };
+        let plan = pass(&view, now(), &mut names());
+        assert!(terminated(&plan).is_empty(), "{plan:#?}");
+        let status = status_of(&plan);
+        assert_eq!(
+            (
+                status.ready_replicas,
+                status.available_replicas,
+                status.unavailable_replicas
+            ),
+            (2, 1, 1)
+        );
+        let plan = pass(&view, now() + SignedDuration::from_secs(19), &mut names());
+        assert!(terminated(&plan).is_empty(), "{plan:#?}");
+        let plan = pass(&view, now() + SignedDuration::from_secs(20), &mut names());
+        assert_eq!(terminated(&plan), ["old"]);
+    }
+
+    #[test]
+    fn available_condition_follows_the_minimum() {
+        let web = rolling(
+            deployment("web", 4),
+            IntOrPercent::Int(1),
+            IntOrPercent::Int(1),
+        );
+        let mut instances: Vec<Instance> = (0..3)
+            .map(|k| running(&web, &format!("w{k}"), k, 0))
+            .collect();
+        instances.push(instance(&web, "w3", 3, Phase::Starting, Some("n1")));
+        let view = View {
+            instances,
+            deployments: vec![web],
+            nodes: vec![],
+        };
+        let status = status_of(&pass(&view, now(), &mut names()));
+        let available = &status.conditions[0];
+        assert_eq!(available.type_, CONDITION_AVAILABLE);
+        assert_eq!(
+            (available.status.as_str(), available.reason.as_str()),
+            ("True", REASON_MINIMUM_REPLICAS_AVAILABLE),
+            "3 of 4 with maxUnavailable 1"
+        );
+        let mut worse = view;
+        worse.instances[0].status.phase = Phase::Failed;
+        let status = status_of(&pass(&worse, now(), &mut names()));
+        assert_eq!(
+            (
+                status.conditions[0].status.as_str(),
+                status.conditions[0].reason.as_str()
+            ),
+            ("False", REASON_MINIMUM_REPLICAS_UNAVAILABLE)
+        );
+    }
+
+    #[test]
+    fn rollout_limits_resolve_as_kubernetes() {
+        let limits = |d: &Deployment| {
+            let l = RolloutLimits::of(&d.spec);
+            (l.max_surge, l.max_unavailable)
+        };
+        assert_eq!(limits(&deployment("web", 4)), (1, 1));
+        assert_eq!(limits(&deployment("web", 10)), (3, 2));
+        assert_eq!(limits(&deployment("web", 1)), (1, 0));
+        assert_eq!(limits(&deployment("web", 0)), (0, 0));
+        let zero = IntOrPercent::Int(0);
+        assert_eq!(limits(&rolling(deployment("web", 4), zero, zero)), (0, 1));
+        let many = IntOrPercent::Int(5);
+        assert_eq!(limits(&rolling(deployment("web", 2), many, many)), (5, 2));
+        let mut recreate = deployment("web", 4);
+        recreate.spec.strategy.type_ = StrategyType::Recreate;
+        assert_eq!(limits(&recreate), (0, 0));
+        assert_eq!(RolloutLimits::of(&recreate.spec).min_available(4), 4);
+    }
+
+    #[test]
+    fn history_appends_moves_back_on_rollback_and_is_limited() {
+        let v1 = deployment("web", 1);
+        let v2 = upgraded(&v1);
+        let mut v3 = v2.clone();
+        v3.spec.template.spec.env.push(EnvVar {
+            name: "MODE".into(),
+            value: "fast".into(),
+        });
+        let record = |history: &[Revision], d: &Deployment, limit: u32| {
+            record_revision(history, &template_hash(d), &d.spec.template, limit)
+        };
+        let summary = |history: &[Revision]| -> Vec<(u64, String, String)> {
+            history
+                .iter()
+                .map(|r| {
+                    (
+                        r.revision,
+                        r.template.spec.component.clone(),
+                        r.change_cause.clone(),
+                    )
+                })
+                .collect()
+        };
+        let row =
+            |n: u64, component: &str, cause: &str| (n, component.to_owned(), cause.to_owned());
+
+        let history = record(&[], &v1, 10);
+        assert_eq!(
+            summary(&history),
+            [row(1, "sha256:v1", "component sha256:v1")]
+        );
+        assert_eq!(record(&history, &v1, 10), history, "unchanged template");
+        let history = record(&history, &v2, 10);
+        let history = record(&history, &v3, 10);
+        assert_eq!(
+            summary(&history),
+            [
+                row(1, "sha256:v1", "component sha256:v1"),
+                row(2, "sha256:v2", "component sha256:v2"),
+                row(3, "sha256:v2", "template changed"),
+            ]
+        );
+        // Back to v1: its entry moves to the end with the next number.
+        let history = record(&history, &v1, 10);
+        assert_eq!(
+            summary(&history),
+            [
+                row(2, "sha256:v2", "component sha256:v2"),
+                row(3, "sha256:v2", "template changed"),
+                row(4, "sha256:v1", "component sha256:v1"),
+            ]
+        );
+        assert_eq!(history[2].template_hash, template_hash(&v1));
+        assert_eq!(history[2].template, v1.spec.template);
+        // One old revision kept besides the current one.
+        let history = record(&history, &v2, 1);
+        assert_eq!(
+            summary(&history),
+            [
+                row(4, "sha256:v1", "component sha256:v1"),
+                row(5, "sha256:v2", "component sha256:v2"),
+            ]
+        );
+        assert_eq!(record(&history, &v2, 0).len(), 1);
+
+        // A digest shows its first 19 characters.
+        let mut long = v1.clone();
+        long.spec.template.spec.component = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        assert_eq!(
+            record(&[], &long, 10)[0].change_cause,
+            "component sha256:0123456789ab"
+        );
+    }
+
+    #[test]
+    fn status_keeps_the_history_and_the_revision() {
+        let v1 = deployment("web", 1);
+        let mut web = upgraded(&v1);
+        web.status = Some(DeploymentStatus {
+            revision: 1,
+            history: record_revision(&[], &template_hash(&v1), &v1.spec.template, 10),
+            ..DeploymentStatus::default()
+        });
+        let view = View {
+            instances: vec![running(&v1, "old", 0, 0)],
+            deployments: vec![web.clone()],
+            nodes: vec![],
+        };
+        let status = status_of(&pass(&view, now(), &mut names()));
+        assert_eq!(status.revision, 2);
+        assert_eq!(
+            status
+                .history
+                .iter()
+                .map(|r| r.revision)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(status.history[1].template_hash, template_hash(&web));
+    }
+
+    // 5. Garbage collection.
 
     #[test]
     fn orphans_are_terminated() {
@@ -1469,7 +2628,7 @@ mod tests {
         assert!(updated_instances(&plan).is_empty(), "{plan:#?}");
     }
 
-    // 5. Node lifecycle.
+    // 6. Node lifecycle.
 
     fn heard(ago: i64) -> Liveness {
         Liveness {
@@ -1586,7 +2745,7 @@ mod tests {
         assert_eq!(bindings(&plan), [("a", "up")], "{plan:#?}");
     }
 
-    // 6. Placement.
+    // 7. Placement.
 
     #[test]
     fn pending_instances_are_bound_to_ready_nodes_only() {
@@ -2019,7 +3178,7 @@ mod tests {
         );
     }
 
-    // 7. Properties over random clusters.
+    // 8. Properties over random clusters.
 
     /// xorshift64: a small deterministic generator in place of a
     /// property-test crate.
@@ -2051,6 +3210,14 @@ mod tests {
         Phase::Failed,
         Phase::Terminating,
     ];
+
+    fn random_bound(rng: &mut Rng) -> Option<IntOrPercent> {
+        match rng.below(3) {
+            0 => None,
+            1 => Some(IntOrPercent::Int(rng.below(3) as i64)),
+            _ => Some(IntOrPercent::Percent(rng.below(101) as i64)),
+        }
+    }
 
     fn random_cluster(rng: &mut Rng) -> (View, HashMap<String, Liveness>, Settings) {
         let settings = Settings {
@@ -2107,6 +3274,20 @@ mod tests {
                 if rng.below(3) == 0 {
                     d.status = Some(DeploymentStatus::default());
                 }
+                match rng.below(4) {
+                    0 => d.spec.strategy.type_ = StrategyType::Recreate,
+                    1 => {
+                        d.spec.strategy.rolling_update = Some(RollingUpdate {
+                            max_surge: random_bound(rng),
+                            max_unavailable: random_bound(rng),
+                        });
+                    }
+                    _ => {}
+                }
+                d.spec.paused = rng.below(6) == 0;
+                if rng.below(3) == 0 {
+                    d.spec.min_ready_seconds = 30;
+                }
                 d
             })
             .collect();
@@ -2133,11 +3314,15 @@ mod tests {
                     node,
                 );
                 i.metadata.resource_version = Some(format!("{}", 1 + rng.below(50)));
+                if i.status.phase == Phase::Running && rng.below(4) != 0 {
+                    i.status.start_time = Some(now() - rng.secs(60));
+                }
                 match rng.below(8) {
-                    0 => {
+                    0 | 4 => {
+                        let stale = *rng.pick(&["stale", "older"]);
                         i.metadata
                             .labels
-                            .insert(TEMPLATE_HASH_LABEL.into(), "stale".into());
+                            .insert(TEMPLATE_HASH_LABEL.into(), stale.into());
                     }
                     1 => i.metadata.owner_references.clear(),
                     2 | 3 => i.metadata.deletion_timestamp = Some(now() - rng.secs(60)),
@@ -2258,10 +3443,13 @@ mod tests {
                         .iter()
                         .find(|d| d.metadata.uid.as_deref() == owner_uid(i))
                         .unwrap_or_else(|| panic!("case {case}: {key} has no owner"));
-                    assert_eq!(
-                        i.metadata.labels.get(TEMPLATE_HASH_LABEL),
-                        Some(&template_hash(owner))
-                    );
+                    // A paused Deployment may scale its old template.
+                    if !owner.spec.paused {
+                        assert_eq!(
+                            i.metadata.labels.get(TEMPLATE_HASH_LABEL),
+                            Some(&template_hash(owner))
+                        );
+                    }
                     assert_eq!(i.metadata.namespace, owner.metadata.namespace);
                     assert_eq!(i.spec.node_name, None);
                 }
@@ -2284,37 +3472,7 @@ mod tests {
             }
         }
 
-        // Creates: exactly what each Deployment lacks, counting instances
-        // this pass evicts as gone (they are replaced at once).
-        let evicted: HashSet<String> = updated_instances(plan)
-            .into_iter()
-            .filter(|(_, i)| i.status.reason == REASON_TAINT_EVICTION)
-            .map(|(_, i)| instance_key(i))
-            .collect();
-        for d in &view.deployments {
-            let hash = template_hash(d);
-            let current = view
-                .instances
-                .iter()
-                .filter(|i| {
-                    owner_uid(i) == d.metadata.uid.as_deref()
-                        && !is_terminating(i)
-                        && !evicted.contains(&instance_key(i))
-                        && i.metadata.labels.get(TEMPLATE_HASH_LABEL) == Some(&hash)
-                })
-                .count();
-            let want = usize::try_from(d.spec.replicas.max(0)).unwrap();
-            let created = creates(plan)
-                .iter()
-                .filter(|i| owner_uid(i) == d.metadata.uid.as_deref())
-                .count();
-            assert_eq!(
-                created,
-                want.saturating_sub(current),
-                "case {case}: {}",
-                d.metadata.name
-            );
-        }
+        check_rollouts(view, plan, case);
 
         // Bindings go to nodes Ready after this pass, and fit in the room
         // the node had left.
@@ -2393,8 +3551,7 @@ mod tests {
             );
         }
 
-        // Once applied, every Deployment has exactly its replicas, all of
-        // the current template, and no live instance lacks an owner.
+        // Once applied, no live instance lacks an owner.
         let owners: HashSet<&str> = after
             .deployments
             .iter()
@@ -2407,21 +3564,98 @@ mod tests {
                 i.metadata.name
             );
         }
-        for d in &after.deployments {
-            let live: Vec<&Instance> = after
+    }
+
+    /// What each Deployment's instances become under `plan`, counting the
+    /// instances this pass evicts as gone (they are replaced at once):
+    /// - never more than `replicas + maxSurge` live, nor more than
+    ///   `replicas` of the current template;
+    /// - a RollingUpdate creates all the room allows and keeps at least
+    ///   `replicas - maxUnavailable` available (or what it had);
+    /// - a Recreate keeps no old instance and creates only when none is
+    ///   left, terminating ones included;
+    /// - a paused Deployment only brings its count to `replicas`.
+    fn check_rollouts(view: &View, plan: &Plan, case: usize) {
+        let evicted: HashSet<String> = updated_instances(plan)
+            .into_iter()
+            .filter(|(_, i)| i.status.reason == REASON_TAINT_EVICTION)
+            .map(|(_, i)| instance_key(i))
+            .collect();
+        let gone = terminated_by(plan);
+        for d in &view.deployments {
+            let name = &d.metadata.name;
+            let hash = template_hash(d);
+            let replicas = usize::try_from(d.spec.replicas.max(0)).unwrap();
+            let limits = RolloutLimits::of(&d.spec);
+            let ceiling = replicas + limits.max_surge;
+            let owned = |i: &&Instance| owner_uid(i) == d.metadata.uid.as_deref();
+            let live: Vec<&Instance> = view
                 .instances
                 .iter()
-                .filter(|i| owner_uid(i) == d.metadata.uid.as_deref() && !is_terminating(i))
+                .filter(owned)
+                .filter(|i| !is_terminating(i) && !evicted.contains(&instance_key(i)))
                 .collect();
-            let want = usize::try_from(d.spec.replicas.max(0)).unwrap();
-            assert_eq!(live.len(), want, "case {case}: {}", d.metadata.name);
-            for i in live {
-                assert_eq!(
-                    i.metadata.labels.get(TEMPLATE_HASH_LABEL),
-                    Some(&template_hash(d)),
-                    "case {case}: {}",
-                    i.metadata.name
+            let kept: Vec<&Instance> = live
+                .iter()
+                .copied()
+                .filter(|i| !gone.contains(&instance_key(i)))
+                .collect();
+            let created: Vec<&Instance> = creates(plan).into_iter().filter(owned).collect();
+            let total = kept.len() + created.len();
+            let new = kept
+                .iter()
+                .chain(&created)
+                .filter(|i| is_from(i, &hash))
+                .count();
+            assert!(
+                total <= ceiling,
+                "case {case}: {name} has {total} instances, more than {ceiling}: {plan:#?}"
+            );
+            if d.spec.paused {
+                assert!(
+                    created.is_empty() || total == replicas,
+                    "case {case}: {name}"
                 );
+                for i in &created {
+                    assert!(
+                        live.iter().any(|l| l.metadata.labels == i.metadata.labels),
+                        "case {case}: {name} paused created a template it did not run"
+                    );
+                }
+                continue;
+            }
+            assert!(new <= replicas, "case {case}: {name}");
+            match d.spec.strategy.type_ {
+                StrategyType::RollingUpdate => {
+                    assert!(
+                        new == replicas || total == ceiling,
+                        "case {case}: {name} could create more: {plan:#?}"
+                    );
+                    let available =
+                        |i: &&&Instance| is_available(i, d.spec.min_ready_seconds, now());
+                    let before = live.iter().filter(available).count();
+                    let after = kept.iter().filter(available).count();
+                    assert!(
+                        after >= before.min(limits.min_available(replicas)),
+                        "case {case}: {name} down to {after} available from {before}: {plan:#?}"
+                    );
+                }
+                StrategyType::Recreate => {
+                    assert!(
+                        kept.iter().all(|i| is_from(i, &hash)),
+                        "case {case}: {name}"
+                    );
+                    let old_remains = view
+                        .instances
+                        .iter()
+                        .filter(owned)
+                        .any(|i| !is_from(i, &hash));
+                    if old_remains {
+                        assert!(created.is_empty(), "case {case}: {name}: {plan:#?}");
+                    } else {
+                        assert_eq!(new, replicas, "case {case}: {name}");
+                    }
+                }
             }
         }
     }
@@ -2450,9 +3684,93 @@ mod tests {
                 }
             };
             let next = reconcile(&after, &liveness, &imports, &settings, now(), &mut fresh);
-            assert!(creates(&next).is_empty(), "case {case}: {next:#?}");
-            assert!(terminated(&next).is_empty(), "case {case}: {next:#?}");
+            // Except where this pass changed what a rollout goes by:
+            // preemption victims are no longer available, and a Recreate
+            // whose last old instance was removed may start its new ones.
+            let removed_keys: HashSet<&str> = removed(&plan).into_iter().collect();
+            let mut unsettled: HashSet<&str> = updated_instances(&plan)
+                .into_iter()
+                .filter(|(_, i)| i.status.reason == REASON_PREEMPTED)
+                .filter_map(|(_, i)| owner_uid(i))
+                .collect();
+            for d in &view.deployments {
+                let hash = template_hash(d);
+                let old_removed = view.instances.iter().any(|i| {
+                    owner_uid(i) == d.metadata.uid.as_deref()
+                        && !is_from(i, &hash)
+                        && removed_keys.contains(instance_key(i).as_str())
+                });
+                if d.spec.strategy.type_ == StrategyType::Recreate && old_removed {
+                    unsettled.extend(d.metadata.uid.as_deref());
+                }
+            }
+            for i in creates(&next) {
+                let owner = owner_uid(i).unwrap_or_default();
+                assert!(unsettled.contains(owner), "case {case}: {next:#?}");
+            }
+            for (_, i) in updated_instances(&next) {
+                if i.metadata.deletion_timestamp.is_some() {
+                    let owner = owner_uid(i).unwrap_or_default();
+                    assert!(unsettled.contains(owner), "case {case}: {next:#?}");
+                }
+            }
             assert!(updated_nodes(&next).is_empty(), "case {case}: {next:#?}");
+
+            converge(after, &liveness, &settings, case);
         }
+    }
+
+    /// Runs passes over `view` as if every node ran what it is given at
+    /// once: terminating instances are gone by the next pass and every
+    /// other instance is Running (available), paused Deployments resumed.
+    /// Every pass keeps the rollout limits, and the cluster settles with
+    /// each Deployment at exactly its replicas, all of the current template.
+    fn converge(
+        mut view: View,
+        liveness: &HashMap<String, Liveness>,
+        settings: &Settings,
+        case: usize,
+    ) {
+        let imports = component_imports();
+        let mut names = {
+            let mut count = 0;
+            move |d: &str| {
+                count += 1;
+                format!("{d}-round-{count}")
+            }
+        };
+        for d in &mut view.deployments {
+            d.spec.paused = false;
+        }
+        for _ in 0..100 {
+            view.instances.retain(|i| !is_terminating(i));
+            for i in &mut view.instances {
+                i.status.phase = Phase::Running;
+                i.status.start_time = Some(now() - SignedDuration::from_hours(1));
+            }
+            let plan = reconcile(&view, liveness, &imports, settings, now(), &mut names);
+            check_rollouts(&view, &plan, case);
+            if creates(&plan).is_empty() && terminated(&plan).is_empty() {
+                for d in &view.deployments {
+                    let live: Vec<&Instance> = view
+                        .instances
+                        .iter()
+                        .filter(|i| owner_uid(i) == d.metadata.uid.as_deref())
+                        .collect();
+                    let want = usize::try_from(d.spec.replicas.max(0)).unwrap();
+                    assert_eq!(live.len(), want, "case {case}: {}", d.metadata.name);
+                    for i in live {
+                        assert!(
+                            is_from(i, &template_hash(d)),
+                            "case {case}: {}",
+                            i.metadata.name
+                        );
+                    }
+                }
+                return;
+            }
+            view = apply(&view, &plan);
+        }
+        panic!("case {case}: no convergence");
     }
 }

@@ -225,6 +225,7 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
                 .collect(),
             limits: limits(&instance),
             allowed_outbound_hosts: instance.spec.allowed_outbound_hosts.clone(),
+            request_timeout_seconds: instance.spec.timeout_seconds.unwrap_or(0),
         })
         .collect();
     instances.sort_by(|a, b| a.uid.cmp(&b.uid));
@@ -305,4 +306,65 @@ fn validate_taint(node: &str, taint: &Taint) -> Result<(), ApiError> {
             format!("Node {node}: taint {taint}: {}", e.message),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::Authority;
+    use crate::store::Store;
+    use berth_api::{InstanceSpec, InstanceStatus, OwnerReference};
+
+    #[test]
+    fn assignments_carry_what_the_node_enforces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("berth.redb")).unwrap();
+        let cluster = Cluster::new(store, Authority::load_or_create(dir.path()).unwrap()).unwrap();
+        let instance = |name: &str, node: &str, terminating: bool| {
+            Object::Instance(Box::new(Instance {
+                api_version: API_VERSION.into(),
+                kind: "Instance".into(),
+                metadata: ObjectMeta {
+                    name: name.into(),
+                    namespace: Some("default".into()),
+                    uid: Some(format!("uid-{name}")),
+                    deletion_timestamp: terminating.then(Timestamp::now),
+                    owner_references: vec![OwnerReference {
+                        api_version: API_VERSION.into(),
+                        kind: "Deployment".into(),
+                        name: "web".into(),
+                        uid: "d1".into(),
+                    }],
+                    ..ObjectMeta::default()
+                },
+                spec: InstanceSpec {
+                    component: "sha256:00".into(),
+                    node_name: Some(node.into()),
+                    timeout_seconds: Some(7),
+                    allowed_outbound_hosts: vec!["https://api.example.com".into()],
+                    ..InstanceSpec::default()
+                },
+                status: InstanceStatus::default(),
+            }))
+        };
+        cluster
+            .store
+            .write(|txn| -> Result<(), crate::store::StoreError> {
+                txn.put(instance("a", "n1", false))?;
+                txn.put(instance("b", "n2", false))?;
+                txn.put(instance("c", "n1", true))?;
+                Ok(())
+            })
+            .unwrap();
+        let mine = assignments(&cluster, "n1").unwrap();
+        assert_eq!(
+            mine.instances.len(),
+            1,
+            "terminating and foreign instances are not assigned"
+        );
+        let a = &mine.instances[0];
+        assert_eq!((a.name.as_str(), a.deployment.as_str()), ("a", "web"));
+        assert_eq!(a.request_timeout_seconds, 7);
+        assert_eq!(a.allowed_outbound_hosts, ["https://api.example.com"]);
+    }
 }

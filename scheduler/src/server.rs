@@ -222,6 +222,22 @@ async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
             })
             .await
         }
+        (
+            Caller::User(_),
+            Request::PatchDeployment {
+                namespace,
+                name,
+                patch,
+            },
+        ) => {
+            blocking(move || {
+                let (object, revision) =
+                    admission::patch_deployment(&cluster, &namespace, &name, &patch)?;
+                cluster.changed(revision);
+                Ok(Response::Object(object))
+            })
+            .await
+        }
         (Caller::User(_), Request::PatchNode { name, patch }) => {
             blocking(move || {
                 let (object, revision) = nodes::patch(&cluster, &name, &patch)?;
@@ -296,6 +312,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Watch => "watch",
         Request::Report(_) => "report",
         Request::PatchNode { .. } => "patch-node",
+        Request::PatchDeployment { .. } => "patch-deployment",
     }
 }
 

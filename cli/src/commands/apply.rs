@@ -115,3 +115,18 @@ pub async fn apply(client: &Client, files: &[PathBuf]) -> Result<Vec<ApplyOutcom
         },
     }
 }
+
+/// Reads, checks and uploads the component at `path`; its digest.
+pub async fn upload_component(client: &Client, path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read component {}: {e}", path.display()))?;
+    validate_component(&bytes).map_err(|e| anyhow::anyhow!("{} {e}", path.display()))?;
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    client
+        .call(&Request::PutBlob {
+            digest: digest.clone(),
+            bytes,
+        })
+        .await?;
+    Ok(digest)
+}

@@ -6,4 +6,5 @@ pub mod dev;
 pub mod get;
 pub mod node;
 pub mod node_admin;
+pub mod rollout;
 pub mod scheduler;

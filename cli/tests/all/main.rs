@@ -15,4 +15,5 @@ mod dev;
 mod harness;
 mod healing;
 mod placement;
+mod rollout;
 mod tls;

@@ -1,5 +1,6 @@
 //! berth-node's integration tests: the real `hello` component compiled by
-//! wasmtime and served through the ingress over loopback TCP.
+//! wasmtime and served through the ingress over loopback TCP; the
+//! hostile-component suite is in [`hostile`].
 
 #![allow(
     clippy::unwrap_used,
@@ -9,10 +10,13 @@
     reason = "tests fail loudly"
 )]
 
+mod hostile;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use berth_node::ingress::{self, Routes};
 use berth_node::runtime::{InstanceConfig, PreparedInstance, RuntimeError, WasmRuntime};
@@ -22,11 +26,20 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use sha2::{Digest as _, Sha256};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{RwLock, RwLockReadGuard, oneshot};
 use tokio::task::JoinHandle;
 
 const DOMAIN: &str = "berth.localhost";
 const HELLO_HOST: &str = "hello.default.berth.localhost";
+
+/// Tests run in parallel, except the one that measures latency: it takes
+/// this lock for writing, every other test for reading, so that no compile
+/// or hostile guest of another test skews its figures.
+static SERIAL: RwLock<()> = RwLock::const_new(());
+
+async fn shared() -> RwLockReadGuard<'static, ()> {
+    SERIAL.read().await
+}
 
 fn hello() -> &'static Path {
     Path::new(berth_test_programs::HELLO)
@@ -88,22 +101,13 @@ impl Ingress {
 
     /// GET `/` with the given `Host` header (none if `None`); returns status and body.
     async fn get(&self, host: Option<&str>) -> (StatusCode, String) {
-        let stream = TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder().uri("/");
-        if let Some(host) = host {
-            req = req.header(http::header::HOST, host);
-        }
-        let resp = sender
-            .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8(body.to_vec()).unwrap())
+        let reply = self.request(host, "/").await;
+        (reply.status, reply.body.unwrap())
+    }
+
+    /// GET `path` on a new connection; the body may fail (a cut stream).
+    async fn request(&self, host: Option<&str>, path: &str) -> Reply {
+        request(self.addr, host, path).await
     }
 
     async fn stop(mut self) {
@@ -114,8 +118,47 @@ impl Ingress {
     }
 }
 
+/// GET `path` from the ingress at `addr` on a new connection; the body may
+/// fail (a cut stream).
+async fn request(addr: SocketAddr, host: Option<&str>, path: &str) -> Reply {
+    let start = Instant::now();
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().uri(path);
+    if let Some(host) = host {
+        req = req.header(http::header::HOST, host);
+    }
+    let resp = sender
+        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = match resp.into_body().collect().await {
+        Ok(body) => Ok(String::from_utf8(body.to_bytes().to_vec()).unwrap()),
+        Err(e) => Err(e.to_string()),
+    };
+    Reply {
+        status,
+        body,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// What a client got for one request.
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    /// The body, or the error that cut it short.
+    body: Result<String, String>,
+    elapsed: Duration,
+}
+
 #[tokio::test]
 async fn serves_hello_by_host_and_404s_unknown_hosts() {
+    let _serial = shared().await;
     let data = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(data.path()).unwrap();
     let routes = Arc::new(Routes::default());
@@ -167,6 +210,7 @@ async fn serves_hello_by_host_and_404s_unknown_hosts() {
 
 #[tokio::test]
 async fn round_robins_over_a_deployments_instances() {
+    let _serial = shared().await;
     let data = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(data.path()).unwrap();
     let routes = Arc::new(Routes::default());
@@ -218,6 +262,7 @@ async fn round_robins_over_a_deployments_instances() {
 
 #[tokio::test]
 async fn compiled_artifact_is_reused_from_disk() {
+    let _serial = shared().await;
     let data = tempfile::tempdir().unwrap();
     {
         let runtime = WasmRuntime::new(data.path()).unwrap();
@@ -256,6 +301,7 @@ async fn compiled_artifact_is_reused_from_disk() {
 
 #[tokio::test]
 async fn unusable_artifact_on_disk_is_recompiled() {
+    let _serial = shared().await;
     let data = tempfile::tempdir().unwrap();
     {
         let runtime = WasmRuntime::new(data.path()).unwrap();
@@ -272,6 +318,7 @@ async fn unusable_artifact_on_disk_is_recompiled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_prepares_of_one_digest_compile_once() {
+    let _serial = shared().await;
     let data = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(data.path()).unwrap();
     let (a, b) = tokio::join!(
@@ -303,6 +350,7 @@ async fn prepare_bytes(runtime: &WasmRuntime, dir: &Path, bytes: &[u8]) -> Runti
 
 #[tokio::test]
 async fn rejects_what_is_not_an_http_component() {
+    let _serial = shared().await;
     let data = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(data.path()).unwrap();
 
@@ -355,6 +403,7 @@ async fn rejects_what_is_not_an_http_component() {
 
 #[tokio::test]
 async fn memory_limit_applies_to_each_instance() {
+    let _serial = shared().await;
     let data = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(data.path()).unwrap();
     let digest = digest_of(hello());
@@ -364,11 +413,13 @@ async fn memory_limit_applies_to_each_instance() {
         ..InstanceConfig::default()
     };
     let routes = Arc::new(Routes::default());
-    // Far below the initial memory of any Rust component: instantiation fails.
+    // Far below the initial memory of any Rust component: instantiation
+    // fails, and the refused memory is the reason.
     let tiny = runtime
         .prepare(&digest, hello(), limited(64 * 1024))
         .await
         .unwrap();
+    let tiny_stats = tiny.clone();
     routes.insert("default", "tiny", "i-tiny", tiny);
     let roomy = runtime
         .prepare(&digest, hello(), limited(64 * 1024 * 1024))
@@ -379,7 +430,9 @@ async fn memory_limit_applies_to_each_instance() {
 
     let (status, body) = ingress.get(Some("tiny.default.berth.localhost")).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(body, "component failed: cannot instantiate the component\n");
+    assert_eq!(body, "component failed: MemoryLimitExceeded\n");
+    let stats = tiny_stats.stats();
+    assert_eq!((stats.requests, stats.memory_limit_exceeded), (1, 1));
 
     let (status, body) = ingress.get(Some("roomy.default.berth.localhost")).await;
     assert_eq!(status, StatusCode::OK, "body: {body}");
@@ -389,6 +442,7 @@ async fn memory_limit_applies_to_each_instance() {
 
 #[tokio::test]
 async fn shutdown_stops_accepting_and_closes_idle_connections() {
+    let _serial = shared().await;
     let data = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(data.path()).unwrap();
     let routes = Arc::new(Routes::default());
@@ -457,6 +511,7 @@ async fn upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
 
 #[tokio::test]
 async fn outbound_http_goes_only_where_allowed() {
+    let _serial = shared().await;
     let data = tempfile::tempdir().unwrap();
     let runtime = WasmRuntime::new(data.path()).unwrap();
     let caller = Path::new(berth_test_programs::CALLER);
