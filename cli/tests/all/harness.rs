@@ -47,7 +47,19 @@ impl Drop for Proc {
 /// Spawns `berth args`, waiting until a stdout line contains `ready`;
 /// returns the process and that line.
 fn spawn(name: &str, args: &[&str], config: &Path, ready: &str) -> (Proc, String) {
-    let mut child = Command::new(berth_bin())
+    spawn_command(name, Command::new(berth_bin()), args, config, ready)
+}
+
+/// As [`spawn`], with `berth` run through `command` (such as
+/// `ip netns exec NS berth`).
+fn spawn_command(
+    name: &str,
+    mut command: Command,
+    args: &[&str],
+    config: &Path,
+    ready: &str,
+) -> (Proc, String) {
+    let mut child = command
         .args(args)
         .env("BERTH_CONFIG", config)
         .env("BERTH_LOG", "warn,berth_node=info,berth_scheduler=info")
@@ -144,8 +156,32 @@ impl NodeProc {
         NodeProc::start_with(dir, scheduler, name, &[])
     }
 
+    /// Starts a node inside the network namespace `netns`, its ingress on
+    /// `ingress` (an address of that namespace).
+    pub fn start_in_netns(
+        dir: &Path,
+        scheduler: &Scheduler,
+        name: &str,
+        netns: &str,
+        ingress: &str,
+    ) -> NodeProc {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns]).arg(berth_bin());
+        NodeProc::start_through(dir, scheduler, name, command, &["--ingress", ingress])
+    }
+
     /// Starts a node with extra flags (`--taint`, `--label`, ...).
     pub fn start_with(dir: &Path, scheduler: &Scheduler, name: &str, extra: &[&str]) -> NodeProc {
+        NodeProc::start_through(dir, scheduler, name, Command::new(berth_bin()), extra)
+    }
+
+    fn start_through(
+        dir: &Path,
+        scheduler: &Scheduler,
+        name: &str,
+        command: Command,
+        extra: &[&str],
+    ) -> NodeProc {
         let data = dir.join(format!("node-{name}"));
         let mut args: Vec<String> = [
             "node",
@@ -155,17 +191,19 @@ impl NodeProc {
             &scheduler.token(),
             "--name",
             name,
-            "--ingress",
-            "127.0.0.1:0",
             "--data",
             data.to_str().unwrap(),
         ]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        if !extra.contains(&"--ingress") {
+            args.extend(["--ingress".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (proc, line) = spawn(name, &args, &scheduler.config, "serving http on");
+        let (proc, line) =
+            spawn_command(name, command, &args, &scheduler.config, "serving http on");
         NodeProc {
             _proc: proc,
             ingress: addr_after(&line, "serving http on "),
