@@ -115,6 +115,42 @@ pub enum Request {
         /// What to change.
         patch: NodePatch,
     },
+    /// Read the guest output of one instance or of a Deployment's instances
+    /// (users). The scheduler answers with [`Response::LogLines`] frames on
+    /// the same stream, then finishes it; with `follow`, it keeps sending
+    /// new lines until the caller stops the stream or the instances stop.
+    /// Exactly one of `instance` and `deployment` is given.
+    Logs {
+        /// The namespace of the instance or Deployment.
+        namespace: String,
+        /// One instance, by name.
+        instance: Option<String>,
+        /// Every instance of this Deployment; each line is prefixed with
+        /// `[INSTANCE] `.
+        deployment: Option<String>,
+        /// Only the last this many lines of each instance (of those left
+        /// after `since_seconds`); `None` is all.
+        tail: Option<u64>,
+        /// Only lines written in the last this many seconds.
+        since_seconds: Option<u64>,
+        /// Keep the stream open and send new lines as they are written.
+        follow: bool,
+    },
+    /// Read one instance's log on a node. Sent by the scheduler to a node, on
+    /// a stream the scheduler opens on the node's connection; the node
+    /// answers with [`Response::LogLines`] frames and finishes the stream
+    /// (with `follow`, once the instance stops or the scheduler stops the
+    /// stream). Nodes answer nothing else; the scheduler refuses it.
+    ReadLogs {
+        /// The instance's uid.
+        uid: String,
+        /// As in [`Request::Logs`].
+        tail: Option<u64>,
+        /// As in [`Request::Logs`].
+        since_seconds: Option<u64>,
+        /// As in [`Request::Logs`].
+        follow: bool,
+    },
 }
 
 /// A change to a Deployment's spec, as `berth scale`, `berth rollout
@@ -257,6 +293,10 @@ pub enum Response {
     Assignments(Assignments),
     /// The request failed.
     Error(ApiError),
+    /// Lines of guest output, oldest first (on a logs stream): each
+    /// `<RFC 3339 UTC time> <stdout|stderr> <text>`, prefixed with
+    /// `[INSTANCE] ` when the request named a Deployment.
+    LogLines(Vec<String>),
 }
 
 /// What happened to one applied object.
@@ -323,6 +363,8 @@ pub enum ErrorCode {
     Unauthenticated,
     /// The scheduler failed.
     Internal,
+    /// The object exists, but the node holding it cannot be reached.
+    Unavailable,
 }
 
 /// Why a frame could not be decoded.
@@ -438,6 +480,61 @@ mod tests {
             components: vec!["sha256:00".into()],
         });
         assert_eq!(roundtrip(&report), report);
+    }
+
+    #[test]
+    fn log_messages_roundtrip() {
+        // Every optional field both absent and present: postcard cannot
+        // skip a field, so either form must decode to itself.
+        let logs = Request::Logs {
+            namespace: "default".into(),
+            instance: None,
+            deployment: Some("hello".into()),
+            tail: Some(1),
+            since_seconds: None,
+            follow: true,
+        };
+        assert_eq!(roundtrip(&logs), logs);
+        let logs = Request::Logs {
+            namespace: "default".into(),
+            instance: Some("hello-abc12".into()),
+            deployment: None,
+            tail: None,
+            since_seconds: Some(600),
+            follow: false,
+        };
+        assert_eq!(roundtrip(&logs), logs);
+        let read = Request::ReadLogs {
+            uid: "0b6f0c1e-uid".into(),
+            tail: None,
+            since_seconds: Some(10),
+            follow: false,
+        };
+        assert_eq!(roundtrip(&read), read);
+        let lines = Response::LogLines(vec![
+            "2025-01-02T03:04:05.000000006Z stdout served / as hello-abc12".into(),
+            String::new(),
+        ]);
+        let frame = encode_frame(&lines).unwrap();
+        assert_eq!(decode_body::<Response>(&frame[4..]).unwrap(), lines);
+        // The bytes docs/wire-protocol.md shows.
+        let read = Request::ReadLogs {
+            uid: "u".into(),
+            tail: Some(1),
+            since_seconds: None,
+            follow: true,
+        };
+        assert_eq!(
+            encode_frame(&read).unwrap(),
+            [0, 0, 0, 8, 1, 0x0c, 1, b'u', 1, 1, 0, 1]
+        );
+        assert_eq!(
+            encode_frame(&Response::LogLines(vec!["a".into()])).unwrap(),
+            [0, 0, 0, 5, 1, 0x0a, 1, 1, b'a']
+        );
+        let unavailable = Response::Error(ApiError::new(ErrorCode::Unavailable, "node n1"));
+        let frame = encode_frame(&unavailable).unwrap();
+        assert_eq!(decode_body::<Response>(&frame[4..]).unwrap(), unavailable);
     }
 
     #[test]

@@ -32,6 +32,15 @@ impl Client {
         }
     }
 
+    /// Sends one request on a new stream and returns the stream's
+    /// receiving side, for answers of several frames (`Logs`).
+    pub async fn open(&self, request: &Request) -> Result<quinn::RecvStream> {
+        let (mut send, recv) = self.connection.open_bi().await?;
+        quic::send_frame(&mut send, request).await?;
+        send.finish()?;
+        Ok(recv)
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         self.connection.close(0u32.into(), b"done");

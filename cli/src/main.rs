@@ -1,9 +1,10 @@
 //! `berth`: the one binary for users and operators.
 //!
-//! User verbs (`apply`, `get`, `delete`) talk to the scheduler named in the
-//! client config; `scheduler`, `node` and `dev` run the cluster itself.
-//! Each verb lives in its own module under `commands/` and returns a typed
-//! value that [`render`] prints.
+//! User verbs (`apply`, `get`, `delete`, `logs`, ...) talk to the scheduler
+//! named in the client config; `scheduler`, `node` and `dev` run the cluster
+//! itself. Each verb lives in its own module under `commands/` and returns a
+//! typed value that [`render`] prints; `logs` streams, so it writes its
+//! lines as they arrive instead.
 
 mod client;
 mod commands;
@@ -24,7 +25,7 @@ use berth_api::{DEFAULT_NAMESPACE, Kind, NodeResources, Object};
 use clap::{Parser, Subcommand};
 
 use crate::client::Client;
-use crate::commands::{apply, delete, dev, get, node, node_admin, rollout, scheduler};
+use crate::commands::{apply, delete, dev, get, logs, node, node_admin, rollout, scheduler};
 use crate::config::ClientConfig;
 use crate::render::Format;
 
@@ -85,6 +86,24 @@ enum Command {
         /// Namespace.
         #[arg(short, long)]
         namespace: Option<String>,
+    },
+    /// Print an instance's stdout and stderr, or a Deployment's (each line
+    /// prefixed with its instance), one timestamped line per line.
+    Logs {
+        /// `INSTANCE` or `deployment/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Keep printing new lines as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines (of each instance).
+        #[arg(long)]
+        tail: Option<u64>,
+        /// Only lines newer than this: 10s, 5m, 1h, 1h30m.
+        #[arg(long, value_parser = logs::parse_since)]
+        since: Option<u64>,
     },
     /// Add or remove node taints: KEY=VALUE:EFFECT adds, KEY:EFFECT- removes.
     Taint {
@@ -456,6 +475,24 @@ async fn run(cli: Cli) -> Result<()> {
                     render::describe(object, &about, jiff::Timestamp::now())
                 );
             }
+        }
+        Command::Logs {
+            target,
+            namespace,
+            follow,
+            tail,
+            since,
+        } => {
+            let query = logs::Query {
+                namespace: namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
+                target: logs::parse_target(&target)?,
+                tail,
+                since_seconds: since,
+                follow,
+            };
+            let client = connect(cli.config.as_deref()).await?;
+            logs::logs(&client, &query, &mut std::io::stdout().lock()).await?;
+            client.close().await;
         }
         Command::Taint {
             kind: kind_name,

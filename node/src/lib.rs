@@ -7,8 +7,9 @@
 //! Code map: [`credentials`] (joining and the node's identity), [`agent`]
 //! (the session with the scheduler), [`supervisor`] (assignments to running
 //! instances), [`runtime`] (wasmtime engine, compile cache, per-request
-//! instantiation), [`ingress`] (HTTP routing by `Host`). Start at
-//! [`Node::start`].
+//! instantiation), [`ingress`] (HTTP routing by `Host`), [`logs`] (each
+//! instance's stdout and stderr on disk, read back for `berth logs`). Start
+//! at [`Node::start`].
 //!
 //! **Architecture Invariant:** once an instance runs, serving it needs
 //! nothing from the scheduler; a node cut off from the scheduler keeps
@@ -17,6 +18,7 @@
 pub mod agent;
 pub mod credentials;
 pub mod ingress;
+pub mod logs;
 pub mod outbound;
 pub mod runtime;
 pub mod supervisor;

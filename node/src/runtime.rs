@@ -9,7 +9,8 @@
 //! Capabilities are granted, not ambient: an instance sees only the
 //! environment variables of its [`InstanceConfig`], no files and no sockets;
 //! outgoing `wasi:http` requests go only to its allowed hosts. Its stdout
-//! and stderr go to the node's, so guest logs show in the node's output.
+//! and stderr go to its log ([`InstanceConfig::log`], see [`crate::logs`]),
+//! or nowhere when it has none.
 //!
 //! Each request is bounded by a deadline, a wasm stack limit, memory and
 //! table limits and optionally fuel ([`limits`]); a request stopped by one is
@@ -38,6 +39,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::logs::{GuestLog, Stream};
 use crate::outbound::OutboundPolicy;
 
 mod body;
@@ -176,6 +178,9 @@ pub struct InstanceConfig {
     /// it, [`Termination::FuelExhausted`]. Needs a runtime created with
     /// [`EngineOptions::fuel`]; `None` is unmetered.
     pub fuel: Option<u64>,
+    /// Where the guest's stdout and stderr go, line by line with a
+    /// timestamp; with `None` they are discarded (tests, benchmarks).
+    pub log: Option<GuestLog>,
 }
 
 impl Default for InstanceConfig {
@@ -186,6 +191,7 @@ impl Default for InstanceConfig {
             allowed_outbound_hosts: Arc::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             fuel: None,
+            log: None,
         }
     }
 }
@@ -199,6 +205,7 @@ impl std::fmt::Debug for InstanceConfig {
             .field("memory_limit_bytes", &self.memory_limit_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("fuel", &self.fuel)
+            .field("log", &self.log.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -718,11 +725,14 @@ struct InstanceState {
 
 impl InstanceState {
     fn new(config: &InstanceConfig, deadline: Instant) -> Self {
-        let wasi = WasiCtx::builder()
-            .envs(&config.env)
-            .inherit_stdout()
-            .inherit_stderr()
-            .build();
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(&config.env);
+        // Without a log, wasi's default: writes succeed and go nowhere.
+        if let Some(log) = &config.log {
+            wasi.stdout(log.output(Stream::Stdout))
+                .stderr(log.output(Stream::Stderr));
+        }
+        let wasi = wasi.build();
         Self {
             wasi,
             http: WasiHttpCtx::new(),

@@ -3,7 +3,8 @@
 //! An assigned instance goes Starting (fetch the component by digest unless
 //! it is on disk, compile or load the compiled artifact, pre-instantiate)
 //! then Running (its prepared handle is in the ingress routes) or Failed.
-//! An instance no longer assigned leaves the routes at once. Nothing here
+//! An instance no longer assigned leaves the routes at once. Each instance
+//! writes its guest output to its log in [`crate::logs`]. Nothing here
 //! depends on the scheduler being reachable once an instance runs: the node
 //! keeps serving what it has.
 
@@ -20,6 +21,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 use crate::ingress::Routes;
+use crate::logs::LogStore;
 use crate::runtime::{InstanceConfig, WasmRuntime};
 
 #[derive(Debug, Clone)]
@@ -35,6 +37,7 @@ pub struct Supervisor {
     runtime: Arc<WasmRuntime>,
     routes: Arc<Routes>,
     components: PathBuf,
+    logs: LogStore,
     states: Mutex<HashMap<String, State>>,
     /// Digests of the components on disk.
     held: Mutex<BTreeSet<String>>,
@@ -49,7 +52,8 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor keeping components under `data_dir/components`.
+    /// A supervisor keeping components under `data_dir/components` and
+    /// instance logs under `data_dir/logs`.
     pub fn new(
         runtime: Arc<WasmRuntime>,
         routes: Arc<Routes>,
@@ -66,14 +70,23 @@ impl Supervisor {
                 (hex.len() == 64).then(|| format!("sha256:{hex}"))
             })
             .collect();
+        let logs_dir = data_dir.join("logs");
+        let logs = LogStore::new(logs_dir.clone())
+            .with_context(|| format!("cannot create {}", logs_dir.display()))?;
         Ok(Supervisor {
             runtime,
             routes,
             components,
+            logs,
             held: Mutex::new(held),
             states: Mutex::new(HashMap::new()),
             changed: Notify::new(),
         })
+    }
+
+    /// The instances' logs.
+    pub fn logs(&self) -> &LogStore {
+        &self.logs
     }
 
     fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, State>> {
@@ -139,6 +152,7 @@ impl Supervisor {
                 let keep = wanted.contains_key(uid);
                 if !keep {
                     self.routes.remove(uid);
+                    self.logs.close(uid);
                     info!(instance = %state.assignment.name, "stopped");
                 }
                 keep
@@ -194,6 +208,7 @@ impl Supervisor {
                         seconds => std::time::Duration::from_secs(u64::from(seconds)),
                     },
                     fuel: None,
+                    log: self.log(&assignment),
                 };
                 self.runtime
                     .prepare(&assignment.component, &path, config)
@@ -204,6 +219,7 @@ impl Supervisor {
         let mut states = self.states();
         // The instance may have been unassigned while it started.
         let Some(state) = states.get_mut(&uid) else {
+            self.logs.close(&uid);
             return;
         };
         match outcome {
@@ -228,6 +244,15 @@ impl Supervisor {
         }
         drop(states);
         self.changed.notify_one();
+    }
+
+    /// The instance's log; without one (a uid that makes no file name,
+    /// which the scheduler never sends) its output is discarded.
+    fn log(&self, assignment: &Assignment) -> Option<crate::logs::GuestLog> {
+        self.logs
+            .open(&assignment.uid)
+            .inspect_err(|e| warn!(instance = %assignment.name, error = %e, "no log file"))
+            .ok()
     }
 
     /// The component's path on disk, fetched from the scheduler if needed

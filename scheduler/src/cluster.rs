@@ -1,5 +1,6 @@
-//! The scheduler's shared state: the store, the CA, change notification and
-//! what live node connections told us.
+//! The scheduler's shared state: the store, the CA, change notification,
+//! what live node connections told us, and those connections themselves
+//! (the scheduler opens streams on them to read instance logs).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +23,9 @@ pub struct Cluster {
     changes: watch::Sender<u64>,
     /// Node heartbeats and reports, kept in memory only.
     liveness: Mutex<HashMap<String, Liveness>>,
+    /// Each connected node's connection, by node name: the newest one
+    /// when a node reconnects before its old connection timed out.
+    connections: Mutex<HashMap<String, quinn::Connection>>,
 }
 
 impl Cluster {
@@ -33,6 +37,7 @@ impl Cluster {
             authority,
             changes: watch::channel(revision).0,
             liveness: Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -64,6 +69,33 @@ impl Cluster {
             entry.reported = held;
         }
         was_new
+    }
+
+    /// `node` connected (and authenticated) on `connection`.
+    pub fn node_connected(&self, node: &str, connection: quinn::Connection) {
+        self.connections().insert(node.to_owned(), connection);
+    }
+
+    /// `connection` of `node` closed; a newer one of the node stays.
+    pub fn node_disconnected(&self, node: &str, connection: &quinn::Connection) {
+        let mut connections = self.connections();
+        if connections
+            .get(node)
+            .is_some_and(|c| c.stable_id() == connection.stable_id())
+        {
+            connections.remove(node);
+        }
+    }
+
+    /// The live connection of `node`, if it is connected.
+    pub fn node_connection(&self, node: &str) -> Option<quinn::Connection> {
+        self.connections().get(node).cloned()
+    }
+
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, quinn::Connection>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A copy of what node connections told us.

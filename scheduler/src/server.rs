@@ -1,5 +1,9 @@
 //! The API server: accepts QUIC connections, authenticates the peer by its
-//! client certificate, and serves one request per stream.
+//! client certificate, and serves one request per stream. `Watch` and
+//! `Logs` keep their stream open; `Logs` is relayed from the nodes in
+//! [`logs`].
+
+mod logs;
 
 use std::sync::Arc;
 
@@ -104,6 +108,9 @@ async fn connection(cluster: Arc<Cluster>, incoming: quinn::Incoming) {
         }
     };
     debug!(%remote, ?caller, "connected");
+    if let Caller::Node(name) = &caller {
+        cluster.node_connected(name, connection.clone());
+    }
     while let Ok((send, recv)) = connection.accept_bi().await {
         let cluster = cluster.clone();
         let caller = caller.clone();
@@ -111,6 +118,9 @@ async fn connection(cluster: Arc<Cluster>, incoming: quinn::Incoming) {
         tokio::spawn(async move {
             stream(cluster, caller, connection, send, recv).await;
         });
+    }
+    if let Caller::Node(name) = &caller {
+        cluster.node_disconnected(name, &connection);
     }
 }
 
@@ -157,6 +167,41 @@ async fn stream(
     let response = match (caller.clone(), request) {
         (Caller::Node(name), Request::Watch) => {
             watch(&cluster, &name, &mut send).await;
+            let _ = send.finish();
+            return;
+        }
+        (
+            Caller::User(_),
+            Request::Logs {
+                namespace,
+                instance,
+                deployment,
+                tail,
+                since_seconds,
+                follow,
+            },
+        ) => {
+            let target = match (instance, deployment) {
+                (Some(name), None) => logs::Target::Instance(name),
+                (None, Some(name)) => logs::Target::Deployment(name),
+                _ => {
+                    let error = ApiError::new(
+                        ErrorCode::Invalid,
+                        "logs: name exactly one of an instance and a deployment",
+                    );
+                    let _ = send_frame(&mut send, &Response::Error(error)).await;
+                    let _ = send.finish();
+                    return;
+                }
+            };
+            let query = logs::Query {
+                namespace,
+                target,
+                tail,
+                since_seconds,
+                follow,
+            };
+            logs::relay(&cluster, query, &mut send).await;
             let _ = send.finish();
             return;
         }
@@ -288,6 +333,10 @@ async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
             .await
         }
         (caller, Request::Join { .. }) => Err(forbidden(caller, "join: already has credentials")),
+        (caller, Request::ReadLogs { .. }) => Err(forbidden(
+            caller,
+            "send read-logs: the scheduler sends it to nodes",
+        )),
         (caller @ Caller::User(_), request) => Err(forbidden(
             caller,
             &format!("send node request {}", request_name(&request)),
@@ -313,6 +362,8 @@ fn request_name(request: &Request) -> &'static str {
         Request::Report(_) => "report",
         Request::PatchNode { .. } => "patch-node",
         Request::PatchDeployment { .. } => "patch-deployment",
+        Request::Logs { .. } => "logs",
+        Request::ReadLogs { .. } => "read-logs",
     }
 }
 

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod delete;
 pub mod dev;
 pub mod get;
+pub mod logs;
 pub mod node;
 pub mod node_admin;
 pub mod rollout;

@@ -14,6 +14,7 @@ mod cluster;
 mod dev;
 mod harness;
 mod healing;
+mod logs;
 mod partition;
 mod placement;
 mod rollout;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_node::ingress::{self, Routes};
+use berth_node::logs::{LogQuery, LogStore};
 use berth_node::runtime::{InstanceConfig, PreparedInstance, RuntimeError, WasmRuntime};
 use bytes::Bytes;
 use http::StatusCode;
@@ -206,6 +207,46 @@ async fn serves_hello_by_host_and_404s_unknown_hosts() {
     );
 
     ingress.stop().await;
+}
+
+#[tokio::test]
+async fn guest_output_goes_to_the_instance_log() {
+    let _serial = shared().await;
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let logs = LogStore::new(data.path().join("logs")).unwrap();
+    let prepared = runtime
+        .prepare(
+            &digest_of(hello()),
+            hello(),
+            InstanceConfig {
+                log: Some(logs.open("uid-1").unwrap()),
+                ..config(&[("BERTH_INSTANCE", "i-1")])
+            },
+        )
+        .await
+        .unwrap();
+    let routes = Arc::new(Routes::default());
+    routes.insert("default", "hello", "uid-1", prepared);
+    let ingress = Ingress::start(Arc::clone(&routes)).await;
+    for _ in 0..3 {
+        assert_eq!(ingress.get(Some(HELLO_HOST)).await.0, StatusCode::OK);
+    }
+    ingress.stop().await;
+
+    let lines = logs.read("uid-1", &LogQuery::default()).unwrap().lines;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for line in &lines {
+        let (time, rest) = line.split_once(' ').unwrap();
+        let time: jiff::Timestamp = time.parse().unwrap();
+        assert!(time <= jiff::Timestamp::now());
+        assert!(
+            line.starts_with(&format!("{time:.9}")),
+            "RFC 3339 UTC: {line}"
+        );
+        assert_eq!(rest, "stdout served / as i-1");
+    }
+    assert!(data.path().join("logs").join("uid-1.log").exists());
 }
 
 #[tokio::test]
