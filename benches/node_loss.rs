@@ -25,24 +25,12 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use berth_api::{Object, Phase};
 use harness::{Cluster, NodeProc, Scheduler};
 
 const ROUNDS: usize = 10;
 
 fn running_elsewhere(cluster: &Cluster, dead: &str) -> bool {
-    let running: Vec<String> = cluster
-        .objects("instances")
-        .into_iter()
-        .filter_map(|o| match o {
-            Object::Instance(i)
-                if i.status.phase == Phase::Running && i.metadata.deletion_timestamp.is_none() =>
-            {
-                i.spec.node_name
-            }
-            _ => None,
-        })
-        .collect();
+    let running = cluster.running_nodes();
     running.len() == 3 && running.iter().all(|n| n != dead)
 }
 

@@ -328,6 +328,22 @@ impl Cluster {
         );
     }
 
+    /// The node of every live instance that is Running.
+    pub fn running_nodes(&self) -> Vec<String> {
+        self.objects("instances")
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Instance(i)
+                    if i.status.phase == berth_api::Phase::Running
+                        && i.metadata.deletion_timestamp.is_none() =>
+                {
+                    i.spec.node_name
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Instances not terminating.
     pub fn live_instances(&self) -> usize {
         self.objects("instances")

@@ -3,25 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use berth_api::{Object, Phase};
+use berth_api::Object;
 
 use crate::harness::{Cluster, HELLO_HOST, NodeProc, Scheduler, http_get};
-
-/// Running instances of hello, by node.
-fn running_on(cluster: &Cluster) -> Vec<String> {
-    cluster
-        .objects("instances")
-        .into_iter()
-        .filter_map(|o| match o {
-            Object::Instance(i)
-                if i.status.phase == Phase::Running && i.metadata.deletion_timestamp.is_none() =>
-            {
-                i.spec.node_name
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn a_dead_nodes_instances_are_replaced_within_seconds_and_it_is_fenced_on_return() {
@@ -38,7 +22,7 @@ fn a_dead_nodes_instances_are_replaced_within_seconds_and_it_is_fenced_on_return
     let manifest = cluster.hello_manifest(3);
     cluster.ok(&["apply", "-f", manifest.to_str().unwrap()]);
     cluster.wait_ready(3);
-    let before = running_on(&cluster);
+    let before = cluster.running_nodes();
     assert!(
         before.iter().any(|n| n == "node-2"),
         "one instance per node: {before:?}"
@@ -50,7 +34,7 @@ fn a_dead_nodes_instances_are_replaced_within_seconds_and_it_is_fenced_on_return
         "replacements running elsewhere",
         Duration::from_secs(30),
         || {
-            let now = running_on(&cluster);
+            let now = cluster.running_nodes();
             now.len() == 3 && now.iter().all(|n| n != "node-2")
         },
     );

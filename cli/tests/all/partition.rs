@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
-use berth_api::{Object, Phase};
+use berth_api::Object;
 
 use crate::harness::{Cluster, HELLO_HOST, NodeProc, Scheduler};
 
@@ -138,21 +138,6 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn running_on(cluster: &Cluster) -> Vec<String> {
-    cluster
-        .objects("instances")
-        .into_iter()
-        .filter_map(|o| match o {
-            Object::Instance(i)
-                if i.status.phase == Phase::Running && i.metadata.deletion_timestamp.is_none() =>
-            {
-                i.spec.node_name
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn a_partitioned_node_keeps_serving_is_replaced_and_is_fenced_when_it_returns() {
     if !is_root() {
@@ -184,7 +169,8 @@ fn a_partitioned_node_keeps_serving_is_replaced_and_is_fenced_when_it_returns() 
     cluster.wait_ready(2);
     let island = cluster.nodes[0].ingress;
     assert_eq!(
-        running_on(&cluster)
+        cluster
+            .running_nodes()
             .iter()
             .filter(|n| *n == "island")
             .count(),
@@ -197,7 +183,7 @@ fn a_partitioned_node_keeps_serving_is_replaced_and_is_fenced_when_it_returns() 
         "the island's instance replaced",
         Duration::from_secs(30),
         || {
-            let running = running_on(&cluster);
+            let running = cluster.running_nodes();
             running.len() == 2 && running.iter().all(|n| n == "mainland")
         },
     );
