@@ -8,6 +8,8 @@
 //!
 //! Out of scope: I/O other than the `quic` feature, policy, storage.
 
+#[cfg(feature = "admin")]
+pub mod admin;
 pub mod manifest;
 pub mod meta;
 pub mod objects;

@@ -11,6 +11,7 @@ mod commands;
 mod config;
 mod render;
 mod scheduler_config;
+mod selector;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,12 +23,15 @@ use anyhow::{Context as _, Result, bail};
 use berth_api::scheduling::Taint;
 use berth_api::wire::ApplyOutcome;
 use berth_api::{DEFAULT_NAMESPACE, Kind, NodeResources, Object};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::client::Client;
-use crate::commands::{apply, delete, dev, get, logs, node, node_admin, rollout, scheduler};
+use crate::commands::{
+    apply, completion, delete, dev, get, logs, node, node_admin, rollout, scheduler, version,
+};
 use crate::config::ClientConfig;
 use crate::render::Format;
+use crate::selector::Selector;
 
 /// berth: a cluster scheduler for WebAssembly components.
 #[derive(Debug, Parser)]
@@ -43,12 +47,21 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create or update objects from manifest files.
+    #[command(after_help = "Examples:\n  \
+        berth apply -f hello.yaml\n  \
+        berth apply -f manifests/\n  \
+        berth get deployment hello -o yaml | berth apply -f -")]
     Apply {
-        /// Manifest files (YAML, several documents separated by `---`).
+        /// Manifest file, directory (its .yaml/.yml files, sorted) or `-`
+        /// for stdin; YAML, several documents separated by `---`.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
     /// List or show objects.
+    #[command(after_help = "Examples:\n  \
+        berth get deployments\n  \
+        berth get instances -l app=hello -o wide\n  \
+        berth get deployment hello -o yaml")]
     Get {
         /// Kind: namespaces, deployments, instances, nodes, priorityclasses, events (or ns, deploy, inst, no, pc, ev).
         kind: String,
@@ -60,9 +73,23 @@ enum Command {
         /// All namespaces.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
+        /// Label selector: `k=v`, `k!=v`, `k`, `!k`, comma-separated (all must hold).
+        #[arg(short = 'l', long, value_parser = Selector::parse)]
+        selector: Option<Selector>,
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+    },
+    /// Print the client version.
+    Version,
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        berth completion bash > ~/.local/share/bash-completion/completions/berth\n  \
+        berth completion fish > ~/.config/fish/completions/berth.fish")]
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Delete objects named in manifest files, or one by kind and name.
     Delete {
@@ -167,6 +194,9 @@ enum Command {
         /// Scheduler config file (placement plugins, weights, strategy).
         #[arg(long, env = "BERTH_SCHEDULER_CONFIG")]
         config_file: Option<PathBuf>,
+        /// TCP address for the admin HTTP listener (/metrics, /livez, /readyz); off when not given.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
     },
     /// Run a node agent that joins a scheduler.
     Node {
@@ -203,6 +233,9 @@ enum Command {
         /// Taint to register with, KEY=VALUE:EFFECT (repeatable).
         #[arg(long = "taint", value_parser = Taint::parse)]
         taints: Vec<Taint>,
+        /// TCP address for the admin HTTP listener (/metrics, /livez, /readyz); off when not given.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
     },
     /// Run a scheduler and one node in one process, for one machine.
     Dev {
@@ -357,8 +390,9 @@ async fn run(cli: Cli) -> Result<()> {
     let config_path = config::path(cli.config.as_deref());
     match cli.command {
         Command::Apply { files } => {
+            let sources = apply::sources(&files)?;
             let client = connect(cli.config.as_deref()).await?;
-            let outcomes = apply::apply(&client, &files).await?;
+            let outcomes = apply::apply(&client, &sources).await?;
             for outcome in &outcomes {
                 println!("{}", outcome_line(outcome));
             }
@@ -369,6 +403,7 @@ async fn run(cli: Cli) -> Result<()> {
             name,
             namespace,
             all_namespaces,
+            selector,
             output,
         } => {
             let kind = kind(&kind_name)?;
@@ -386,9 +421,12 @@ async fn run(cli: Cli) -> Result<()> {
                 name: name.clone(),
             };
             let client = connect(cli.config.as_deref()).await?;
-            let objects = get::get(&client, &query).await?;
+            let mut objects = get::get(&client, &query).await?;
             client.close().await;
-            if objects.is_empty() && output == Format::Table {
+            if let Some(selector) = &selector {
+                objects = get::select(objects, selector);
+            }
+            if objects.is_empty() && !matches!(output, Format::Json | Format::Yaml) {
                 match (&query.namespace, kind.is_namespaced()) {
                     (Some(ns), true) => eprintln!("No resources found in {ns} namespace."),
                     _ => eprintln!("No resources found"),
@@ -404,6 +442,14 @@ async fn run(cli: Cli) -> Result<()> {
                 jiff::Timestamp::now(),
             )?;
             print!("{text}");
+        }
+        Command::Version => print!("{}", version::version()),
+        Command::Completion { shell } => {
+            use std::io::Write as _;
+            let script = completion::script(shell, &mut Cli::command());
+            std::io::stdout()
+                .write_all(&script)
+                .context("cannot write the completion script")?;
         }
         Command::Delete {
             files,
@@ -596,6 +642,7 @@ async fn run(cli: Cli) -> Result<()> {
             listen,
             node_grace_seconds,
             config_file,
+            admin,
         } => {
             let file = match &config_file {
                 Some(path) => scheduler_config::load(path)?,
@@ -609,6 +656,7 @@ async fn run(cli: Cli) -> Result<()> {
                 listen,
                 node_grace: grace,
                 placement: file.placement,
+                admin,
             };
             scheduler::run(config, &config_path).await?;
         }
@@ -624,6 +672,7 @@ async fn run(cli: Cli) -> Result<()> {
             memory_bytes,
             max_instances,
             taints,
+            admin,
         } => {
             let machine = berth_node::machine_capacity();
             let capacity =
@@ -643,6 +692,7 @@ async fn run(cli: Cli) -> Result<()> {
                 capacity,
                 max_instances,
                 taints,
+                admin,
             })
             .await?;
         }

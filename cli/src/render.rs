@@ -1,4 +1,6 @@
-//! Prints what a verb returns: kubectl-style tables, JSON or YAML.
+//! Prints what a verb returns: kubectl-style tables (plain or `wide`),
+//! `kind/name` lines, JSON or YAML. Nothing here prints colour; if
+//! colour is ever added it must stay off without a TTY and with `NO_COLOR`.
 
 use std::fmt::Write as _;
 
@@ -12,6 +14,10 @@ use serde::Serialize;
 pub enum Format {
     /// Columns, as kubectl prints them.
     Table,
+    /// The table with more columns.
+    Wide,
+    /// `kind/name`, one a line, for scripts.
+    Name,
     /// JSON: one object, or a `List`.
     Json,
     /// YAML: one object, or a `List`.
@@ -51,7 +57,80 @@ pub fn objects(
             _ => serde_yaml_ng::to_string(&list(objects)),
         }
         .context("cannot encode yaml"),
-        Format::Table => Ok(table(kind, objects, all_namespaces, now)),
+        Format::Table => Ok(table(kind, objects, all_namespaces, false, now)),
+        Format::Wide => Ok(table(kind, objects, all_namespaces, true, now)),
+        Format::Name => Ok(objects.iter().map(|o| format!("{}\n", name(o))).collect()),
+    }
+}
+
+/// `deployment/hello`, as `kubectl get -o name` prints it.
+pub fn name(object: &Object) -> String {
+    format!(
+        "{}/{}",
+        object.kind().as_str().to_lowercase(),
+        object.metadata().name
+    )
+}
+
+/// Longest MESSAGE cell of `-o wide`.
+const WIDE_MESSAGE_CHARS: usize = 40;
+
+/// `text` cut to `max` characters, the last three of them `...`.
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(max.saturating_sub(3)).collect();
+        cut.push_str("...");
+        cut
+    }
+}
+
+fn or_none(text: String) -> String {
+    if text.is_empty() {
+        "<none>".into()
+    } else {
+        text
+    }
+}
+
+/// The columns `-o wide` adds after the plain ones.
+fn wide_headers(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Deployment => &["COMPONENT", "SELECTOR"],
+        Kind::Instance => &["REASON", "MESSAGE"],
+        Kind::Node => &["LABELS", "TAINTS"],
+        Kind::Namespace | Kind::PriorityClass | Kind::Event => &[],
+    }
+}
+
+fn wide_cells(object: &Object) -> Vec<String> {
+    match object {
+        Object::Deployment(d) => {
+            let component = &d.spec.template.spec.component;
+            // `sha256:` and the first 12 hex digits, as image ids are shown.
+            let short: String = component.chars().take("sha256:".len() + 12).collect();
+            let selector: Vec<String> = d
+                .spec
+                .selector
+                .match_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            vec![or_none(short), or_none(selector.join(","))]
+        }
+        Object::Instance(i) => vec![
+            or_none(i.status.reason.clone()),
+            or_none(truncate(&i.status.message, WIDE_MESSAGE_CHARS)),
+        ],
+        Object::Node(n) => {
+            let taints: Vec<String> = n.spec.taints.iter().map(ToString::to_string).collect();
+            vec![
+                n.metadata.labels.len().to_string(),
+                or_none(taints.join(",")),
+            ]
+        }
+        Object::Namespace(_) | Object::PriorityClass(_) | Object::Event(_) => Vec::new(),
     }
 }
 
@@ -158,16 +237,28 @@ fn headers(kind: Kind) -> &'static [&'static str] {
 }
 
 /// Columns padded to their widest cell plus three spaces, as kubectl does.
-fn table(kind: Kind, objects: &[Object], all_namespaces: bool, now: Timestamp) -> String {
+fn table(
+    kind: Kind,
+    objects: &[Object],
+    all_namespaces: bool,
+    wide: bool,
+    now: Timestamp,
+) -> String {
     let namespaced = all_namespaces && kind.is_namespaced();
     let mut rows: Vec<Vec<String>> = Vec::with_capacity(objects.len() + 1);
     let mut header: Vec<String> = headers(kind).iter().map(|h| (*h).to_owned()).collect();
+    if wide {
+        header.extend(wide_headers(kind).iter().map(|h| (*h).to_owned()));
+    }
     if namespaced {
         header.insert(0, "NAMESPACE".into());
     }
     rows.push(header);
     for object in objects {
         let mut cells = row(object, now);
+        if wide {
+            cells.extend(wide_cells(object));
+        }
         if namespaced {
             cells.insert(0, object.namespace().unwrap_or_default().to_owned());
         }
@@ -340,5 +431,135 @@ mod tests {
         assert_eq!(age(at("2026-01-01T12:00:00Z"), now), "12h");
         assert_eq!(age(at("2025-12-20T00:00:00Z"), now), "13d");
         assert_eq!(age(None, now), "<unknown>");
+    }
+
+    fn object(json: serde_json::Value) -> Object {
+        Object::from_json(&serde_json::to_vec(&json).unwrap()).unwrap()
+    }
+
+    fn deployment() -> Object {
+        object(serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Deployment",
+            "metadata": {"name": "hello", "namespace": "default",
+                         "creationTimestamp": "2026-01-01T23:00:00Z"},
+            "spec": {"replicas": 2,
+                     "selector": {"matchLabels": {"app": "hello", "tier": "web"}},
+                     "template": {"metadata": {"labels": {"app": "hello", "tier": "web"}},
+                                  "spec": {"component": format!("sha256:{}", "ab12".repeat(16))}}},
+            "status": {"readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}
+        }))
+    }
+
+    fn instances() -> Vec<Object> {
+        let instance = |name: &str, node: &str, phase: &str, reason: &str, message: &str| {
+            object(serde_json::json!({
+                "apiVersion": "berth.dev/v1", "kind": "Instance",
+                "metadata": {"name": name, "namespace": "default",
+                             "labels": {"app": "hello"},
+                             "creationTimestamp": "2026-01-01T23:59:15Z"},
+                "spec": {"component": "sha256:00", "nodeName": node},
+                "status": {"phase": phase, "reason": reason, "message": message}
+            }))
+        };
+        vec![
+            instance("hello-a1", "node-0", "Running", "", ""),
+            instance(
+                "hello-b2",
+                "node-1",
+                "Failed",
+                "CrashLoop",
+                "wasm trap: unreachable instruction executed in handler",
+            ),
+        ]
+    }
+
+    fn node() -> Object {
+        object(serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Node",
+            "metadata": {"name": "node-0", "labels": {"zone": "a", "disk": "ssd"},
+                         "creationTimestamp": "2026-01-01T12:00:00Z"},
+            "spec": {"taints": [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]},
+            "status": {"ingressAddress": "127.0.0.1:8080", "runtimes": ["wasmtime"]}
+        }))
+    }
+
+    fn now() -> Timestamp {
+        "2026-01-02T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn name_output_is_kind_slash_name() {
+        let mut all = vec![deployment(), node()];
+        all.extend(instances());
+        let text = objects(Kind::Deployment, &all, Format::Name, false, false, now()).unwrap();
+        assert_eq!(
+            text,
+            "deployment/hello\nnode/node-0\ninstance/hello-a1\ninstance/hello-b2\n"
+        );
+    }
+
+    #[test]
+    fn wide_deployments_add_component_and_selector() {
+        let text = objects(
+            Kind::Deployment,
+            &[deployment()],
+            Format::Wide,
+            false,
+            false,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "NAME    READY   UP-TO-DATE   AVAILABLE   AGE   COMPONENT             SELECTOR\n\
+             hello   2/2     2            2           60m   sha256:ab12ab12ab12   app=hello,tier=web\n"
+        );
+    }
+
+    #[test]
+    fn wide_instances_add_reason_and_truncated_message() {
+        let text = objects(
+            Kind::Instance,
+            &instances(),
+            Format::Wide,
+            false,
+            true,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "NAMESPACE   NAME       READY   STATUS      NODE     AGE   REASON      MESSAGE\n\
+             default     hello-a1   1/1     Running     node-0   45s   <none>      <none>\n\
+             default     hello-b2   0/1     CrashLoop   node-1   45s   CrashLoop   wasm trap: unreachable instruction ex...\n"
+        );
+    }
+
+    #[test]
+    fn wide_nodes_add_label_count_and_taints() {
+        let text = objects(Kind::Node, &[node()], Format::Wide, false, false, now()).unwrap();
+        assert_eq!(
+            text,
+            "NAME     STATUS     RUNTIMES   INGRESS          AGE   LABELS   TAINTS\n\
+             node-0   NotReady   wasmtime   127.0.0.1:8080   12h   2        gpu=yes:NoSchedule\n"
+        );
+    }
+
+    #[test]
+    fn plain_table_is_unchanged_by_wide_support() {
+        let text = objects(
+            Kind::Deployment,
+            &[deployment()],
+            Format::Table,
+            false,
+            false,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "NAME    READY   UP-TO-DATE   AVAILABLE   AGE\n\
+             hello   2/2     2            2           60m\n"
+        );
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info, warn};
 
 use crate::logs::{LogError, LogQuery};
+use crate::metrics::Metrics;
 use crate::supervisor::Supervisor;
 
 /// How often the node reports when nothing changes: its heartbeat.
@@ -44,6 +45,7 @@ pub async fn run(
     scheduler: SocketAddr,
     info: NodeInfo,
     supervisor: Arc<Supervisor>,
+    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -52,7 +54,7 @@ pub async fn run(
         let began = tokio::time::Instant::now();
         let outcome = tokio::select! {
             _ = &mut shutdown => break,
-            outcome = session(&endpoint, scheduler, &info, &supervisor) => outcome,
+            outcome = session(&endpoint, scheduler, &info, &supervisor, &metrics) => outcome,
         };
         if let Err(e) = outcome {
             warn!(%scheduler, error = %format!("{e:#}"), "scheduler session ended; instances keep serving");
@@ -76,6 +78,7 @@ async fn session(
     scheduler: SocketAddr,
     info: &NodeInfo,
     supervisor: &Arc<Supervisor>,
+    metrics: &Metrics,
 ) -> Result<()> {
     let connection = quic::connect(endpoint, scheduler).await?;
     match quic::call(&connection, &Request::Register(info.clone())).await? {
@@ -84,6 +87,7 @@ async fn session(
         other => bail!("registering: unexpected answer {other:?}"),
     }
     info!(%scheduler, "registered");
+    metrics.registered();
     let (mut send, mut recv) = connection.open_bi().await?;
     quic::send_frame(&mut send, &Request::Watch).await?;
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
@@ -100,9 +104,9 @@ async fn session(
             },
             _ = heartbeat.tick() => {
                 supervisor.retry_fetches(&connection);
-                report(&connection, supervisor).await?;
+                report(&connection, supervisor, metrics).await?;
             }
-            () = supervisor.changed.notified() => report(&connection, supervisor).await?,
+            () = supervisor.changed.notified() => report(&connection, supervisor, metrics).await?,
             incoming = connection.accept_bi() => {
                 let (send, recv) = incoming?;
                 tokio::spawn(answer(supervisor.clone(), send, recv));
@@ -111,8 +115,14 @@ async fn session(
     }
 }
 
-async fn report(connection: &quinn::Connection, supervisor: &Supervisor) -> Result<()> {
-    match quic::call(connection, &Request::Report(supervisor.report())).await? {
+async fn report(
+    connection: &quinn::Connection,
+    supervisor: &Supervisor,
+    metrics: &Metrics,
+) -> Result<()> {
+    let report = supervisor.report();
+    metrics.report(&report);
+    match quic::call(connection, &Request::Report(report)).await? {
         Response::Ok => Ok(()),
         Response::Error(e) => bail!("reporting: {e}"),
         other => bail!("reporting: unexpected answer {other:?}"),

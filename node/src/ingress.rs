@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
@@ -31,6 +31,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::metrics::{CompileCounts, Metrics};
 use crate::runtime::{PreparedInstance, RuntimeError, Termination, error_chain};
 
 /// Open connections the ingress serves at once; further clients wait in the
@@ -155,6 +156,18 @@ pub async fn serve(
     domain: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let metrics = Arc::new(Metrics::new(CompileCounts::default));
+    serve_observed(listener, routes, domain, metrics, shutdown).await
+}
+
+/// As [`serve`], counting requests, their latency and terminations in `metrics`.
+pub async fn serve_observed(
+    listener: TcpListener,
+    routes: Arc<Routes>,
+    domain: String,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let domain: Arc<str> = domain.trim_end_matches('.').to_ascii_lowercase().into();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -176,9 +189,10 @@ pub async fn serve(
             Ok((stream, peer)) => {
                 let routes = Arc::clone(&routes);
                 let domain = Arc::clone(&domain);
+                let metrics = Arc::clone(&metrics);
                 let drain = drain_rx.clone();
                 connections.spawn(async move {
-                    serve_connection(stream, peer, routes, domain, drain).await;
+                    serve_connection(stream, peer, routes, domain, metrics, drain).await;
                     drop(permit);
                 });
             }
@@ -210,6 +224,7 @@ async fn serve_connection(
     peer: SocketAddr,
     routes: Arc<Routes>,
     domain: Arc<str>,
+    metrics: Arc<Metrics>,
     mut drain: watch::Receiver<bool>,
 ) {
     // A component may send its response head before its body, in separate
@@ -221,7 +236,8 @@ async fn serve_connection(
     let service = service_fn(move |req| {
         let routes = Arc::clone(&routes);
         let domain = Arc::clone(&domain);
-        async move { Ok::<_, Infallible>(route(req, &routes, &domain).await) }
+        let metrics = Arc::clone(&metrics);
+        async move { Ok::<_, Infallible>(route(req, &routes, &domain, &metrics).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -248,31 +264,62 @@ async fn serve_connection(
 }
 
 /// Answers one request: finds the deployment from the host, picks an
-/// instance, and lets it handle the request.
+/// instance, and lets it handle the request. Counts it in `metrics`, by
+/// deployment only when one serves it (a client cannot mint label values).
 async fn route(
     req: Request<Incoming>,
     routes: &Routes,
     domain: &str,
+    metrics: &Metrics,
 ) -> Response<HyperOutgoingBody> {
+    let began = Instant::now();
     let host = match request_host(&req) {
         Ok(host) => host,
-        Err(message) => return text(StatusCode::BAD_REQUEST, message.to_owned()),
+        Err(message) => {
+            let response = text(StatusCode::BAD_REQUEST, message.to_owned());
+            metrics.request(
+                "",
+                "",
+                response.status().as_u16(),
+                began.elapsed().as_secs_f64(),
+            );
+            return response;
+        }
     };
-    let instance = deployment_of(&host, domain)
-        .and_then(|(deployment, namespace)| routes.pick(namespace, deployment));
-    let Some(instance) = instance else {
-        return text(
+    let picked = deployment_of(&host, domain).and_then(|(deployment, namespace)| {
+        let instance = routes.pick(namespace, deployment)?;
+        Some((namespace.to_owned(), deployment.to_owned(), instance))
+    });
+    let Some((namespace, deployment, instance)) = picked else {
+        let response = text(
             StatusCode::NOT_FOUND,
             format!("no deployment serves host {host:?}\n"),
         );
+        metrics.request(
+            "",
+            "",
+            response.status().as_u16(),
+            began.elapsed().as_secs_f64(),
+        );
+        return response;
     };
-    match instance.handle(req).await {
+    let response = match instance.handle(req).await {
         Ok(response) => response,
         Err(e) => {
             tracing::error!(%host, error = %error_chain(&e), "component failed");
+            if let Some(termination) = e.termination() {
+                metrics.terminated(termination.reason());
+            }
             failure_response(&e)
         }
-    }
+    };
+    metrics.request(
+        &namespace,
+        &deployment,
+        response.status().as_u16(),
+        began.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 /// The answer for a request the component failed: 504 if it ran out of

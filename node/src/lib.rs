@@ -8,8 +8,9 @@
 //! (the session with the scheduler), [`supervisor`] (assignments to running
 //! instances), [`runtime`] (wasmtime engine, compile cache, per-request
 //! instantiation), [`ingress`] (HTTP routing by `Host`), [`logs`] (each
-//! instance's stdout and stderr on disk, read back for `berth logs`). Start
-//! at [`Node::start`].
+//! instance's stdout and stderr on disk, read back for `berth logs`),
+//! [`metrics`] and [`admin`] (Prometheus series, `/livez` and `/readyz` on
+//! the optional admin listener). Start at [`Node::start`].
 //!
 //! **Architecture Invariant:** once an instance runs, serving it needs
 //! nothing from the scheduler; a node cut off from the scheduler keeps
@@ -19,6 +20,7 @@ pub mod agent;
 pub mod credentials;
 pub mod ingress;
 pub mod logs;
+pub mod metrics;
 pub mod outbound;
 pub mod runtime;
 pub mod supervisor;
@@ -36,6 +38,7 @@ use berth_api::wire::NodeInfo;
 use tracing::info;
 
 use crate::ingress::Routes;
+use crate::metrics::{CompileCounts, Metrics};
 use crate::runtime::WasmRuntime;
 use crate::supervisor::Supervisor;
 
@@ -65,6 +68,9 @@ pub struct Config {
     pub max_instances: u64,
     /// Taints to register with.
     pub taints: Vec<Taint>,
+    /// TCP address of the admin HTTP listener (`/metrics`, `/livez`,
+    /// `/readyz`); none when `None`.
+    pub admin: Option<SocketAddr>,
 }
 
 /// The WIT interfaces this node's host provides to components: WASI 0.2's
@@ -111,6 +117,8 @@ pub struct Node {
     endpoint: quinn::Endpoint,
     routes: Arc<Routes>,
     supervisor: Arc<Supervisor>,
+    metrics: Arc<Metrics>,
+    admin: Option<tokio::net::TcpListener>,
 }
 
 /// The machine's CPUs (in millicores) and memory (from `/proc/meminfo`).
@@ -145,6 +153,14 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(config.ingress)
             .await
             .with_context(|| format!("cannot listen on {}", config.ingress))?;
+        let admin = match config.admin {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
         let credentials = match credentials::load(&config.data_dir)? {
             Some(credentials) => credentials,
             None => {
@@ -162,6 +178,13 @@ impl Node {
         let client = quic::client_config(&credentials.identity, &credentials.ca_pem)?;
         let endpoint = quic::client_endpoint(config.scheduler, client)?;
         let runtime = Arc::new(WasmRuntime::new(&config.data_dir)?);
+        let metrics = {
+            let runtime = Arc::clone(&runtime);
+            Arc::new(Metrics::new(move || CompileCounts {
+                compiled: runtime.compiled_count(),
+                disk: runtime.from_disk_count(),
+            }))
+        };
         let routes = Arc::new(Routes::default());
         let supervisor = Arc::new(Supervisor::new(runtime, routes.clone(), &config.data_dir)?);
         Ok(Node {
@@ -170,12 +193,19 @@ impl Node {
             endpoint,
             routes,
             supervisor,
+            metrics,
+            admin,
         })
     }
 
     /// Where the ingress listens.
     pub fn ingress_addr(&self) -> Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// Where the admin HTTP listener listens, if there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves and keeps the scheduler session until `shutdown` resolves.
@@ -205,23 +235,43 @@ impl Node {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let ingress = tokio::spawn(ingress::serve(
+        let ingress = tokio::spawn(ingress::serve_observed(
             self.listener,
             self.routes.clone(),
             self.config.domain.clone(),
+            self.metrics.clone(),
             stopped(),
         ));
+        let admin = self.admin.map(|listener| {
+            let metrics = self.metrics.clone();
+            // Ready once registered with the scheduler; a node that lost it
+            // later stays ready: it keeps serving what it has.
+            let ready = move || metrics.is_ready();
+            tokio::spawn(berth_api::admin::serve(
+                listener,
+                {
+                    let metrics = self.metrics.clone();
+                    move || metrics.encode()
+                },
+                ready,
+                stopped(),
+            ))
+        });
         info!(name = %self.config.name, ingress = %ingress_addr, "node started");
         let agent = tokio::spawn(agent::run(
             self.endpoint,
             self.config.scheduler,
             info,
             self.supervisor,
+            self.metrics,
             stopped(),
         ));
         shutdown.await;
         let _ = stop_tx.send(true);
         let _ = agent.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         ingress.await.context("ingress task")?.context("ingress")?;
         Ok(())
     }

@@ -234,6 +234,8 @@ pub struct WasmRuntime {
     /// one compile, and the result stays in memory.
     loaded: Mutex<HashMap<String, Arc<OnceCell<ProxyPre<InstanceState>>>>>,
     compiled: AtomicU64,
+    /// Components loaded from an artifact on disk: compile-cache hits.
+    from_disk: AtomicU64,
 }
 
 impl WasmRuntime {
@@ -285,6 +287,7 @@ impl WasmRuntime {
             engine_hash,
             loaded: Mutex::new(HashMap::new()),
             compiled: AtomicU64::new(0),
+            from_disk: AtomicU64::new(0),
         })
     }
 
@@ -327,6 +330,12 @@ impl WasmRuntime {
         self.compiled.load(Ordering::Relaxed)
     }
 
+    /// How many components this runtime loaded from a compiled artifact on
+    /// disk (without compiling) since it started.
+    pub fn from_disk_count(&self) -> u64 {
+        self.from_disk.load(Ordering::Relaxed)
+    }
+
     async fn load_or_compile(
         &self,
         digest: &str,
@@ -338,7 +347,10 @@ impl WasmRuntime {
             .join(format!("{hex}-{}.cwasm", self.engine_hash));
         let component = if tokio::fs::try_exists(&artifact).await.unwrap_or(false) {
             match self.load(digest, &artifact).await {
-                Ok(component) => component,
+                Ok(component) => {
+                    self.from_disk.fetch_add(1, Ordering::Relaxed);
+                    component
+                }
                 Err(e) => {
                     // A truncated or foreign file: compile again and replace it.
                     tracing::warn!(%digest, path = %artifact.display(), error = %error_chain(&e),

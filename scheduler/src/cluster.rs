@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use tokio::sync::watch;
 
 use crate::controller::Liveness;
+use crate::metrics::Metrics;
 use crate::pki::Authority;
 use crate::store::{Store, StoreError};
 
@@ -17,6 +18,8 @@ use crate::store::{Store, StoreError};
 pub struct Cluster {
     /// The durable store.
     pub store: Store,
+    /// The scheduler's Prometheus series.
+    pub metrics: Arc<Metrics>,
     /// The CA and the scheduler's credentials.
     pub authority: Authority,
     /// Carries the store revision after every committed change.
@@ -32,8 +35,10 @@ impl Cluster {
     /// Wraps an opened store and CA.
     pub fn new(store: Store, authority: Authority) -> Result<Arc<Cluster>, StoreError> {
         let revision = store.revision()?;
+        let metrics = Arc::new(Metrics::new());
         Ok(Arc::new(Cluster {
-            store,
+            store: store.with_metrics(metrics.clone()),
+            metrics,
             authority,
             changes: watch::channel(revision).0,
             liveness: Mutex::new(HashMap::new()),

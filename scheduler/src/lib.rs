@@ -4,6 +4,8 @@
 //! API over QUIC with mutual TLS ([`server`], with the verbs in
 //! [`admission`] and [`nodes`]), and runs the controllers ([`controller`])
 //! and placement ([`placement`]) — both sans-IO — from [`reconciler`].
+//! Prometheus series live in [`metrics`], served with `/livez` and
+//! `/readyz` by the optional admin HTTP listener ([`admin`]).
 //! Start at [`Scheduler::start`].
 //!
 //! Out of scope here: the wasm runtime (the `berth-node` crate) and the
@@ -13,6 +15,7 @@ pub mod admission;
 pub mod cluster;
 pub mod controller;
 pub mod events;
+pub mod metrics;
 pub mod nodes;
 pub mod pki;
 pub mod placement;
@@ -46,6 +49,9 @@ pub struct Config {
     pub node_grace: Duration,
     /// Placement plugins, weights and strategy.
     pub placement: placement::Config,
+    /// TCP address of the admin HTTP listener (`/metrics`, `/livez`,
+    /// `/readyz`); none when `None`.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Why the scheduler could not start.
@@ -87,6 +93,7 @@ pub struct Scheduler {
     cluster: Arc<Cluster>,
     endpoint: quinn::Endpoint,
     settings: Settings,
+    admin: Option<std::net::TcpListener>,
 }
 
 impl Scheduler {
@@ -110,6 +117,14 @@ impl Scheduler {
                 source,
             }
         })?;
+        let admin = config
+            .admin
+            .map(|addr| {
+                std::net::TcpListener::bind(addr)
+                    .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+                    .map_err(|source| StartError::Listen { addr, source })
+            })
+            .transpose()?;
         let settings = Settings {
             node_grace: jiff::SignedDuration::try_from(config.node_grace)
                 .unwrap_or(jiff::SignedDuration::from_secs(5)),
@@ -124,12 +139,18 @@ impl Scheduler {
             cluster,
             endpoint,
             settings,
+            admin,
         })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr, std::io::Error> {
         self.endpoint.local_addr()
+    }
+
+    /// The address the admin HTTP listener bound, if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The admin user's client credentials.
@@ -160,9 +181,34 @@ impl Scheduler {
                 },
             ))
         };
+        let admin = self.admin.and_then(|listener| {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(
+                    |e| tracing::warn!(error = %e, "admin listener unusable; serving without it"),
+                )
+                .ok()?;
+            let cluster = self.cluster.clone();
+            // Ready while the store can be read.
+            let ready = move || cluster.store.revision().is_ok();
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(berth_api::admin::serve(
+                listener,
+                {
+                    let metrics = self.cluster.metrics.clone();
+                    move || metrics.encode()
+                },
+                ready,
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            )))
+        });
         server::serve(self.endpoint.clone(), self.cluster.clone(), shutdown).await;
         let _ = stop_tx.send(true);
         let _ = reconciler.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         self.endpoint.wait_idle().await;
     }
 }

@@ -83,6 +83,7 @@ fn new_name(deployment: &str) -> String {
 /// One reconcile pass; the new revision if it wrote anything.
 fn pass(cluster: &Cluster, settings: &Settings) -> Result<Option<u64>, StoreError> {
     let snapshot = cluster.store.snapshot()?;
+    cluster.metrics.reconcile_pass(&snapshot.objects);
     let view = View::new(snapshot.objects);
     let now = Timestamp::now();
     let imports = cluster.store.imports()?;

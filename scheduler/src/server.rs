@@ -6,6 +6,7 @@
 mod logs;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use berth_api::quic::{recv_frame_limited, send_frame};
 use berth_api::wire::{ApiError, ErrorCode, Request, Response};
@@ -220,7 +221,22 @@ async fn stream(
     }
 }
 
+/// Answers one request and records it in the API metrics.
 async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Response {
+    let verb = request_name(&request);
+    let began = Instant::now();
+    let response = answer(cluster, caller, request).await;
+    let code = match &response {
+        Response::Error(e) => code_name(e.code),
+        _ => "ok",
+    };
+    cluster
+        .metrics
+        .api_request(verb, code, began.elapsed().as_secs_f64());
+    response
+}
+
+async fn answer(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Response {
     let cluster = cluster.clone();
     let result = match (caller, request) {
         (Caller::Anonymous, Request::Join { secret, node_name }) => {
@@ -347,6 +363,18 @@ async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
         )),
     };
     result.unwrap_or_else(Response::Error)
+}
+
+/// An error code as the `code` label of the API metrics.
+fn code_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::Invalid => "Invalid",
+        ErrorCode::NotFound => "NotFound",
+        ErrorCode::Forbidden => "Forbidden",
+        ErrorCode::Unauthenticated => "Unauthenticated",
+        ErrorCode::Internal => "Internal",
+        ErrorCode::Unavailable => "Unavailable",
+    }
 }
 
 fn request_name(request: &Request) -> &'static str {

@@ -17,9 +17,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
 
 use berth_api::{Kind, Object};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::metrics::Metrics;
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -89,6 +93,8 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Object, StoreError> {
 /// The redb-backed store.
 pub struct Store {
     db: Database,
+    /// Where commit latency is recorded, once the cluster attaches it.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -119,7 +125,15 @@ impl Store {
             txn.open_table(IMPORTS)?;
         }
         txn.commit()?;
-        Ok(Store { db })
+        Ok(Store { db, metrics: None })
+    }
+
+    /// Records the latency of every committing [`write`](Store::write) in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Store {
+        Store {
+            metrics: Some(metrics),
+            ..self
+        }
     }
 
     /// The last committed revision.
@@ -201,7 +215,11 @@ impl Store {
         };
         let (revision, changed) = revision;
         if changed {
+            let began = Instant::now();
             txn.commit().map_err(StoreError::from)?;
+            if let Some(metrics) = &self.metrics {
+                metrics.store_commit(began.elapsed().as_secs_f64());
+            }
         } else {
             // Nothing to make durable: skip the fsync a commit costs.
             txn.abort().map_err(StoreError::from)?;

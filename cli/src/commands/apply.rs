@@ -1,10 +1,18 @@
-//! `berth apply -f FILE`: upload components, then create or update objects.
+//! `berth apply -f FILE|DIR|-`: upload components, then create or update
+//! objects.
+//!
+//! A directory stands for its `.yaml` and `.yml` files (not its
+//! subdirectories), in name order; `-` for standard input, named `<stdin>`
+//! in messages. A component given as a digest (`sha256:...`, as `get -o
+//! yaml` prints it) is taken to be on the scheduler already, so the output
+//! of `get` applies back unchanged.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use berth_api::Object;
-use berth_api::manifest::{InvalidManifest, ManifestError, parse_manifest_file};
+use berth_api::manifest::{InvalidManifest, ManifestError, parse_manifests};
 use berth_api::wire::{ApplyOutcome, Request, Response};
 use berth_scheduler::admission::validate_component;
 use sha2::{Digest, Sha256};
@@ -17,9 +25,81 @@ struct Component {
     bytes: Vec<u8>,
 }
 
-fn component_error(file: &Path, object: &Object, message: String) -> ManifestError {
+/// One manifest's text, with the name messages give it and the directory
+/// its components are read from.
+pub struct Source {
+    /// The path as given, or `<stdin>`.
+    pub name: String,
+    /// Where relative component paths start.
+    pub base: PathBuf,
+    /// The YAML.
+    pub text: String,
+}
+
+/// Reads `-f` arguments: files, directories (their `.yaml`/`.yml` files,
+/// sorted) and `-` (standard input, once).
+pub fn sources(args: &[PathBuf]) -> Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    for arg in args {
+        if arg.as_os_str() == "-" {
+            if sources.iter().any(|s: &Source| s.name == STDIN) {
+                bail!("-f - given twice: standard input can be read once");
+            }
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read <stdin>")?;
+            sources.push(Source {
+                name: STDIN.into(),
+                base: PathBuf::from("."),
+                text,
+            });
+        } else if arg.is_dir() {
+            let entries = std::fs::read_dir(arg)
+                .with_context(|| format!("cannot read directory {}", arg.display()))?;
+            let mut files = Vec::new();
+            for entry in entries {
+                let path = entry
+                    .with_context(|| format!("cannot read directory {}", arg.display()))?
+                    .path();
+                let manifest = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+                if manifest && path.is_file() {
+                    files.push(path);
+                }
+            }
+            if files.is_empty() {
+                bail!("no .yaml or .yml files in directory {}", arg.display());
+            }
+            files.sort();
+            for file in &files {
+                sources.push(read_file(file)?);
+            }
+        } else {
+            sources.push(read_file(arg)?);
+        }
+    }
+    Ok(sources)
+}
+
+/// How messages name standard input.
+const STDIN: &str = "<stdin>";
+
+fn read_file(path: &Path) -> Result<Source> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ManifestError::Read {
+        file: name.clone(),
+        error,
+    })?;
+    Ok(Source {
+        name,
+        base: path.parent().unwrap_or(Path::new(".")).to_owned(),
+        text,
+    })
+}
+
+fn component_error(file: &str, object: &Object, message: String) -> ManifestError {
     ManifestError::from(InvalidManifest {
-        file: file.display().to_string(),
+        file: file.to_owned(),
         document: 0,
         object: Some(object.describe()),
         path: Some("spec.template.spec.component".into()),
@@ -28,15 +108,22 @@ fn component_error(file: &Path, object: &Object, message: String) -> ManifestErr
     })
 }
 
+/// Whether `reference` is already a digest (`sha256:` and 64 hex digits).
+fn is_digest(reference: &str) -> bool {
+    reference
+        .strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Reads and checks the component a Deployment names, relative to its
 /// manifest's directory.
 fn read_component(
-    file: &Path,
+    source: &Source,
     object: &Object,
     reference: &str,
 ) -> Result<Component, ManifestError> {
-    let base = file.parent().unwrap_or(Path::new("."));
-    let path: PathBuf = base.join(reference.trim_start_matches("./"));
+    let file = source.name.as_str();
+    let path: PathBuf = source.base.join(reference.trim_start_matches("./"));
     let bytes = std::fs::read(&path).map_err(|e| {
         component_error(
             file,
@@ -52,19 +139,23 @@ fn read_component(
     })
 }
 
-/// Objects with the file each came from.
-type Loaded = Vec<(PathBuf, Object)>;
+/// Objects with the name of the file each came from.
+type Loaded = Vec<(String, Object)>;
 
-/// Loads every file, resolving components to digests. Nothing is sent
+/// Loads every source, resolving components to digests. Nothing is sent
 /// until every file and component is known to be good.
-fn load(files: &[PathBuf]) -> Result<(Loaded, Vec<Component>)> {
+fn load(sources: &[Source]) -> Result<(Loaded, Vec<Component>)> {
     let mut objects = Vec::new();
     let mut components: Vec<Component> = Vec::new();
-    for file in files {
-        for mut object in parse_manifest_file(file)? {
+    for source in sources {
+        for mut object in parse_manifests(&source.name, &source.text)? {
             if let Object::Deployment(deployment) = &object {
                 let reference = deployment.spec.template.spec.component.clone();
-                let component = read_component(file, &object, &reference)?;
+                if is_digest(&reference) {
+                    objects.push((source.name.clone(), object));
+                    continue;
+                }
+                let component = read_component(source, &object, &reference)?;
                 if let Object::Deployment(deployment) = &mut object {
                     deployment.spec.template.spec.component = component.digest.clone();
                 }
@@ -72,21 +163,21 @@ fn load(files: &[PathBuf]) -> Result<(Loaded, Vec<Component>)> {
                     components.push(component);
                 }
             }
-            objects.push((file.clone(), object));
+            objects.push((source.name.clone(), object));
         }
     }
     Ok((objects, components))
 }
 
-/// Applies `files` through `client`.
-pub async fn apply(client: &Client, files: &[PathBuf]) -> Result<Vec<ApplyOutcome>> {
-    let (objects, components) = load(files)?;
+/// Applies the manifests of `sources` through `client`.
+pub async fn apply(client: &Client, sources: &[Source]) -> Result<Vec<ApplyOutcome>> {
+    let (objects, components) = load(sources)?;
     if objects.is_empty() {
         bail!(
             "no objects found in {}",
-            files
+            sources
                 .iter()
-                .map(|f| f.display().to_string())
+                .map(|s| s.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         );
@@ -110,7 +201,7 @@ pub async fn apply(client: &Client, files: &[PathBuf]) -> Result<Vec<ApplyOutcom
             .iter()
             .find(|(_, o)| e.to_string().starts_with(&format!("{}:", o.describe())))
         {
-            Some((file, _)) => bail!("{}: {e}", file.display()),
+            Some((file, _)) => bail!("{file}: {e}"),
             None => Err(e),
         },
     }

@@ -37,6 +37,7 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
         listen: dev.listen,
         node_grace: berth_scheduler::DEFAULT_NODE_GRACE,
         placement: Default::default(),
+        admin: None,
     };
     let (scheduler, addr) = super::scheduler::start(&scheduler_config, config_out)?;
     let token = scheduler.join_token().to_owned();
@@ -52,6 +53,7 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
         capacity: None,
         max_instances: 0,
         taints: Vec::new(),
+        admin: None,
     })
     .await?;
     let ingress = node.ingress_addr()?;
@@ -64,7 +66,7 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
     );
     if !dev.files.is_empty() {
         let client = Client::connect(&ClientConfig::load(config_out)?).await?;
-        for outcome in apply::apply(&client, &dev.files).await? {
+        for outcome in apply::apply(&client, &apply::sources(&dev.files)?).await? {
             println!("{}", crate::outcome_line(&outcome));
         }
         let deployments = get::get(

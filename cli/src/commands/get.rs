@@ -1,10 +1,11 @@
-//! `berth get KIND [NAME]`.
+//! `berth get KIND [NAME] [-l SELECTOR]`.
 
 use anyhow::{Result, bail};
 use berth_api::wire::{Request, Response};
 use berth_api::{Kind, Object};
 
 use crate::client::Client;
+use crate::selector::Selector;
 
 /// Which objects to read.
 #[derive(Debug, Clone)]
@@ -34,5 +35,14 @@ pub async fn get(client: &Client, query: &Query) -> Result<Vec<Object>> {
             Object::from_json(bytes)
                 .map_err(|e| anyhow::anyhow!("scheduler sent a malformed object: {e}"))
         })
+        .collect()
+}
+
+/// Keeps the objects whose labels meet `selector` (client-side: the
+/// scheduler answers the whole kind; see [`crate::selector`]).
+pub fn select(objects: Vec<Object>, selector: &Selector) -> Vec<Object> {
+    objects
+        .into_iter()
+        .filter(|o| selector.matches(&o.metadata().labels))
         .collect()
 }

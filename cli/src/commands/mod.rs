@@ -1,6 +1,7 @@
 //! One module per verb.
 
 pub mod apply;
+pub mod completion;
 pub mod delete;
 pub mod dev;
 pub mod get;
@@ -9,3 +10,4 @@ pub mod node;
 pub mod node_admin;
 pub mod rollout;
 pub mod scheduler;
+pub mod version;

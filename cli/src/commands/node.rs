@@ -6,6 +6,9 @@ use berth_node::{Config, Node};
 /// Runs `berth node` until interrupted.
 pub async fn run(config: Config) -> Result<()> {
     let node = Node::start(config.clone()).await?;
+    if let Some(admin) = node.admin_addr() {
+        println!("admin on http://{admin}");
+    }
     println!(
         "node {} serving http on {} (hosts *.{}), scheduler {}",
         config.name,

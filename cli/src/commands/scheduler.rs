@@ -30,6 +30,9 @@ pub fn start(config: &Config, config_out: &Path) -> Result<(Scheduler, SocketAdd
 pub async fn run(config: Config, config_out: &Path) -> Result<()> {
     let (scheduler, addr) = start(&config, config_out)?;
     println!("scheduler listening on {addr} (quic, mutual tls)");
+    if let Some(admin) = scheduler.admin_addr() {
+        println!("admin on http://{admin}");
+    }
     println!("data in {}", config.data_dir.display());
     println!("client config written to {}", config_out.display());
     println!(

@@ -10,11 +10,13 @@
 )]
 
 mod bad_input;
+mod cli_output;
 mod cluster;
 mod dev;
 mod harness;
 mod healing;
 mod logs;
+mod metrics;
 mod partition;
 mod placement;
 mod rollout;
