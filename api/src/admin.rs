@@ -25,6 +25,14 @@ use tokio::task::JoinSet;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The histogram every berth latency series uses: buckets from 0.5 ms to
+/// about 16 s, doubling.
+pub fn latency_histogram() -> prometheus_client::metrics::histogram::Histogram {
+    prometheus_client::metrics::histogram::Histogram::new(
+        prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16),
+    )
+}
+
 /// Admin connections served at once; scrapers are few.
 pub const MAX_CONNECTIONS: usize = 64;
 

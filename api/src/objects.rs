@@ -386,6 +386,17 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 7] = [
+        Phase::Pending,
+        Phase::Scheduled,
+        Phase::Starting,
+        Phase::Running,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Terminating,
+    ];
+
     /// The phase's name as shown by `berth get`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -18,24 +18,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-
-/// Every phase, so that a phase with no instances reads 0.
-const PHASES: [Phase; 7] = [
-    Phase::Pending,
-    Phase::Scheduled,
-    Phase::Starting,
-    Phase::Running,
-    Phase::Succeeded,
-    Phase::Failed,
-    Phase::Terminating,
-];
-
-/// Latency buckets from 0.5 ms to about 16 s, doubling.
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -123,7 +107,7 @@ impl Metrics {
         );
         let request_duration =
             Family::<DeploymentLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                latency_histogram,
+                berth_api::admin::latency_histogram,
             );
         registry.register(
             "berth_node_request_duration_seconds",
@@ -180,7 +164,7 @@ impl Metrics {
 
     /// Sets the instance gauges from a report to the scheduler.
     pub fn report(&self, report: &NodeReport) {
-        for phase in PHASES {
+        for phase in Phase::ALL {
             let count = report.instances.iter().filter(|i| i.phase == phase).count();
             self.instances
                 .get_or_create(&PhaseLabel {

@@ -10,25 +10,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-
-/// Every phase, so that a phase with no instances reads 0 instead of
-/// keeping its last value.
-const PHASES: [Phase; 7] = [
-    Phase::Pending,
-    Phase::Scheduled,
-    Phase::Starting,
-    Phase::Running,
-    Phase::Succeeded,
-    Phase::Failed,
-    Phase::Terminating,
-];
-
-/// Latency buckets from 0.5 ms to about 16 s, doubling.
-fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerbCode {
@@ -79,14 +62,15 @@ impl Metrics {
             "API requests answered, by verb and result code (ok or the error code)",
             api_requests.clone(),
         );
-        let api_duration =
-            Family::<Verb, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let api_duration = Family::<Verb, Histogram, fn() -> Histogram>::new_with_constructor(
+            berth_api::admin::latency_histogram,
+        );
         registry.register(
             "berth_api_request_duration_seconds",
             "Time to answer an API request, by verb",
             api_duration.clone(),
         );
-        let store_commit = latency_histogram();
+        let store_commit = berth_api::admin::latency_histogram();
         registry.register(
             "berth_store_commit_duration_seconds",
             "Time of store write transactions that committed a change",
@@ -141,13 +125,13 @@ impl Metrics {
     pub fn reconcile_pass(&self, objects: &[Object]) {
         self.placement_passes.inc();
         let (mut ready, mut not_ready) = (0, 0);
-        let mut phases = [0i64; PHASES.len()];
+        let mut phases = [0i64; Phase::ALL.len()];
         for object in objects {
             match object {
                 Object::Node(node) if node.status.is_ready() => ready += 1,
                 Object::Node(_) => not_ready += 1,
                 Object::Instance(instance) => {
-                    if let Some(count) = PHASES
+                    if let Some(count) = Phase::ALL
                         .iter()
                         .position(|p| *p == instance.status.phase)
                         .and_then(|i| phases.get_mut(i))
@@ -166,7 +150,7 @@ impl Metrics {
                 condition: "NotReady",
             })
             .set(not_ready);
-        for (phase, count) in PHASES.iter().zip(phases) {
+        for (phase, count) in Phase::ALL.iter().zip(phases) {
             self.instances
                 .get_or_create(&PhaseLabel {
                     phase: phase.as_str(),

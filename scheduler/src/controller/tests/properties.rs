@@ -25,16 +25,6 @@ impl Rng {
     }
 }
 
-const PHASES: [Phase; 7] = [
-    Phase::Pending,
-    Phase::Scheduled,
-    Phase::Starting,
-    Phase::Running,
-    Phase::Succeeded,
-    Phase::Failed,
-    Phase::Terminating,
-];
-
 fn random_bound(rng: &mut Rng) -> Option<IntOrPercent> {
     match rng.below(3) {
         0 => None,
@@ -134,7 +124,7 @@ fn random_cluster(rng: &mut Rng) -> (View, HashMap<String, Liveness>, Settings) 
                 &owner,
                 &name,
                 rng.below(100) as i64,
-                *rng.pick(&PHASES),
+                *rng.pick(&Phase::ALL),
                 node,
             );
             i.metadata.resource_version = Some(format!("{}", 1 + rng.below(50)));
