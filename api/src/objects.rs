@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lifecycle::{Isolation, Probe, RestartPolicy};
 use crate::meta::{LabelSelector, ObjectMeta};
 use crate::rollout::{DeploymentCondition, DeploymentStrategy, Revision};
 use crate::scheduling::{
@@ -231,6 +232,28 @@ pub struct InstanceSpec {
     /// 504); 30 if unset, 1 to 3600.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u32>,
+    /// What the node does when the instance ends or fails: `Always` (the
+    /// default, and the only policy a Deployment takes), `OnFailure` or
+    /// `Never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+    /// Restarts the instance when it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// Keeps the instance out of routing while it fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    /// Holds liveness and readiness back until it first passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+    /// Seconds in-flight requests get to finish when the instance stops
+    /// (30), before they are cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<u32>,
+    /// `shared` (the namespace's sandbox on the node, the default) or
+    /// `dedicated` (a worker process and cgroup of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
 }
 
 /// One environment variable.
@@ -433,6 +456,20 @@ pub struct InstanceStatus {
     /// When the node reported the instance Running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<jiff::Timestamp>,
+    /// Whether the instance passes its readiness probe (or has none) and
+    /// receives traffic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ready: bool,
+    /// How many times the node restarted the instance.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
+    /// The exit code of a command component that has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A machine that runs instances.

@@ -40,7 +40,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> FieldError {
         FieldError {
             path: path.into(),
             message: message.into(),
@@ -133,6 +133,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
             validate_rollout(spec)?;
             let path = "spec.template.spec";
             validate_instance_spec(path, &spec.template.spec)?;
+            crate::lifecycle::validate_deployment_restart_policy(path, &spec.template.spec)?;
             scheduling::validate_template_priority(path, &spec.template.spec)
         }
         Object::Instance(instance) => validate_instance_spec("spec", &instance.spec),
@@ -291,6 +292,7 @@ fn validate_instance_spec(path: &str, spec: &InstanceSpec) -> Result<(), FieldEr
             format!("must be between 1 and {MAX_TIMEOUT_SECONDS}, not {seconds}"),
         ));
     }
+    crate::lifecycle::validate_lifecycle(path, spec)?;
     for (index, entry) in spec.allowed_outbound_hosts.iter().enumerate() {
         crate::outbound::AllowedHost::parse(entry)
             .map_err(|e| FieldError::new(format!("{path}.allowedOutboundHosts[{index}]"), e))?;

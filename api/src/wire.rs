@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::lifecycle::{Isolation, Probes, RestartPolicy};
 use crate::objects::{Kind, NodeResources, Phase};
 
 /// Version of the message set; a peer speaking another version is refused.
@@ -225,6 +226,12 @@ pub struct InstanceReport {
     pub reason: String,
     /// Details.
     pub message: String,
+    /// Whether it passes its readiness probe (or has none) and is routed.
+    pub ready: bool,
+    /// How many times the node restarted it.
+    pub restart_count: u32,
+    /// The exit code of a command component that has ended.
+    pub exit_code: Option<i32>,
 }
 
 /// Everything one node should run.
@@ -258,6 +265,14 @@ pub struct Assignment {
     /// Seconds one request may take (`timeoutSeconds`); 0 is the node's
     /// default (30).
     pub request_timeout_seconds: u32,
+    /// What to do when the instance ends or fails.
+    pub restart_policy: RestartPolicy,
+    /// Its probes, defaults resolved.
+    pub probes: Probes,
+    /// Seconds in-flight requests get when it stops.
+    pub termination_grace_seconds: u32,
+    /// Which sandbox it runs in.
+    pub isolation: Isolation,
 }
 
 /// The scheduler's answer.
@@ -476,6 +491,9 @@ mod tests {
                 phase: Phase::Running,
                 reason: String::new(),
                 message: String::new(),
+                ready: true,
+                restart_count: 0,
+                exit_code: None,
             }],
             components: vec!["sha256:00".into()],
         });

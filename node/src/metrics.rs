@@ -206,6 +206,9 @@ mod tests {
             phase,
             reason: String::new(),
             message: String::new(),
+            ready: true,
+            restart_count: 0,
+            exit_code: None,
         }
     }
 

@@ -103,6 +103,9 @@ impl Supervisor {
                 phase: state.phase,
                 reason: state.reason.clone(),
                 message: state.message.clone(),
+                ready: state.phase == Phase::Running,
+                restart_count: 0,
+                exit_code: None,
             })
             .collect();
         instances.sort_by(|a, b| a.uid.cmp(&b.uid));

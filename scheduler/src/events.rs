@@ -174,7 +174,7 @@ mod tests {
                 phase,
                 reason: reason.into(),
                 message: format!("{reason} message"),
-                start_time: None,
+                ..InstanceStatus::default()
             },
         }
     }

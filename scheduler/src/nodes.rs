@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use berth_api::lifecycle::{DEFAULT_TERMINATION_GRACE_SECONDS, Probe, Probes};
 use berth_api::quantity::{parse_cpu, parse_memory};
 use berth_api::validate::dns1123_label;
 use berth_api::wire::{
@@ -152,6 +153,9 @@ pub fn report(cluster: &Cluster, name: &str, report: NodeReport) -> Result<u64, 
             if status.phase == reported.phase
                 && status.reason == reported.reason
                 && status.message == reported.message
+                && status.ready == reported.ready
+                && status.restart_count == reported.restart_count
+                && status.exit_code == reported.exit_code
             {
                 continue;
             }
@@ -162,6 +166,9 @@ pub fn report(cluster: &Cluster, name: &str, report: NodeReport) -> Result<u64, 
             updated.status.phase = reported.phase;
             updated.status.reason = reported.reason;
             updated.status.message = reported.message;
+            updated.status.ready = reported.ready;
+            updated.status.restart_count = reported.restart_count;
+            updated.status.exit_code = reported.exit_code;
             if let Some((severity, reason, message)) = events::transition(instance, &updated) {
                 let source = format!("node/{name}");
                 events::record(txn, &updated, severity, &reason, &message, &source, now)?;
@@ -226,6 +233,17 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
             limits: limits(&instance),
             allowed_outbound_hosts: instance.spec.allowed_outbound_hosts.clone(),
             request_timeout_seconds: instance.spec.timeout_seconds.unwrap_or(0),
+            restart_policy: instance.spec.restart_policy.unwrap_or_default(),
+            probes: Probes {
+                liveness: instance.spec.liveness_probe.as_ref().map(Probe::resolve),
+                readiness: instance.spec.readiness_probe.as_ref().map(Probe::resolve),
+                startup: instance.spec.startup_probe.as_ref().map(Probe::resolve),
+            },
+            termination_grace_seconds: instance
+                .spec
+                .termination_grace_period_seconds
+                .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS),
+            isolation: instance.spec.isolation.unwrap_or_default(),
         })
         .collect();
     instances.sort_by(|a, b| a.uid.cmp(&b.uid));

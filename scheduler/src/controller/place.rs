@@ -166,7 +166,7 @@ fn apply_outcome(
                 phase: Phase::Pending,
                 reason: REASON_PREEMPTED.into(),
                 message: format!("preempted by {preemptor} on {}", preemption.node),
-                start_time: None,
+                ..InstanceStatus::default()
             };
             plan.commands.push(Command::Update {
                 seen: rv(&victim.metadata),
@@ -203,7 +203,7 @@ fn apply_outcome(
                 phase: Phase::Pending,
                 reason: REASON_UNSCHEDULABLE.into(),
                 message: (*message).to_owned(),
-                start_time: None,
+                ..InstanceStatus::default()
             };
         } else {
             continue;
