@@ -10,6 +10,7 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+pub mod job;
 pub mod lifecycle;
 pub mod manifest;
 pub mod meta;

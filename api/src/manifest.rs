@@ -157,6 +157,9 @@ pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Object>, ManifestEr
         if let Object::Deployment(deployment) = &mut object {
             deployment.status = None;
         }
+        if let Object::Job(job) = &mut object {
+            job.status = crate::job::JobStatus::default();
+        }
         validate_object(&object).map_err(|error| InvalidManifest {
             object: (!object.metadata().name.is_empty()).then(|| object.describe()),
             ..invalid(Some(error.path), error.message, None)
@@ -259,6 +262,7 @@ fn read_object(
         Kind::Node => Object::Node(Box::new(read(document)?)),
         Kind::PriorityClass => Object::PriorityClass(Box::new(read(document)?)),
         Kind::Event => Object::Event(Box::new(read(document)?)),
+        Kind::Job => Object::Job(Box::new(read(document)?)),
     })
 }
 

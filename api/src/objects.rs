@@ -1,4 +1,5 @@
-//! The kinds berth stores: `Namespace`, `Deployment`, `Instance` and `Node`.
+//! The kinds berth stores: `Namespace`, `Deployment`, `Instance`, `Node`,
+//! `PriorityClass`, `Event` and `Job` (its types are in [`crate::job`]).
 //!
 //! Field names follow Kubernetes wherever the concept is the same, so a
 //! Deployment manifest reads like one a Kubernetes user already knows.
@@ -8,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::job::Job;
 use crate::lifecycle::{Isolation, Probe, RestartPolicy};
 use crate::meta::{LabelSelector, ObjectMeta};
 use crate::rollout::{DeploymentCondition, DeploymentStrategy, Revision};
@@ -30,17 +32,20 @@ pub enum Kind {
     PriorityClass,
     /// Something that happened to an object.
     Event,
+    /// Runs of a command component to completion.
+    Job,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::Instance,
         Kind::Node,
         Kind::PriorityClass,
         Kind::Event,
+        Kind::Job,
     ];
 
     /// The kind's name as written in manifests.
@@ -52,12 +57,16 @@ impl Kind {
             Kind::Node => "Node",
             Kind::PriorityClass => "PriorityClass",
             Kind::Event => "Event",
+            Kind::Job => "Job",
         }
     }
 
     /// Whether objects of this kind live in a namespace.
     pub fn is_namespaced(self) -> bool {
-        matches!(self, Kind::Deployment | Kind::Instance | Kind::Event)
+        matches!(
+            self,
+            Kind::Deployment | Kind::Instance | Kind::Event | Kind::Job
+        )
     }
 
     /// Whether users may create this kind with `apply`; the others are
@@ -65,7 +74,7 @@ impl Kind {
     pub fn is_user_managed(self) -> bool {
         matches!(
             self,
-            Kind::Namespace | Kind::Deployment | Kind::PriorityClass
+            Kind::Namespace | Kind::Deployment | Kind::PriorityClass | Kind::Job
         )
     }
 
@@ -84,6 +93,7 @@ impl Kind {
             "node" | "nodes" | "no" => Some(Kind::Node),
             "priorityclass" | "priorityclasses" | "pc" => Some(Kind::PriorityClass),
             "event" | "events" | "ev" => Some(Kind::Event),
+            "job" | "jobs" => Some(Kind::Job),
             _ => None,
         }
     }
@@ -646,6 +656,8 @@ pub enum Object {
     PriorityClass(Box<PriorityClass>),
     /// An Event.
     Event(Box<Event>),
+    /// A Job.
+    Job(Box<Job>),
 }
 
 impl Object {
@@ -658,6 +670,7 @@ impl Object {
             Object::Node(_) => Kind::Node,
             Object::PriorityClass(_) => Kind::PriorityClass,
             Object::Event(_) => Kind::Event,
+            Object::Job(_) => Kind::Job,
         }
     }
 
@@ -670,6 +683,7 @@ impl Object {
             Object::Node(o) => &o.metadata,
             Object::PriorityClass(o) => &o.metadata,
             Object::Event(o) => &o.metadata,
+            Object::Job(o) => &o.metadata,
         }
     }
 
@@ -682,6 +696,26 @@ impl Object {
             Object::Node(o) => &mut o.metadata,
             Object::PriorityClass(o) => &mut o.metadata,
             Object::Event(o) => &mut o.metadata,
+            Object::Job(o) => &mut o.metadata,
+        }
+    }
+
+    /// The template instances are made from, for the kinds that have one
+    /// (Deployment, Job).
+    pub fn template(&self) -> Option<&InstanceTemplate> {
+        match self {
+            Object::Deployment(d) => Some(&d.spec.template),
+            Object::Job(j) => Some(&j.spec.template),
+            _ => None,
+        }
+    }
+
+    /// [`Object::template`], mutable.
+    pub fn template_mut(&mut self) -> Option<&mut InstanceTemplate> {
+        match self {
+            Object::Deployment(d) => Some(&mut d.spec.template),
+            Object::Job(j) => Some(&mut j.spec.template),
+            _ => None,
         }
     }
 
@@ -718,6 +752,7 @@ impl Object {
             "Node" => Object::Node(serde_json::from_slice(bytes)?),
             "PriorityClass" => Object::PriorityClass(serde_json::from_slice(bytes)?),
             "Event" => Object::Event(serde_json::from_slice(bytes)?),
+            "Job" => Object::Job(serde_json::from_slice(bytes)?),
             other => {
                 return Err(serde::de::Error::custom(format!("unknown kind {other:?}")));
             }

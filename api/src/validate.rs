@@ -85,6 +85,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::Node(o) => (&o.api_version, &o.kind),
         Object::PriorityClass(o) => (&o.api_version, &o.kind),
         Object::Event(o) => (&o.api_version, &o.kind),
+        Object::Job(o) => (&o.api_version, &o.kind),
     };
     if api_version != API_VERSION {
         return Err(FieldError::new(
@@ -137,6 +138,14 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
             scheduling::validate_template_priority(path, &spec.template.spec)
         }
         Object::Instance(instance) => validate_instance_spec("spec", &instance.spec),
+        Object::Job(job) => {
+            let template = &job.spec.template;
+            validate_labels("spec.template.metadata.labels", &template.metadata.labels)?;
+            let path = "spec.template.spec";
+            validate_instance_spec(path, &template.spec)?;
+            crate::job::validate_job_spec(&job.spec)?;
+            scheduling::validate_template_priority(path, &template.spec)
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::job::Workload;
 use crate::lifecycle::{Isolation, Probes, RestartPolicy};
 use crate::objects::{Kind, NodeResources, Phase};
 
@@ -252,8 +253,12 @@ pub struct Assignment {
     pub name: String,
     /// Namespace.
     pub namespace: String,
-    /// The owning Deployment, whose host name routes to this instance.
+    /// The owning Deployment, whose host name routes to this instance;
+    /// empty for a Job's instance.
     pub deployment: String,
+    /// Serve HTTP (a Deployment's instance) or run the component's
+    /// `wasi:cli/run` once to completion (a Job's).
+    pub workload: Workload,
     /// `sha256:<hex>` of the component.
     pub component: String,
     /// Environment variables, in order.

@@ -63,7 +63,7 @@ enum Command {
         berth get instances -l app=hello -o wide\n  \
         berth get deployment hello -o yaml")]
     Get {
-        /// Kind: namespaces, deployments, instances, nodes, priorityclasses, events (or ns, deploy, inst, no, pc, ev).
+        /// Kind: namespaces, deployments, jobs, instances, nodes, priorityclasses, events (or ns, deploy, inst, no, pc, ev).
         kind: String,
         /// One object by name.
         name: Option<String>,
@@ -237,6 +237,19 @@ enum Command {
         #[arg(long)]
         admin: Option<SocketAddr>,
     },
+    /// A sandbox worker process; nodes start these themselves.
+    #[command(hide = true)]
+    Sandbox {
+        /// The node's abstract socket name.
+        #[arg(long)]
+        socket: String,
+        /// The node's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The ingress domain.
+        #[arg(long)]
+        domain: String,
+    },
     /// Run a scheduler and one node in one process, for one machine.
     Dev {
         /// Data directory.
@@ -347,7 +360,7 @@ pub fn outcome_line(outcome: &ApplyOutcome) -> String {
 
 fn kind(name: &str) -> Result<Kind> {
     Kind::from_cli_name(name).with_context(|| {
-        format!("unknown kind {name:?}: expected namespaces, deployments, instances, nodes, priorityclasses or events")
+        format!("unknown kind {name:?}: expected namespaces, deployments, jobs, instances, nodes, priorityclasses or events")
     })
 }
 
@@ -693,6 +706,19 @@ async fn run(cli: Cli) -> Result<()> {
                 max_instances,
                 taints,
                 admin,
+                sandbox: Some(sandbox_program()?),
+            })
+            .await?;
+        }
+        Command::Sandbox {
+            socket,
+            data_dir,
+            domain,
+        } => {
+            berth_node::sandbox::worker::run(berth_node::sandbox::worker::WorkerArgs {
+                socket,
+                data_dir,
+                domain,
             })
             .await?;
         }
@@ -745,4 +771,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// How a node starts its sandboxes: this very binary, `berth sandbox`.
+pub(crate) fn sandbox_program() -> Result<berth_node::sandbox::SandboxProgram> {
+    Ok(berth_node::sandbox::SandboxProgram {
+        program: std::env::current_exe().context("cannot find the berth executable")?,
+        args: vec!["sandbox".into()],
+    })
 }

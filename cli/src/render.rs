@@ -100,16 +100,16 @@ fn wide_headers(kind: Kind) -> &'static [&'static str] {
         Kind::Deployment => &["COMPONENT", "SELECTOR"],
         Kind::Instance => &["REASON", "MESSAGE"],
         Kind::Node => &["LABELS", "TAINTS"],
+        Kind::Job => &["COMPONENT"],
         Kind::Namespace | Kind::PriorityClass | Kind::Event => &[],
     }
 }
 
 fn wide_cells(object: &Object) -> Vec<String> {
     match object {
+        Object::Job(j) => vec![or_none(short_digest(&j.spec.template.spec.component))],
         Object::Deployment(d) => {
-            let component = &d.spec.template.spec.component;
-            // `sha256:` and the first 12 hex digits, as image ids are shown.
-            let short: String = component.chars().take("sha256:".len() + 12).collect();
+            let short = short_digest(&d.spec.template.spec.component);
             let selector: Vec<String> = d
                 .spec
                 .selector
@@ -132,6 +132,11 @@ fn wide_cells(object: &Object) -> Vec<String> {
         }
         Object::Namespace(_) | Object::PriorityClass(_) | Object::Event(_) => Vec::new(),
     }
+}
+
+/// `sha256:` and the first 12 hex digits, as image ids are shown.
+fn short_digest(component: &str) -> String {
+    component.chars().take("sha256:".len() + 12).collect()
 }
 
 fn list(items: &[Object]) -> List<'_> {
@@ -187,6 +192,12 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
                 age,
             ]
         }
+        Object::Job(j) => vec![
+            meta.name.clone(),
+            format!("{}/{}", j.status.succeeded, j.spec.completions()),
+            job_duration(&j.status, now),
+            age,
+        ],
         Object::PriorityClass(c) => vec![
             meta.name.clone(),
             c.value.to_string(),
@@ -233,6 +244,35 @@ fn headers(kind: Kind) -> &'static [&'static str] {
         Kind::Node => &["NAME", "STATUS", "RUNTIMES", "INGRESS", "AGE"],
         Kind::PriorityClass => &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE"],
         Kind::Event => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        Kind::Job => &["NAME", "COMPLETIONS", "DURATION", "AGE"],
+    }
+}
+
+/// kubectl's DURATION of a Job: start to completion, or to now while it
+/// runs; empty before it starts.
+fn job_duration(status: &berth_api::job::JobStatus, now: Timestamp) -> String {
+    let Some(start) = status.start_time else {
+        return String::new();
+    };
+    let end = status.completion_time.unwrap_or(now);
+    human_duration(end.duration_since(start).as_secs().max(0))
+}
+
+/// kubectl's `HumanDuration`: `45s`, `2m5s`, `15m`, `3h20m`, `12h`, `3d4h`,
+/// `20d`.
+fn human_duration(seconds: i64) -> String {
+    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86400);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if minutes < 10 && s % 60 == 0 => format!("{minutes}m"),
+        s if minutes < 10 => format!("{minutes}m{}s", s % 60),
+        _ if minutes < 3 * 60 => format!("{minutes}m"),
+        _ if hours < 8 && minutes % 60 == 0 => format!("{hours}h"),
+        _ if hours < 8 => format!("{hours}h{}m", minutes % 60),
+        _ if hours < 48 => format!("{hours}h"),
+        _ if hours < 8 * 24 && hours % 24 == 0 => format!("{days}d"),
+        _ if hours < 8 * 24 => format!("{days}d{}h", hours % 24),
+        _ => format!("{days}d"),
     }
 }
 
@@ -365,6 +405,35 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
                     berth_api::quantity::format_memory(n.status.allocatable.memory_bytes)
                 ),
             );
+        }
+        Object::Job(j) => {
+            let status = &j.status;
+            field("Completions", &j.spec.completions().to_string());
+            field("Parallelism", &j.spec.parallelism().to_string());
+            field("Backoff Limit", &j.spec.backoff_limit().to_string());
+            if let Some(seconds) = j.spec.active_deadline_seconds {
+                field("Active Deadline", &format!("{seconds}s"));
+            }
+            field("Restart Policy", j.spec.restart_policy().as_str());
+            let time =
+                |t: Option<Timestamp>| t.map_or_else(|| "<none>".to_owned(), |t| t.to_string());
+            field("Start Time", &time(status.start_time));
+            field("Completed At", &time(status.completion_time));
+            field("Duration", &or_none(&job_duration(status, now)));
+            field(
+                "Instances",
+                &format!(
+                    "{} Active / {} Succeeded / {} Failed",
+                    status.active, status.succeeded, status.failed
+                ),
+            );
+            let conditions: Vec<String> = status
+                .conditions
+                .iter()
+                .map(|c| format!("{}={} ({})", c.type_.as_str(), c.status, c.reason))
+                .collect();
+            field("Conditions", &or_none(&conditions.join(", ")));
+            field("Component", &j.spec.template.spec.component);
         }
         Object::PriorityClass(c) => {
             field("Value", &c.value.to_string());
@@ -542,6 +611,49 @@ mod tests {
             text,
             "NAME     STATUS     RUNTIMES   INGRESS          AGE   LABELS   TAINTS\n\
              node-0   NotReady   wasmtime   127.0.0.1:8080   12h   2        gpu=yes:NoSchedule\n"
+        );
+    }
+
+    fn job(name: &str, status: serde_json::Value) -> Object {
+        object(serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": "default",
+                         "creationTimestamp": "2026-01-01T23:00:00Z"},
+            "spec": {"completions": 2,
+                     "template": {"spec": {"component": "sha256:00", "restartPolicy": "Never"}}},
+            "status": status
+        }))
+    }
+
+    #[test]
+    fn jobs_show_completions_and_duration() {
+        let jobs = [
+            job(
+                "done",
+                serde_json::json!({"succeeded": 2, "startTime": "2026-01-01T23:00:05Z",
+                                   "completionTime": "2026-01-01T23:02:30Z"}),
+            ),
+            job(
+                "running",
+                serde_json::json!({"active": 1, "succeeded": 1,
+                                   "startTime": "2026-01-01T23:59:15Z"}),
+            ),
+            job("new", serde_json::json!({})),
+        ];
+        let text = objects(Kind::Job, &jobs, Format::Table, false, false, now()).unwrap();
+        assert_eq!(
+            text,
+            "NAME      COMPLETIONS   DURATION   AGE\n\
+             done      2/2           2m25s      60m\n\
+             running   1/2           45s        60m\n\
+             new       0/2                      60m\n"
+        );
+        assert_eq!(human_duration(3 * 3600 + 20 * 60), "3h20m");
+        assert_eq!(human_duration(50 * 3600), "2d2h");
+        let described = describe(&jobs[0], &[], now());
+        assert!(
+            described.contains("Instances:        0 Active / 2 Succeeded / 0 Failed\n"),
+            "{described}"
         );
     }
 

@@ -1,10 +1,11 @@
 //! HTTP ingress: routes `Host: <deployment>.<namespace>.<domain>` to one of
-//! that deployment's instances on this node.
+//! that deployment's ready instances on this node.
 //!
-//! [`Routes`] is the routing table the node updates as instances start and
-//! stop; [`serve`] accepts HTTP/1.1 connections until shutdown. Responses
-//! the ingress makes itself (400, 404, 500, and 504 for a request past its
-//! deadline) are short `text/plain` bodies of the same type as a
+//! [`Routes`] is the routing table the node updates as instances start,
+//! turn ready or not, and stop; [`serve`] accepts HTTP/1.1 connections until
+//! shutdown. Responses the ingress makes itself (400, 404, 500, 503 for an
+//! instance stopped mid-request, and 504 for a request past its deadline)
+//! are short `text/plain` bodies of the same type as a
 //! component's, so a connection has one response type.
 //! Out of scope for now: HTTP/2, TLS, and routing to instances on other nodes.
 
@@ -52,42 +53,126 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// The instances serving one deployment on this node.
 #[derive(Default)]
 struct Route {
-    instances: Vec<(String, PreparedInstance)>,
+    instances: Vec<Routed>,
     next: AtomicUsize,
 }
 
+/// One instance of a deployment, and whether it may receive requests.
+struct Routed {
+    uid: String,
+    instance: PreparedInstance,
+    /// Passes its readiness probe (or has none): [`Routes::pick`] skips it
+    /// while false.
+    ready: bool,
+}
+
 /// Which instances serve which deployment, keyed by lowercase
-/// `(namespace, deployment)`.
+/// `(namespace, deployment)`, and which of them are ready.
+///
+/// Only ready instances are picked. An instance leaves in one of two ways:
+/// [`Routes::remove`] at once, or [`Routes::drain`], which stops routing to
+/// it, lets its requests in flight finish within a grace period and then
+/// cancels the rest.
 #[derive(Default)]
 pub struct Routes {
     routes: RwLock<HashMap<(String, String), Route>>,
 }
 
 impl Routes {
-    /// Adds instance `uid` to the deployment's instances, replacing any
-    /// instance already registered under that uid.
+    /// Adds instance `uid` to the deployment's instances, ready, replacing
+    /// any instance already registered under that uid.
     pub fn insert(&self, namespace: &str, deployment: &str, uid: &str, instance: PreparedInstance) {
+        self.insert_with_readiness(namespace, deployment, uid, instance, true);
+    }
+
+    /// Adds instance `uid` to the deployment's instances, replacing any
+    /// instance already registered under that uid; it is picked only once
+    /// `ready` (see [`Routes::set_ready`]).
+    pub fn insert_with_readiness(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        uid: &str,
+        instance: PreparedInstance,
+        ready: bool,
+    ) {
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
         remove_uid(&mut routes, uid);
         let key = (
             namespace.to_ascii_lowercase(),
             deployment.to_ascii_lowercase(),
         );
+        routes.entry(key).or_default().instances.push(Routed {
+            uid: uid.to_owned(),
+            instance,
+            ready,
+        });
+    }
+
+    /// Marks instance `uid` ready (picked) or not; returns whether it is
+    /// routed here at all.
+    pub fn set_ready(&self, uid: &str, ready: bool) -> bool {
+        let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+        let routed = routes
+            .values_mut()
+            .flat_map(|route| route.instances.iter_mut())
+            .find(|routed| routed.uid == uid);
+        match routed {
+            Some(routed) => {
+                routed.ready = ready;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether instance `uid` is ready; `None` if it is not routed here.
+    pub fn is_ready(&self, uid: &str) -> Option<bool> {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         routes
-            .entry(key)
-            .or_default()
-            .instances
-            .push((uid.to_owned(), instance));
+            .values()
+            .flat_map(|route| route.instances.iter())
+            .find(|routed| routed.uid == uid)
+            .map(|routed| routed.ready)
     }
 
     /// Removes instance `uid` wherever it is; unknown uids are ignored.
+    /// Its requests in flight go on (see [`Routes::drain`]).
     pub fn remove(&self, uid: &str) {
         let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
         remove_uid(&mut routes, uid);
     }
 
-    /// Picks the next of the deployment's instances, round-robin; `None` if
-    /// it has none on this node.
+    /// Stops instance `uid` gracefully: takes it out of routing at once,
+    /// waits until its requests in flight (response bodies included) have
+    /// finished or `grace` has passed, then cancels it, so that whatever is
+    /// left ends with [`RuntimeError::Cancelled`] (a 503, or a cut body).
+    ///
+    /// Returns `None` if no instance is routed under `uid`, else how many
+    /// requests were still in flight when the grace period ended (0 if all
+    /// finished). A request picked just before the drain began may still
+    /// reach the instance; after the cancel it is answered 503.
+    pub async fn drain(&self, uid: &str, grace: Duration) -> Option<usize> {
+        let instance = {
+            let mut routes = self.routes.write().unwrap_or_else(PoisonError::into_inner);
+            let instance = routes
+                .values()
+                .flat_map(|route| route.instances.iter())
+                .find(|routed| routed.uid == uid)
+                .map(|routed| routed.instance.clone());
+            remove_uid(&mut routes, uid);
+            instance?
+        };
+        let left = match tokio::time::timeout(grace, instance.idle()).await {
+            Ok(()) => 0,
+            Err(_) => instance.in_flight(),
+        };
+        instance.cancel();
+        Some(left)
+    }
+
+    /// Picks the next of the deployment's ready instances, round-robin;
+    /// `None` if none on this node is ready.
     pub fn pick(&self, namespace: &str, deployment: &str) -> Option<PreparedInstance> {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         let key = (
@@ -95,18 +180,16 @@ impl Routes {
             deployment.to_ascii_lowercase(),
         );
         let route = routes.get(&key)?;
-        let count = route.instances.len();
+        let ready = || route.instances.iter().filter(|routed| routed.ready);
+        let count = ready().count();
         if count == 0 {
             return None;
         }
         let index = route.next.fetch_add(1, Ordering::Relaxed) % count;
-        route
-            .instances
-            .get(index)
-            .map(|(_, instance)| instance.clone())
+        ready().nth(index).map(|routed| routed.instance.clone())
     }
 
-    /// Number of instances across all deployments.
+    /// Number of instances across all deployments, ready or not.
     pub fn len(&self) -> usize {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         routes.values().map(|route| route.instances.len()).sum()
@@ -124,10 +207,16 @@ impl std::fmt::Debug for Routes {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         f.debug_map()
             .entries(routes.iter().map(|((namespace, deployment), route)| {
-                let uids: Vec<&str> = route
+                let uids: Vec<String> = route
                     .instances
                     .iter()
-                    .map(|(uid, _)| uid.as_str())
+                    .map(|routed| {
+                        if routed.ready {
+                            routed.uid.clone()
+                        } else {
+                            format!("{} (not ready)", routed.uid)
+                        }
+                    })
                     .collect();
                 (format!("{namespace}/{deployment}"), uids)
             }))
@@ -137,7 +226,7 @@ impl std::fmt::Debug for Routes {
 
 fn remove_uid(routes: &mut HashMap<(String, String), Route>, uid: &str) {
     routes.retain(|_, route| {
-        route.instances.retain(|(id, _)| id != uid);
+        route.instances.retain(|routed| routed.uid != uid);
         !route.instances.is_empty()
     });
 }
@@ -168,7 +257,50 @@ pub async fn serve_observed(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let domain: Arc<str> = domain.trim_end_matches('.').to_ascii_lowercase().into();
+    serve_with(listener, routes, domain, metrics, None, shutdown).await
+}
+
+/// Sees each request the ingress answers: the node's [`Metrics`], or a
+/// sandbox's batch for the node.
+pub trait Observer: Send + Sync + 'static {
+    /// One answered request; `namespace` and `deployment` are empty when
+    /// no deployment served it.
+    fn request(&self, namespace: &str, deployment: &str, status: u16, seconds: f64);
+    /// The node stopped a component (`DeadlineExceeded`, ...).
+    fn terminated(&self, reason: &'static str);
+}
+
+impl Observer for Metrics {
+    fn request(&self, namespace: &str, deployment: &str, status: u16, seconds: f64) {
+        Metrics::request(self, namespace, deployment, status, seconds);
+    }
+
+    fn terminated(&self, reason: &'static str) {
+        Metrics::terminated(self, reason);
+    }
+}
+
+/// Hands an accepted connection to whoever serves its host (a sandbox):
+/// `None` when handed over, the stream back when the ingress itself should
+/// answer it.
+pub trait ConnectionDispatch: Send + Sync + 'static {
+    /// Takes the connection or gives it back.
+    fn dispatch(
+        &self,
+        stream: TcpStream,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<TcpStream>> + Send + '_>>;
+}
+
+/// As [`serve_observed`], offering each connection to `dispatch` first.
+pub async fn serve_with(
+    listener: TcpListener,
+    routes: Arc<Routes>,
+    domain: String,
+    metrics: Arc<dyn Observer>,
+    dispatch: Option<Arc<dyn ConnectionDispatch>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let domain: Arc<str> = normalize_domain(&domain);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (drain_tx, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -191,8 +323,15 @@ pub async fn serve_observed(
                 let domain = Arc::clone(&domain);
                 let metrics = Arc::clone(&metrics);
                 let drain = drain_rx.clone();
+                let dispatch = dispatch.clone();
                 connections.spawn(async move {
-                    serve_connection(stream, peer, routes, domain, metrics, drain).await;
+                    let stream = match dispatch {
+                        Some(dispatch) => dispatch.dispatch(stream).await,
+                        None => Some(stream),
+                    };
+                    if let Some(stream) = stream {
+                        serve_connection(stream, peer, routes, domain, metrics, drain).await;
+                    }
                     drop(permit);
                 });
             }
@@ -219,12 +358,19 @@ pub async fn serve_observed(
     Ok(())
 }
 
-async fn serve_connection(
+/// The domain as routing compares it: lowercase, without a final dot.
+pub fn normalize_domain(domain: &str) -> Arc<str> {
+    domain.trim_end_matches('.').to_ascii_lowercase().into()
+}
+
+/// Serves one HTTP/1.1 connection until the client closes it or `drain`
+/// turns true (then after its current request).
+pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     routes: Arc<Routes>,
     domain: Arc<str>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn Observer>,
     mut drain: watch::Receiver<bool>,
 ) {
     // A component may send its response head before its body, in separate
@@ -237,7 +383,7 @@ async fn serve_connection(
         let routes = Arc::clone(&routes);
         let domain = Arc::clone(&domain);
         let metrics = Arc::clone(&metrics);
-        async move { Ok::<_, Infallible>(route(req, &routes, &domain, &metrics).await) }
+        async move { Ok::<_, Infallible>(route(req, &routes, &domain, metrics.as_ref()).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -270,7 +416,7 @@ async fn route(
     req: Request<Incoming>,
     routes: &Routes,
     domain: &str,
-    metrics: &Metrics,
+    metrics: &dyn Observer,
 ) -> Response<HyperOutgoingBody> {
     let began = Instant::now();
     let host = match request_host(&req) {
@@ -323,8 +469,12 @@ async fn route(
 }
 
 /// The answer for a request the component failed: 504 if it ran out of
-/// time, else 500, with the reason (`component failed: DeadlineExceeded`).
+/// time, 503 if its instance was stopped, else 500, with the reason
+/// (`component failed: DeadlineExceeded`).
 fn failure_response(error: &RuntimeError) -> Response<HyperOutgoingBody> {
+    if let RuntimeError::Cancelled = error {
+        return text(StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n"));
+    }
     match error.termination() {
         Some(termination) => {
             let status = match termination {
@@ -354,7 +504,7 @@ fn request_host<B>(req: &Request<B>) -> Result<String, &'static str> {
 }
 
 /// Splits `<deployment>.<namespace>.<domain>` into `(deployment, namespace)`.
-fn deployment_of<'a>(host: &'a str, domain: &str) -> Option<(&'a str, &'a str)> {
+pub fn deployment_of<'a>(host: &'a str, domain: &str) -> Option<(&'a str, &'a str)> {
     let prefix = host.strip_suffix(domain)?.strip_suffix('.')?;
     let (deployment, namespace) = prefix.split_once('.')?;
     if deployment.is_empty() || namespace.is_empty() || namespace.contains('.') {
@@ -439,5 +589,116 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(request_host(&req).unwrap(), "a.b.berth.localhost");
+    }
+
+    /// The real `hello` component, prepared in a fresh runtime (with real
+    /// time: compiling runs on the blocking pool).
+    async fn hello() -> (tempfile::TempDir, PreparedInstance) {
+        use sha2::Digest as _;
+        let data = tempfile::tempdir().unwrap();
+        let runtime = crate::runtime::WasmRuntime::new(data.path()).unwrap();
+        let path = std::path::Path::new(berth_test_programs::HELLO);
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
+        );
+        let instance = runtime
+            .prepare(&digest, path, crate::runtime::InstanceConfig::default())
+            .await
+            .unwrap();
+        (data, instance)
+    }
+
+    #[tokio::test]
+    async fn only_ready_instances_are_picked() {
+        let (_data, instance) = hello().await;
+        let routes = Routes::default();
+        routes.insert_with_readiness("default", "web", "a", instance.clone(), false);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes.is_ready("a"), Some(false));
+        assert!(routes.pick("default", "web").is_none());
+        assert!(routes.set_ready("a", true));
+        assert!(routes.pick("default", "web").is_some());
+        assert!(!routes.set_ready("nope", true));
+        assert_eq!(routes.is_ready("nope"), None);
+
+        // Round-robin skips the instance that is not ready.
+        routes.insert("default", "web", "b", instance.clone());
+        routes.insert_with_readiness("default", "web", "c", instance, false);
+        assert_eq!(
+            format!("{routes:?}"),
+            r#"{"default/web": ["a", "b", "c (not ready)"]}"#
+        );
+        routes.set_ready("a", false);
+        for _ in 0..3 {
+            assert!(routes.pick("default", "web").is_some());
+        }
+        routes.set_ready("b", false);
+        assert!(routes.pick("default", "web").is_none());
+        assert_eq!(routes.len(), 3, "not ready is still routed here");
+    }
+
+    #[tokio::test]
+    async fn drain_waits_for_requests_in_flight_then_cancels() {
+        let (_data, instance) = hello().await;
+        tokio::time::pause();
+        let routes = Arc::new(Routes::default());
+        routes.insert("default", "web", "a", instance.clone());
+        let request = instance.hold_in_flight();
+        assert_eq!(instance.in_flight(), 1);
+
+        let began = tokio::time::Instant::now();
+        let drain = {
+            let routes = Arc::clone(&routes);
+            tokio::spawn(async move { routes.drain("a", Duration::from_secs(30)).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            routes.pick("default", "web").is_none(),
+            "out of routing at once"
+        );
+        assert!(routes.is_empty());
+        assert!(!instance.is_cancelled(), "the request may finish");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(request);
+        assert_eq!(drain.await.unwrap(), Some(0));
+        let took = began.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "no longer than the request: {took:?}"
+        );
+        assert!(instance.is_cancelled());
+        assert_eq!(routes.drain("a", Duration::from_secs(30)).await, None);
+    }
+
+    #[tokio::test]
+    async fn drain_cancels_what_outlives_the_grace_period() {
+        let (_data, instance) = hello().await;
+        tokio::time::pause();
+        let routes = Routes::default();
+        routes.insert("default", "web", "a", instance.clone());
+        let _request = instance.hold_in_flight();
+        let began = tokio::time::Instant::now();
+        assert_eq!(routes.drain("a", Duration::from_secs(5)).await, Some(1));
+        let took = began.elapsed();
+        assert!(
+            took >= Duration::from_secs(5) && took < Duration::from_secs(6),
+            "{took:?}"
+        );
+        assert!(instance.is_cancelled());
+        // A request that arrives after the cancel is refused.
+        let req = Request::get("/")
+            .header(HOST, "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let error = instance.handle(req).await.err().unwrap();
+        assert!(matches!(error, RuntimeError::Cancelled), "{error}");
+        let response = failure_response(&error);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            body,
+            "instance stopped: request cancelled after its grace period\n"
+        );
     }
 }

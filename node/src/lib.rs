@@ -17,12 +17,17 @@
 //! serving what it has.
 
 pub mod agent;
+pub mod backoff;
 pub mod credentials;
+pub mod host;
 pub mod ingress;
+pub mod jobs;
 pub mod logs;
 pub mod metrics;
 pub mod outbound;
+pub mod probes;
 pub mod runtime;
+pub mod sandbox;
 pub mod supervisor;
 
 use std::collections::BTreeMap;
@@ -37,10 +42,13 @@ use berth_api::scheduling::Taint;
 use berth_api::wire::NodeInfo;
 use tracing::info;
 
+use crate::host::InstanceHost;
 use crate::ingress::Routes;
+use crate::logs::LogStore;
 use crate::metrics::{CompileCounts, Metrics};
 use crate::runtime::WasmRuntime;
-use crate::supervisor::Supervisor;
+use crate::sandbox::{SandboxProgram, Sandboxes};
+use crate::supervisor::{Executor, Supervisor};
 
 /// The default domain the ingress serves `<deployment>.<namespace>.` under.
 pub const DEFAULT_DOMAIN: &str = "berth.localhost";
@@ -71,7 +79,15 @@ pub struct Config {
     /// TCP address of the admin HTTP listener (`/metrics`, `/livez`,
     /// `/readyz`); none when `None`.
     pub admin: Option<SocketAddr>,
+    /// How to start sandbox worker processes (`berth sandbox`). With
+    /// `None`, instances run in the node's own process without cgroups:
+    /// for embedders and tests only.
+    pub sandbox: Option<SandboxProgram>,
 }
+
+/// The node label saying which cgroup version bounds its sandboxes, or
+/// `unavailable`; select on it to keep workloads off unbounded nodes.
+pub const CGROUPS_LABEL: &str = "berth.dev/cgroups";
 
 /// The WIT interfaces this node's host provides to components: WASI 0.2's
 /// CLI, clocks, filesystem, I/O, random, sockets and HTTP, as wasmtime 48
@@ -119,6 +135,7 @@ pub struct Node {
     supervisor: Arc<Supervisor>,
     metrics: Arc<Metrics>,
     admin: Option<tokio::net::TcpListener>,
+    sandboxes: Option<Arc<Sandboxes>>,
 }
 
 /// The machine's CPUs (in millicores) and memory (from `/proc/meminfo`).
@@ -186,7 +203,39 @@ impl Node {
             }))
         };
         let routes = Arc::new(Routes::default());
-        let supervisor = Arc::new(Supervisor::new(runtime, routes.clone(), &config.data_dir)?);
+        let logs_dir = config.data_dir.join("logs");
+        let logs = Arc::new(
+            LogStore::new(logs_dir.clone())
+                .with_context(|| format!("cannot create {}", logs_dir.display()))?,
+        );
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let (executor, sandboxes) = match &config.sandbox {
+            Some(program) => {
+                let sandboxes = Arc::new(Sandboxes::new(
+                    &config.name,
+                    program.clone(),
+                    config.data_dir.clone(),
+                    config.domain.clone(),
+                    events_tx,
+                    metrics.clone(),
+                    logs.clone(),
+                )?);
+                (Executor::Sandboxed(sandboxes.clone()), Some(sandboxes))
+            }
+            None => {
+                let (host_tx, mut host_events) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(async move {
+                    while let Some(event) = host_events.recv().await {
+                        if events_tx.send(sandbox::Event::Host(event)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let host = InstanceHost::new(runtime, routes.clone(), host_tx);
+                (Executor::InProcess(host), None)
+            }
+        };
+        let supervisor = Supervisor::new(executor, logs, &config.data_dir, events)?;
         Ok(Node {
             config,
             listener,
@@ -195,6 +244,7 @@ impl Node {
             supervisor,
             metrics,
             admin,
+            sandboxes,
         })
     }
 
@@ -215,8 +265,14 @@ impl Node {
     ) -> Result<()> {
         let ingress_addr = self.ingress_addr()?;
         let capacity = self.config.capacity.unwrap_or_else(machine_capacity);
+        let mut labels = self.config.labels.clone();
+        let cgroups = match &self.sandboxes {
+            Some(sandboxes) => sandboxes.cgroups().unwrap_or("unavailable"),
+            None => "unavailable",
+        };
+        labels.insert(CGROUPS_LABEL.to_owned(), cgroups.to_owned());
         let info = NodeInfo {
-            labels: self.config.labels.clone(),
+            labels,
             capacity,
             allocatable: capacity,
             runtimes: vec!["wasm".into()],
@@ -235,11 +291,16 @@ impl Node {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let ingress = tokio::spawn(ingress::serve_observed(
+        let dispatch = self
+            .sandboxes
+            .clone()
+            .map(|s| s as Arc<dyn ingress::ConnectionDispatch>);
+        let ingress = tokio::spawn(ingress::serve_with(
             self.listener,
             self.routes.clone(),
             self.config.domain.clone(),
             self.metrics.clone(),
+            dispatch,
             stopped(),
         ));
         let admin = self.admin.map(|listener| {
@@ -273,6 +334,10 @@ impl Node {
             let _ = admin.await;
         }
         ingress.await.context("ingress task")?.context("ingress")?;
+        if let Some(sandboxes) = self.sandboxes {
+            sandboxes.stop_all().await;
+            sandboxes.remove_cgroups();
+        }
         Ok(())
     }
 }

@@ -151,6 +151,7 @@ impl LogStore {
                 max_bytes: self.max_bytes,
                 file: Mutex::new(FileState::default()),
                 lines: broadcast::channel(FOLLOW_BACKLOG).0,
+                forward: None,
             }))
         });
         Ok(log.clone())
@@ -309,6 +310,17 @@ struct Shared {
     file: Mutex<FileState>,
     /// Every line written, for followers.
     lines: broadcast::Sender<Arc<str>>,
+    /// Where lines go instead of the file: a sandbox sends them to the node.
+    forward: Option<Forward>,
+}
+
+/// A sink for a sandbox's guest output, which the node writes.
+struct Forward(Box<dyn Fn(Stream, &[Vec<u8>]) + Send + Sync>);
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Forward")
+    }
 }
 
 impl Shared {
@@ -358,6 +370,18 @@ fn append_to(path: &Path) -> std::io::Result<File> {
 }
 
 impl GuestLog {
+    /// A log whose whole lines go to `forward` instead of a file: a
+    /// sandbox's, which the node writes with [`GuestLog::append`].
+    pub fn forwarding(forward: impl Fn(Stream, &[Vec<u8>]) + Send + Sync + 'static) -> GuestLog {
+        GuestLog(Arc::new(Shared {
+            path: PathBuf::new(),
+            max_bytes: 0,
+            file: Mutex::new(FileState::default()),
+            lines: broadcast::channel(1).0,
+            forward: Some(Forward(Box::new(forward))),
+        }))
+    }
+
     /// A stream for one request's `stream` (stdout or stderr): it keeps
     /// the request's unfinished line and writes whole lines here.
     pub fn output(&self, stream: Stream) -> GuestOutput {
@@ -373,6 +397,10 @@ impl GuestLog {
 
     fn append_with(&self, stream: Stream, texts: &[Vec<u8>], now: impl FnOnce() -> Timestamp) {
         if texts.is_empty() {
+            return;
+        }
+        if let Some(Forward(forward)) = &self.0.forward {
+            forward(stream, texts);
             return;
         }
         let mut state = self.0.lock();

@@ -5,6 +5,9 @@
 //! [`PreparedInstance`] (compiling with cranelift once per digest, then
 //! loading the compiled artifact from `<data_dir>/compiled/`), and
 //! [`PreparedInstance::handle`] serves one HTTP request in a fresh instance.
+//! A Job's `wasi:cli/command` component goes through
+//! [`WasmRuntime::prepare_command`] instead (same compile cache), and
+//! [`PreparedCommand::run`] runs it once to its exit code (`command.rs`).
 //!
 //! Capabilities are granted, not ambient: an instance sees only the
 //! environment variables of its [`InstanceConfig`], no files and no sockets;
@@ -15,6 +18,12 @@
 //! Each request is bounded by a deadline, a wasm stack limit, memory and
 //! table limits and optionally fuel ([`limits`]); a request stopped by one is
 //! reported as a [`Termination`] and counted in [`PreparedInstance::stats`].
+//!
+//! An instance also answers probes ([`PreparedInstance::probe`]: a `GET`
+//! served in a fresh instance like any request, counted apart), and stops
+//! gracefully: [`PreparedInstance::in_flight`] counts its requests until
+//! their bodies are sent, and [`PreparedInstance::cancel`] ends them all
+//! with [`RuntimeError::Cancelled`].
 //! Out of scope here: the kernel's limits (cgroups) around the node's worker
 //! processes.
 
@@ -23,14 +32,14 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{OnceCell, oneshot};
-use wasmtime::component::{Component, Linker, Resource, ResourceTable};
+use wasmtime::component::{Component, InstancePre, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline, WasmBacktraceDetails};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -43,10 +52,14 @@ use crate::logs::{GuestLog, Stream};
 use crate::outbound::OutboundPolicy;
 
 mod body;
+mod command;
+mod in_flight;
 pub mod limits;
 mod stats;
 
 use self::body::InstanceBody;
+pub use self::command::PreparedCommand;
+use self::in_flight::{InFlight, TrackedBody};
 pub use self::limits::{
     DEFAULT_REQUEST_TIMEOUT, EPOCH_TICK, MAX_REQUEST_TIMEOUT, MAX_WASM_STACK, TABLE_ELEMENTS_LIMIT,
     Termination,
@@ -116,6 +129,14 @@ pub enum RuntimeError {
         #[source]
         source: BoxError,
     },
+    /// The component does not export `wasi:cli/run` (it is not a command,
+    /// such as a `wasi:http/proxy` component given to a Job).
+    #[error("component {digest} does not export wasi:cli/run")]
+    NotACommandComponent {
+        digest: String,
+        #[source]
+        source: BoxError,
+    },
     /// A compile or load task on the blocking pool failed.
     #[error("compile or load task for component {digest} failed")]
     Task {
@@ -146,6 +167,13 @@ pub enum RuntimeError {
     /// The task running the instance was cancelled or panicked.
     #[error("the task running the component failed")]
     Join(#[source] tokio::task::JoinError),
+    /// The instance was stopped ([`PreparedInstance::cancel`]) before the
+    /// request finished, or before it began; the ingress answers 503.
+    #[error("instance stopped: request cancelled after its grace period")]
+    Cancelled,
+    /// A probe's response body failed after its head was sent.
+    #[error("the component's response body failed")]
+    Body(#[source] BoxError),
 }
 
 impl RuntimeError {
@@ -230,9 +258,11 @@ pub struct WasmRuntime {
     /// `engine.precompile_compatibility_hash()` as hex: artifacts compiled by
     /// another wasmtime version or configuration get another file name.
     engine_hash: String,
-    /// One cell per digest: concurrent `prepare` calls for a digest wait for
-    /// one compile, and the result stays in memory.
-    loaded: Mutex<HashMap<String, Arc<OnceCell<ProxyPre<InstanceState>>>>>,
+    /// One cell per digest: concurrent `prepare` and `prepare_command`
+    /// calls for a digest wait for one compile, and the linked component
+    /// stays in memory; each call then looks up the exports it needs
+    /// (`ProxyPre` or `CommandPre`).
+    loaded: Mutex<HashMap<String, Arc<OnceCell<InstancePre<InstanceState>>>>>,
     compiled: AtomicU64,
     /// Components loaded from an artifact on disk: compile-cache hits.
     from_disk: AtomicU64,
@@ -301,24 +331,18 @@ impl WasmRuntime {
         wasm: &Path,
         config: InstanceConfig,
     ) -> Result<PreparedInstance, RuntimeError> {
-        let hex = digest_hex(digest)?;
-        if config.fuel.is_some() && !self.options.fuel {
-            return Err(RuntimeError::FuelNotEnabled);
-        }
-        let cell = {
-            let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(loaded.entry(digest.to_owned()).or_default())
-        };
-        let pre = cell
-            .get_or_try_init(|| self.load_or_compile(digest, hex, wasm))
-            .await?
-            .clone();
+        let instance_pre = self.instance_pre(digest, wasm, &config).await?;
+        let pre = ProxyPre::new(instance_pre).map_err(|e| RuntimeError::NotAnHttpComponent {
+            digest: digest.to_owned(),
+            source: e.into(),
+        })?;
         Ok(PreparedInstance {
             inner: Arc::new(Prepared {
                 pre,
                 config,
                 fuel: self.options.fuel,
                 counters: stats::Counters::default(),
+                in_flight: InFlight::default(),
                 _ticker: Arc::clone(&self.ticker),
             }),
         })
@@ -336,12 +360,34 @@ impl WasmRuntime {
         self.from_disk.load(Ordering::Relaxed)
     }
 
+    /// The component of `digest`, compiled or loaded once and linked
+    /// against the node's host, after the checks every prepare makes.
+    async fn instance_pre(
+        &self,
+        digest: &str,
+        wasm: &Path,
+        config: &InstanceConfig,
+    ) -> Result<InstancePre<InstanceState>, RuntimeError> {
+        let hex = digest_hex(digest)?;
+        if config.fuel.is_some() && !self.options.fuel {
+            return Err(RuntimeError::FuelNotEnabled);
+        }
+        let cell = {
+            let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(loaded.entry(digest.to_owned()).or_default())
+        };
+        Ok(cell
+            .get_or_try_init(|| self.load_or_compile(digest, hex, wasm))
+            .await?
+            .clone())
+    }
+
     async fn load_or_compile(
         &self,
         digest: &str,
         hex: &str,
         wasm: &Path,
-    ) -> Result<ProxyPre<InstanceState>, RuntimeError> {
+    ) -> Result<InstancePre<InstanceState>, RuntimeError> {
         let artifact = self
             .compiled_dir
             .join(format!("{hex}-{}.cwasm", self.engine_hash));
@@ -361,17 +407,12 @@ impl WasmRuntime {
         } else {
             self.compile(digest, wasm, &artifact).await?
         };
-        let instance_pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|e| RuntimeError::Link {
-                    digest: digest.to_owned(),
-                    source: e.into(),
-                })?;
-        ProxyPre::new(instance_pre).map_err(|e| RuntimeError::NotAnHttpComponent {
-            digest: digest.to_owned(),
-            source: e.into(),
-        })
+        self.linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::Link {
+                digest: digest.to_owned(),
+                source: e.into(),
+            })
     }
 
     async fn compile(
@@ -553,6 +594,8 @@ struct Prepared {
     /// Whether the engine meters fuel: then every store needs some.
     fuel: bool,
     counters: stats::Counters,
+    /// Requests in progress, and the instance's cancellation.
+    in_flight: InFlight,
     /// Keeps the engine's epoch ticking while this instance can serve.
     _ticker: Arc<EpochTicker>,
 }
@@ -571,20 +614,125 @@ impl PreparedInstance {
     /// head was sent, a terminated instance ends the body with an error
     /// instead of its end, so the client sees a truncated response; either
     /// way the termination is counted in [`PreparedInstance::stats`].
-    pub async fn handle(
+    ///
+    /// The request counts in [`PreparedInstance::in_flight`] until its guest
+    /// has finished and its response body is sent or dropped. Once the
+    /// instance is [cancelled](PreparedInstance::cancel) it ends with
+    /// [`RuntimeError::Cancelled`] (a body already streaming ends with an
+    /// error); cancellations are not counted as failures in the stats.
+    ///
+    /// Any request body type will do: the ingress passes hyper's
+    /// [`hyper::body::Incoming`], probes an empty body.
+    pub async fn handle<B>(
         &self,
-        req: hyper::Request<hyper::body::Incoming>,
-    ) -> Result<hyper::Response<HyperOutgoingBody>, RuntimeError> {
-        let counters = &self.inner.counters;
-        counters.request();
+        req: hyper::Request<B>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, RuntimeError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let timeout = self.inner.config.request_timeout.min(MAX_REQUEST_TIMEOUT);
+        self.serve(req, timeout, Purpose::Request).await
+    }
+
+    /// Probes the instance: serves a synthetic `GET path` (`Host:
+    /// localhost`, empty body) in a fresh instance exactly as
+    /// [`PreparedInstance::handle`] serves a request, within `timeout`
+    /// instead of the request timeout, and returns the status once the
+    /// whole body has been read (and discarded).
+    ///
+    /// Probes are not counted in [`PreparedInstance::stats`] (neither as
+    /// requests nor as failures: a failing probe is the prober's to report)
+    /// nor in [`PreparedInstance::in_flight`], so they never hold up a
+    /// drain. A probe past `timeout` is
+    /// `Terminated(Termination::DeadlineExceeded)`; after
+    /// [`PreparedInstance::cancel`] it is [`RuntimeError::Cancelled`].
+    pub async fn probe(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<http::StatusCode, RuntimeError> {
+        let req = hyper::Request::get(path)
+            .header(http::header::HOST, "localhost")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| RuntimeError::Request(e.into()))?;
+        let response = self
+            .serve(req, timeout.min(MAX_REQUEST_TIMEOUT), Purpose::Probe)
+            .await?;
+        let status = response.status();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.map_err(|e| RuntimeError::Body(e.into()))?;
+        }
+        Ok(status)
+    }
+
+    /// Stops the instance: every request in flight, and every later one,
+    /// ends with [`RuntimeError::Cancelled`]. Cannot be undone; routing
+    /// should have stopped first (see [`crate::ingress::Routes::drain`]).
+    pub fn cancel(&self) {
+        self.inner.in_flight.cancel();
+    }
+
+    /// Whether [`PreparedInstance::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.in_flight.is_cancelled()
+    }
+
+    /// Resolves once the instance is cancelled.
+    pub async fn cancelled(&self) {
+        self.inner.in_flight.cancelled().await;
+    }
+
+    /// Requests in progress: guests still running and response bodies
+    /// still streaming. Probes are not counted.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.count()
+    }
+
+    /// Resolves once no request is in progress ([`PreparedInstance::in_flight`] is 0).
+    pub async fn idle(&self) {
+        self.inner.in_flight.idle().await;
+    }
+
+    /// Counts a request in flight until the guard is dropped, for tests of
+    /// drains that need no guest.
+    #[cfg(test)]
+    pub(crate) fn hold_in_flight(&self) -> in_flight::InFlightGuard {
+        self.inner.in_flight.enter()
+    }
+
+    /// Serves one request or probe in a fresh instance, within `timeout`.
+    async fn serve<B>(
+        &self,
+        req: hyper::Request<B>,
+        timeout: Duration,
+        purpose: Purpose,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, RuntimeError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        if self.inner.in_flight.is_cancelled() {
+            return Err(RuntimeError::Cancelled);
+        }
+        let counted = purpose == Purpose::Request;
+        // Shared by the task and the response body: the request is in
+        // flight until both are done.
+        let guard = counted.then(|| Arc::new(self.inner.in_flight.enter()));
+        let counters = &self.inner.counters;
+        if counted {
+            counters.request();
+        }
         let now = Instant::now();
         let deadline = now.checked_add(timeout).unwrap_or(now);
         let (sender, receiver) = oneshot::channel();
         let (mut store, (req, out)) = match self.inner.new_store(deadline, req, sender) {
             Ok(parts) => parts,
             Err(e) => {
-                counters.failed();
+                if counted {
+                    counters.failed();
+                }
                 return Err(e);
             }
         };
@@ -593,6 +741,9 @@ impl PreparedInstance {
         // body after it has handed over the response head; the deadline
         // covers the whole task.
         let (outcome_sender, outcome) = oneshot::channel();
+        let cut = Arc::new(AtomicBool::new(false));
+        let task_cut = Arc::clone(&cut);
+        let task_guard = guard.clone();
         let prepared = Arc::clone(&self.inner);
         let task = tokio::spawn(async move {
             let run = async {
@@ -609,12 +760,21 @@ impl PreparedInstance {
                 })
             };
             // A guest computing is stopped by the epoch callback; a guest
-            // waiting on the host (a timer, a slow stream) by this timeout.
-            let timed = tokio::time::timeout_at(deadline.into(), run).await;
-            let result =
-                timed.unwrap_or(Err(RuntimeError::Terminated(Termination::DeadlineExceeded)));
+            // waiting on the host (a timer, a slow stream) by this timeout;
+            // either by the instance's cancellation.
+            let timed = tokio::time::timeout_at(deadline.into(), run);
+            let result = tokio::select! {
+                timed = timed => {
+                    timed.unwrap_or(Err(RuntimeError::Terminated(Termination::DeadlineExceeded)))
+                }
+                () = prepared.in_flight.cancelled() => {
+                    task_cut.store(true, Ordering::Release);
+                    Err(RuntimeError::Cancelled)
+                }
+            };
             match &result {
-                Ok(()) => {}
+                Ok(()) | Err(RuntimeError::Cancelled) => {}
+                Err(_) if !counted => {}
                 Err(RuntimeError::Terminated(termination)) => {
                     prepared.counters.terminated(termination)
                 }
@@ -625,6 +785,7 @@ impl PreparedInstance {
             let termination = result.as_ref().err().and_then(RuntimeError::termination);
             let _ = outcome_sender.send(termination.cloned());
             drop(store);
+            drop(task_guard);
             result
         });
 
@@ -633,30 +794,48 @@ impl PreparedInstance {
                 // Nobody else sees a failure after the head was sent; log it.
                 tokio::spawn(async move {
                     match task.await {
-                        Ok(Ok(())) => {}
+                        Ok(Ok(()) | Err(RuntimeError::Cancelled)) => {}
                         Ok(Err(e)) => tracing::warn!(error = %error_chain(&e),
                             "component failed after sending its response"),
                         Err(e) => tracing::warn!(error = %e, "component task failed"),
                     }
                 });
-                Ok(response.map(|body| InstanceBody::new(body, outcome).boxed_unsync()))
+                Ok(response.map(|body| {
+                    let body = InstanceBody::new(body, outcome);
+                    match guard {
+                        Some(guard) => TrackedBody::new(body, guard, cut).boxed_unsync(),
+                        None => body.boxed_unsync(),
+                    }
+                }))
             }
             // The guest's own answer, not a failure of the instance.
             Ok(Err(code)) => Err(RuntimeError::ErrorResponse(code)),
             // The sender was dropped with the store: the task has ended.
             Err(_) => match task.await {
                 Ok(Ok(())) => {
-                    counters.failed();
+                    if counted {
+                        counters.failed();
+                    }
                     Err(RuntimeError::NoResponse)
                 }
                 Ok(Err(e)) => Err(e),
                 Err(e) => {
-                    counters.failed();
+                    if counted {
+                        counters.failed();
+                    }
                     Err(RuntimeError::Join(e))
                 }
             },
         }
     }
+}
+
+/// Whether a request is a client's or the prober's: probes are not counted
+/// in the stats or as in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Request,
+    Probe,
 }
 
 /// Where the guest's response head (or error code) goes.
@@ -671,12 +850,16 @@ type HandlerArgs = (
 impl Prepared {
     /// A store for one request, with its limits, deadline and fuel, and the
     /// request and response handles in its table.
-    fn new_store(
+    fn new_store<B>(
         &self,
         deadline: Instant,
-        req: hyper::Request<hyper::body::Incoming>,
+        req: hyper::Request<B>,
         sender: ResponseSender,
-    ) -> Result<(Store<InstanceState>, HandlerArgs), RuntimeError> {
+    ) -> Result<(Store<InstanceState>, HandlerArgs), RuntimeError>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let mut store = Store::new(
             self.pre.engine(),
             InstanceState::new(&self.config, deadline),

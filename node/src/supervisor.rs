@@ -1,43 +1,85 @@
 //! Turns assignments into running instances and remembers how each is doing.
 //!
 //! An assigned instance goes Starting (fetch the component by digest unless
-//! it is on disk, compile or load the compiled artifact, pre-instantiate)
-//! then Running (its prepared handle is in the ingress routes) or Failed.
-//! An instance no longer assigned leaves the routes at once. Each instance
-//! writes its guest output to its log in [`crate::logs`]. Nothing here
-//! depends on the scheduler being reachable once an instance runs: the node
-//! keeps serving what it has.
+//! it is on disk, then load it into its sandbox, where it is compiled or
+//! loaded from the compiled artifact and pre-instantiated) then Running or
+//! Failed. What runs it is an [`Executor`]: sandboxes (worker processes in
+//! cgroups, what `berth node` uses) or, for embedders and tests, the node's
+//! own process. An instance no longer assigned stops taking new requests at
+//! once; its requests in flight get its grace period.
+//!
+//! Restarts follow the instance's `restartPolicy` with back-off
+//! ([`crate::backoff`]): a sandbox that died (`OOMKilled`, `Crashed`), a
+//! failed liveness or startup probe, a command that exited. A component
+//! that cannot be fetched or prepared is not restarted: fetches are retried
+//! at each heartbeat, and an invalid component stays `Failed`.
+//!
+//! Nothing here depends on the scheduler being reachable once an instance
+//! runs: the node keeps serving what it has.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use berth_api::Phase;
+use berth_api::lifecycle::RestartPolicy;
 use berth_api::quic;
 use berth_api::wire::{Assignment, Assignments, InstanceReport, NodeReport, Request, Response};
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
-use crate::ingress::Routes;
+use crate::backoff::{CRASH_LOOP_BACK_OFF, RestartBackoff};
+use crate::host::InstanceHost;
 use crate::logs::LogStore;
-use crate::runtime::{InstanceConfig, WasmRuntime};
+use crate::sandbox::protocol::{HostEvent, LoadSpec};
+use crate::sandbox::{Event, Sandboxes};
 
+/// What runs instances.
 #[derive(Debug, Clone)]
+pub enum Executor {
+    /// Worker processes in cgroups.
+    Sandboxed(Arc<Sandboxes>),
+    /// The node's own process.
+    InProcess(Arc<InstanceHost>),
+}
+
+#[derive(Debug)]
 struct State {
     assignment: Assignment,
     phase: Phase,
     reason: String,
     message: String,
+    ready: bool,
+    exit_code: Option<i32>,
+    backoff: RestartBackoff,
+    /// Bumped at each (re)start, so that a late restart timer of an earlier
+    /// run does nothing.
+    generation: u64,
+}
+
+impl State {
+    fn new(assignment: Assignment) -> State {
+        State {
+            assignment,
+            phase: Phase::Starting,
+            reason: String::new(),
+            message: String::new(),
+            ready: false,
+            exit_code: None,
+            backoff: RestartBackoff::default(),
+            generation: 0,
+        }
+    }
 }
 
 /// The node's instances.
 pub struct Supervisor {
-    runtime: Arc<WasmRuntime>,
-    routes: Arc<Routes>,
+    executor: Executor,
     components: PathBuf,
-    logs: LogStore,
+    logs: Arc<LogStore>,
     states: Mutex<HashMap<String, State>>,
     /// Digests of the components on disk.
     held: Mutex<BTreeSet<String>>,
@@ -52,13 +94,15 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor keeping components under `data_dir/components` and
-    /// instance logs under `data_dir/logs`.
+    /// A supervisor keeping components under `data_dir/components`,
+    /// running instances with `executor`, and learning what happens to them
+    /// from `events`.
     pub fn new(
-        runtime: Arc<WasmRuntime>,
-        routes: Arc<Routes>,
+        executor: Executor,
+        logs: Arc<LogStore>,
         data_dir: &Path,
-    ) -> Result<Supervisor> {
+        events: mpsc::UnboundedReceiver<Event>,
+    ) -> Result<Arc<Supervisor>> {
         let components = data_dir.join("components");
         std::fs::create_dir_all(&components)
             .with_context(|| format!("cannot create {}", components.display()))?;
@@ -70,18 +114,17 @@ impl Supervisor {
                 (hex.len() == 64).then(|| format!("sha256:{hex}"))
             })
             .collect();
-        let logs_dir = data_dir.join("logs");
-        let logs = LogStore::new(logs_dir.clone())
-            .with_context(|| format!("cannot create {}", logs_dir.display()))?;
-        Ok(Supervisor {
-            runtime,
-            routes,
+        let supervisor = Arc::new(Supervisor {
+            executor,
             components,
             logs,
             held: Mutex::new(held),
             states: Mutex::new(HashMap::new()),
             changed: Notify::new(),
-        })
+        });
+        let weak = Arc::downgrade(&supervisor);
+        tokio::spawn(handle_events(weak, events));
+        Ok(supervisor)
     }
 
     /// The instances' logs.
@@ -103,9 +146,9 @@ impl Supervisor {
                 phase: state.phase,
                 reason: state.reason.clone(),
                 message: state.message.clone(),
-                ready: state.phase == Phase::Running,
-                restart_count: 0,
-                exit_code: None,
+                ready: state.ready && state.phase == Phase::Running,
+                restart_count: state.backoff.restarts(),
+                exit_code: state.exit_code,
             })
             .collect();
         instances.sort_by(|a, b| a.uid.cmp(&b.uid));
@@ -136,7 +179,7 @@ impl Supervisor {
         for assignment in to_start {
             let this = self.clone();
             let connection = connection.clone();
-            tokio::spawn(async move { this.start(assignment, connection).await });
+            tokio::spawn(async move { this.start(assignment, Some(connection)).await });
         }
     }
 
@@ -149,14 +192,14 @@ impl Supervisor {
             .map(|a| (a.uid.clone(), a))
             .collect();
         let mut to_start = Vec::new();
+        let mut to_stop = Vec::new();
         {
             let mut states = self.states();
             states.retain(|uid, state| {
                 let keep = wanted.contains_key(uid);
                 if !keep {
-                    self.routes.remove(uid);
-                    self.logs.close(uid);
-                    info!(instance = %state.assignment.name, "stopped");
+                    to_stop.push((uid.clone(), state.assignment.termination_grace_seconds));
+                    info!(instance = %state.assignment.name, "stopping");
                 }
                 keep
             });
@@ -167,86 +210,192 @@ impl Supervisor {
                 if states.contains_key(&uid) && !retry {
                     continue;
                 }
-                states.insert(
-                    uid,
-                    State {
-                        assignment: assignment.clone(),
-                        phase: Phase::Starting,
-                        reason: String::new(),
-                        message: String::new(),
-                    },
-                );
+                states.insert(uid, State::new(assignment.clone()));
                 to_start.push(assignment);
             }
         }
         self.changed.notify_one();
+        for (uid, grace) in to_stop {
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.unload(&uid, Duration::from_secs(u64::from(grace)))
+                    .await;
+                this.logs.close(&uid);
+            });
+        }
         for assignment in to_start {
             let this = self.clone();
             let connection = connection.clone();
-            tokio::spawn(async move { this.start(assignment, connection).await });
+            tokio::spawn(async move { this.start(assignment, Some(connection)).await });
         }
     }
 
-    async fn start(self: Arc<Self>, assignment: Assignment, connection: quinn::Connection) {
-        let uid = assignment.uid.clone();
-        let outcome = match self.fetch(&assignment.component, &connection).await {
-            Err(e) => Err(("FetchFailed", e)),
-            Ok(path) => {
-                let mut env = assignment.env.clone();
-                env.push(("BERTH_INSTANCE".into(), assignment.name.clone()));
-                env.push(("BERTH_NAMESPACE".into(), assignment.namespace.clone()));
-                env.push(("BERTH_DEPLOYMENT".into(), assignment.deployment.clone()));
-                let allowed = assignment
-                    .allowed_outbound_hosts
-                    .iter()
-                    .filter_map(|entry| berth_api::outbound::AllowedHost::parse(entry).ok())
-                    .collect();
-                let config = InstanceConfig {
-                    env,
-                    memory_limit_bytes: (assignment.limits.memory_bytes > 0)
-                        .then_some(assignment.limits.memory_bytes),
-                    allowed_outbound_hosts: Arc::new(allowed),
-                    request_timeout: match assignment.request_timeout_seconds {
-                        0 => crate::runtime::DEFAULT_REQUEST_TIMEOUT,
-                        seconds => std::time::Duration::from_secs(u64::from(seconds)),
-                    },
-                    fuel: None,
-                    log: self.log(&assignment),
-                };
-                self.runtime
-                    .prepare(&assignment.component, &path, config)
-                    .await
-                    .map_err(|e| ("ComponentInvalid", anyhow!(e)))
-            }
-        };
-        let mut states = self.states();
-        // The instance may have been unassigned while it started.
-        let Some(state) = states.get_mut(&uid) else {
-            self.logs.close(&uid);
-            return;
-        };
-        match outcome {
-            Ok(prepared) => {
-                self.routes.insert(
-                    &assignment.namespace,
-                    &assignment.deployment,
-                    &uid,
-                    prepared,
-                );
-                state.phase = Phase::Running;
-                state.reason.clear();
-                state.message.clear();
-                info!(instance = %assignment.name, "running");
-            }
-            Err((reason, error)) => {
-                warn!(instance = %assignment.name, %reason, error = %format!("{error:#}"), "failed to start");
-                state.phase = Phase::Failed;
-                state.reason = reason.into();
-                state.message = format!("{error:#}");
-            }
+    async fn unload(&self, uid: &str, grace: Duration) {
+        match &self.executor {
+            Executor::Sandboxed(sandboxes) => sandboxes.unload(uid, grace).await,
+            Executor::InProcess(host) => host.unload(uid, grace),
         }
-        drop(states);
+    }
+
+    /// Fetches the component (unless on disk; without a connection it must
+    /// be) and loads the instance.
+    async fn start(self: Arc<Self>, assignment: Assignment, connection: Option<quinn::Connection>) {
+        let uid = assignment.uid.clone();
+        let fetched = match &connection {
+            Some(connection) => self.fetch(&assignment.component, connection).await,
+            None => self.on_disk(&assignment.component),
+        };
+        let path = match fetched {
+            Ok(path) => path,
+            Err(e) => {
+                warn!(instance = %assignment.name, error = %format!("{e:#}"), "cannot fetch component");
+                self.update(&uid, |state| {
+                    state.phase = Phase::Failed;
+                    state.reason = "FetchFailed".into();
+                    state.message = format!("{e:#}");
+                });
+                return;
+            }
+        };
+        if !self.states().contains_key(&uid) {
+            return;
+        }
+        let spec = load_spec(&assignment, path);
+        match &self.executor {
+            Executor::Sandboxed(sandboxes) => {
+                let cpu =
+                    (assignment.limits.cpu_millis > 0).then_some(assignment.limits.cpu_millis);
+                sandboxes.load(spec, assignment.isolation, cpu).await;
+            }
+            Executor::InProcess(host) => host.load(spec, self.log(&assignment)),
+        }
+    }
+
+    /// Changes the state of `uid`, if still assigned, and reports.
+    fn update(&self, uid: &str, change: impl FnOnce(&mut State)) {
+        if let Some(state) = self.states().get_mut(uid) {
+            change(state);
+        }
         self.changed.notify_one();
+    }
+
+    fn on_event(self: &Arc<Self>, event: Event) {
+        match event {
+            Event::Host(HostEvent::Loaded { uid, result }) => match result {
+                Ok(()) => self.update(&uid, |state| {
+                    state.phase = Phase::Running;
+                    state.reason.clear();
+                    state.message.clear();
+                    state.ready = crate::probes::initially_ready(&state.assignment.probes);
+                    state.backoff.started(Instant::now());
+                    info!(instance = %state.assignment.name, "running");
+                }),
+                Err((reason, message)) => self.update(&uid, |state| {
+                    warn!(instance = %state.assignment.name, %reason, %message, "failed to start");
+                    state.phase = Phase::Failed;
+                    state.reason = reason;
+                    state.message = message;
+                    state.ready = false;
+                }),
+            },
+            Event::Host(HostEvent::Ready {
+                uid,
+                ready,
+                message,
+            }) => self.update(&uid, |state| {
+                state.ready = ready;
+                if state.phase == Phase::Running {
+                    state.message = message;
+                }
+            }),
+            Event::Host(HostEvent::Unhealthy { uid, message }) => {
+                let this = Arc::clone(self);
+                tokio::spawn(async move {
+                    this.unload(&uid, Duration::ZERO).await;
+                    this.fail_and_restart(&uid, Phase::Running, "Unhealthy", message, None);
+                });
+            }
+            Event::Host(HostEvent::Exited {
+                uid,
+                exit_code,
+                reason,
+                message,
+            }) => {
+                let succeeded = exit_code == Some(0);
+                let phase = if succeeded {
+                    Phase::Succeeded
+                } else {
+                    Phase::Failed
+                };
+                self.fail_and_restart(&uid, phase, &reason, message, exit_code);
+            }
+            Event::Died {
+                uid,
+                reason,
+                message,
+            } => self.fail_and_restart(&uid, Phase::Failed, &reason, message, None),
+        }
+    }
+
+    /// Records how a run ended and restarts the instance if its policy
+    /// says so, after its back-off.
+    fn fail_and_restart(
+        self: &Arc<Self>,
+        uid: &str,
+        phase: Phase,
+        reason: &str,
+        message: String,
+        exit_code: Option<i32>,
+    ) {
+        let mut restart = None;
+        self.update(uid, |state| {
+            let restarts = match state.assignment.restart_policy {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => phase != Phase::Succeeded,
+                RestartPolicy::Never => false,
+            };
+            state.exit_code = exit_code;
+            state.ready = false;
+            if !restarts {
+                state.phase = phase;
+                state.reason = reason.to_owned();
+                state.message = message;
+                return;
+            }
+            let first = state.backoff.restarts() == 0;
+            let delay = state.backoff.failed(Instant::now());
+            state.generation += 1;
+            restart = Some((state.assignment.clone(), state.generation, delay));
+            state.phase = if phase == Phase::Running {
+                Phase::Running
+            } else {
+                Phase::Failed
+            };
+            if first {
+                state.reason = reason.to_owned();
+                state.message = format!("{message}; restarting in {}s", delay.as_secs());
+            } else {
+                state.reason = CRASH_LOOP_BACK_OFF.into();
+                state.message = format!(
+                    "back-off {}s restarting failed instance; last termination: {reason}: {message}",
+                    delay.as_secs()
+                );
+            }
+            warn!(instance = %state.assignment.name, %reason, delay = ?delay, "restarting");
+        });
+        if let Some((assignment, generation, delay)) = restart {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let current = this
+                    .states()
+                    .get(&assignment.uid)
+                    .is_some_and(|s| s.generation == generation);
+                if current {
+                    this.start(assignment, None).await;
+                }
+            });
+        }
     }
 
     /// The instance's log; without one (a uid that makes no file name,
@@ -256,6 +405,19 @@ impl Supervisor {
             .open(&assignment.uid)
             .inspect_err(|e| warn!(instance = %assignment.name, error = %e, "no log file"))
             .ok()
+    }
+
+    /// The component's path, which must be on disk already.
+    fn on_disk(&self, digest: &str) -> Result<PathBuf> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| anyhow!("invalid component digest {digest:?}"))?;
+        let path = self.components.join(format!("{hex}.wasm"));
+        if !path.exists() {
+            bail!("component {digest} is no longer on disk");
+        }
+        Ok(path)
     }
 
     /// The component's path on disk, fetched from the scheduler if needed
@@ -299,6 +461,43 @@ impl Supervisor {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(digest.to_owned());
         Ok(path)
+    }
+}
+
+/// Feeds what executors report to the supervisor, while it lives.
+async fn handle_events(supervisor: Weak<Supervisor>, mut events: mpsc::UnboundedReceiver<Event>) {
+    while let Some(event) = events.recv().await {
+        let Some(supervisor) = supervisor.upgrade() else {
+            return;
+        };
+        supervisor.on_event(event);
+    }
+}
+
+/// What a sandbox needs to load the assigned instance from `wasm`.
+fn load_spec(assignment: &Assignment, wasm: PathBuf) -> LoadSpec {
+    let mut env = assignment.env.clone();
+    env.push(("BERTH_INSTANCE".into(), assignment.name.clone()));
+    env.push(("BERTH_NAMESPACE".into(), assignment.namespace.clone()));
+    env.push(("BERTH_DEPLOYMENT".into(), assignment.deployment.clone()));
+    let timeout = match assignment.request_timeout_seconds {
+        0 => crate::runtime::DEFAULT_REQUEST_TIMEOUT,
+        seconds => Duration::from_secs(u64::from(seconds)),
+    };
+    LoadSpec {
+        uid: assignment.uid.clone(),
+        name: assignment.name.clone(),
+        namespace: assignment.namespace.clone(),
+        deployment: assignment.deployment.clone(),
+        digest: assignment.component.clone(),
+        wasm,
+        env,
+        memory_limit_bytes: (assignment.limits.memory_bytes > 0)
+            .then_some(assignment.limits.memory_bytes),
+        allowed_outbound_hosts: assignment.allowed_outbound_hosts.clone(),
+        request_timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        probes: assignment.probes.clone(),
+        command: assignment.workload == berth_api::job::Workload::Command,
     }
 }
 

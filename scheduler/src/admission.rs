@@ -108,8 +108,8 @@ fn admit(raw: &[Vec<u8>], cluster: &Cluster) -> Result<Vec<Object>, ApiError> {
             object.metadata_mut().namespace = Some(DEFAULT_NAMESPACE.into());
         }
         validate_object(&object).map_err(|e| invalid(format!("{}: {e}", object.describe())))?;
-        if let Object::Deployment(deployment) = &object {
-            let component = &deployment.spec.template.spec.component;
+        if let Some(template) = object.template() {
+            let component = &template.spec.component;
             if !is_digest(component) {
                 return Err(invalid(format!(
                     "{}: spec.template.spec.component: {component:?} is not an uploaded component digest",
@@ -155,12 +155,14 @@ pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u
     })
 }
 
-/// A Deployment's priorityClassName must name a PriorityClass, and at most
-/// one PriorityClass may be the global default.
+/// A Deployment's or Job's priorityClassName must name a PriorityClass,
+/// and at most one PriorityClass may be the global default.
 fn check_priority_class(txn: &Txn<'_, '_>, object: &Object) -> Result<(), ApiError> {
     match object {
-        Object::Deployment(deployment) => {
-            if let Some(class) = &deployment.spec.template.spec.priority_class_name
+        Object::Deployment(_) | Object::Job(_) => {
+            if let Some(class) = object
+                .template()
+                .and_then(|t| t.spec.priority_class_name.as_ref())
                 && txn.get(&key(Kind::PriorityClass, None, class))?.is_none()
             {
                 return Err(ApiError::new(
@@ -210,6 +212,9 @@ fn apply_one(
             if let Object::Deployment(d) = &mut object {
                 d.status = None;
             }
+            if let Object::Job(j) = &mut object {
+                j.status = berth_api::job::JobStatus::default();
+            }
             txn.put(object)?;
             ApplyAction::Created
         }
@@ -235,6 +240,22 @@ fn apply_one(
                     updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
                 }
                 txn.put(Object::Deployment(updated))?;
+                ApplyAction::Configured
+            }
+        }
+        (Some(Object::Job(old)), Object::Job(new)) => {
+            berth_api::job::validate_job_update(&old.spec, &new.spec)
+                .map_err(|e| invalid(format!("{described}: {e}")))?;
+            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
+                ApplyAction::Unchanged
+            } else {
+                let mut updated = old.clone();
+                updated.metadata.labels = new.metadata.labels.clone();
+                if old.spec != new.spec {
+                    updated.spec = new.spec.clone();
+                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+                }
+                txn.put(Object::Job(updated))?;
                 ApplyAction::Configured
             }
         }
@@ -306,9 +327,9 @@ pub fn get(
     Ok(objects)
 }
 
-/// Deletes an object. A Namespace takes its Deployments with it; an Instance
-/// is marked Terminating (its Deployment replaces it); the controllers stop
-/// what deleted Deployments owned.
+/// Deletes an object. A Namespace takes its Deployments and Jobs with it;
+/// an Instance is marked Terminating (its Deployment replaces it); the
+/// controllers stop what deleted Deployments and Jobs owned.
 pub fn delete(
     cluster: &Cluster,
     kind: Kind,
@@ -346,12 +367,16 @@ pub fn delete(
                 txn.delete(&key)?;
             }
             Object::Namespace(_) => {
-                for deployment in txn.list(Kind::Deployment, Some(name))? {
-                    txn.delete(&object_key(&deployment))?;
+                for owner in txn
+                    .list(Kind::Deployment, Some(name))?
+                    .into_iter()
+                    .chain(txn.list(Kind::Job, Some(name))?)
+                {
+                    txn.delete(&object_key(&owner))?;
                 }
                 txn.delete(&key)?;
             }
-            Object::Deployment(_) | Object::Node(_) | Object::PriorityClass(_) => {
+            Object::Deployment(_) | Object::Job(_) | Object::Node(_) | Object::PriorityClass(_) => {
                 txn.delete(&key)?;
             }
         }

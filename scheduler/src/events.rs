@@ -8,7 +8,9 @@
 //! `count` instead of adding rows, and events older than [`EVENT_TTL`] are
 //! removed, as Kubernetes does.
 
-use berth_api::{API_VERSION, Event, Instance, Kind, Object, ObjectMeta, ObjectReference, Phase};
+use berth_api::{
+    API_VERSION, Event, Instance, InstanceStatus, Kind, Object, ObjectMeta, ObjectReference, Phase,
+};
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
@@ -16,6 +18,11 @@ use crate::store::{StoreError, Txn, key, object_key};
 
 /// How long events are kept.
 pub const EVENT_TTL: SignedDuration = SignedDuration::from_hours(1);
+
+/// The reason a node reports an instance with while it waits to restart it
+/// (the node's `backoff::CRASH_LOOP_BACK_OFF`); turning to it is a `BackOff`
+/// event, as in Kubernetes.
+pub const REASON_CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
 
 /// `Normal` or `Warning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,9 +110,57 @@ pub fn transition(before: &Instance, after: &Instance) -> Option<(Severity, Stri
             ),
         ));
     }
-    if a.reason == b.reason && a.message == b.message && a.phase == b.phase {
+    let phase_changed = a.reason != b.reason || a.message != b.message || a.phase != b.phase;
+    if !phase_changed && a.ready == b.ready && a.restart_count == b.restart_count {
         return None;
     }
+    if a.reason == REASON_CRASH_LOOP_BACK_OFF && b.reason != REASON_CRASH_LOOP_BACK_OFF {
+        return Some((
+            Severity::Warning,
+            "BackOff".into(),
+            or_default(&a.message, "Back-off restarting failed instance"),
+        ));
+    }
+    let restarted = a.restart_count > b.restart_count;
+    if phase_changed && let Some(event) = phase_event(b, a, restarted) {
+        return Some(event);
+    }
+    if restarted {
+        return Some((
+            Severity::Normal,
+            "Restarted".into(),
+            if a.message.is_empty() {
+                "Restarted instance".to_owned()
+            } else {
+                format!("Restarted instance: {}", a.message)
+            },
+        ));
+    }
+    // Kubernetes' `Unhealthy`: Running, and its readiness probe now fails
+    // (or fails for another reason than last reported).
+    if a.phase == Phase::Running && !a.ready && (b.ready || a.message != b.message) {
+        return Some((
+            Severity::Warning,
+            "Unhealthy".into(),
+            or_default(&a.message, "Readiness probe failed"),
+        ));
+    }
+    None
+}
+
+/// `text`, or `default` if it is empty.
+fn or_default(text: &str, default: &str) -> String {
+    if text.is_empty() { default } else { text }.to_owned()
+}
+
+/// The event a change of phase, reason or message from `b` to `a` tells
+/// of; a restarted instance's return to Running is told as `Restarted`,
+/// not `Started`.
+fn phase_event(
+    b: &InstanceStatus,
+    a: &InstanceStatus,
+    restarted: bool,
+) -> Option<(Severity, String, String)> {
     match (a.phase, a.reason.as_str()) {
         (Phase::Pending, "Unschedulable") => Some((
             Severity::Warning,
@@ -123,7 +178,7 @@ pub fn transition(before: &Instance, after: &Instance) -> Option<(Severity, Stri
             "Killing".into(),
             "Stopping instance".into(),
         )),
-        (Phase::Running, _) if b.phase != Phase::Running => Some((
+        (Phase::Running, _) if b.phase != Phase::Running && !restarted => Some((
             Severity::Normal,
             "Started".into(),
             "Started instance".into(),
@@ -154,7 +209,7 @@ pub fn expire(txn: &mut Txn<'_, '_>, now: Timestamp) -> Result<usize, StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_api::{InstanceSpec, InstanceStatus};
+    use berth_api::InstanceSpec;
 
     fn instance(node: Option<&str>, phase: Phase, reason: &str) -> Instance {
         Instance {

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use berth_api::job::Workload;
 use berth_api::lifecycle::{DEFAULT_TERMINATION_GRACE_SECONDS, Probe, Probes};
 use berth_api::quantity::{parse_cpu, parse_memory};
 use berth_api::validate::dns1123_label;
@@ -15,6 +16,7 @@ use berth_api::{
 use jiff::Timestamp;
 
 use crate::cluster::Cluster;
+use crate::controller;
 use crate::events;
 use crate::pki::{Subject, identity_fingerprint};
 use crate::store::key;
@@ -206,7 +208,8 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
         .filter_map(|o| match o {
             Object::Instance(i)
                 if i.spec.node_name.as_deref() == Some(node)
-                    && i.metadata.deletion_timestamp.is_none() =>
+                    && i.metadata.deletion_timestamp.is_none()
+                    && !controller::is_finished_run(&i) =>
             {
                 Some(i)
             }
@@ -223,6 +226,11 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
                 .find(|r| r.kind == Kind::Deployment.as_str())
                 .map(|r| r.name.clone())
                 .unwrap_or_default(),
+            workload: if controller::job_owner(&instance).is_some() {
+                Workload::Command
+            } else {
+                Workload::Http
+            },
             component: instance.spec.component.clone(),
             env: instance
                 .spec

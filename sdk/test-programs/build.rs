@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
-const GUESTS: &[&str] = &["hello", "caller", "hostile"];
+const GUESTS: &[&str] = &["hello", "caller", "hostile", "job"];
 
 fn main() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);

@@ -115,8 +115,8 @@ fn is_digest(reference: &str) -> bool {
         .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Reads and checks the component a Deployment names, relative to its
-/// manifest's directory.
+/// Reads and checks the component a Deployment or Job names, relative to
+/// its manifest's directory.
 fn read_component(
     source: &Source,
     object: &Object,
@@ -149,15 +149,15 @@ fn load(sources: &[Source]) -> Result<(Loaded, Vec<Component>)> {
     let mut components: Vec<Component> = Vec::new();
     for source in sources {
         for mut object in parse_manifests(&source.name, &source.text)? {
-            if let Object::Deployment(deployment) = &object {
-                let reference = deployment.spec.template.spec.component.clone();
+            if let Some(template) = object.template() {
+                let reference = template.spec.component.clone();
                 if is_digest(&reference) {
                     objects.push((source.name.clone(), object));
                     continue;
                 }
                 let component = read_component(source, &object, &reference)?;
-                if let Object::Deployment(deployment) = &mut object {
-                    deployment.spec.template.spec.component = component.digest.clone();
+                if let Some(template) = object.template_mut() {
+                    template.spec.component = component.digest.clone();
                 }
                 if !components.iter().any(|c| c.digest == component.digest) {
                     components.push(component);

@@ -54,6 +54,7 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
         max_instances: 0,
         taints: Vec::new(),
         admin: None,
+        sandbox: Some(crate::sandbox_program()?),
     })
     .await?;
     let ingress = node.ingress_addr()?;

@@ -11,6 +11,7 @@
 )]
 
 mod hostile;
+mod lifecycle;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

@@ -63,17 +63,24 @@ impl RolloutLimits {
     }
 }
 
-/// Whether `instance` counts as available: Running for at least
+/// Whether `instance` counts as available: Running and ready (its node
+/// reports it passing its readiness probe, or having none) for at least
 /// `min_ready_seconds` (a Running instance without a start time counts
 /// only when no wait is asked).
 pub fn is_available(instance: &Instance, min_ready_seconds: u32, now: Timestamp) -> bool {
     let wait = SignedDuration::from_secs(i64::from(min_ready_seconds));
-    instance.status.phase == Phase::Running
+    is_ready(instance)
         && (min_ready_seconds == 0
             || instance
                 .status
                 .start_time
                 .is_some_and(|started| now.duration_since(started) >= wait))
+}
+
+/// Whether `instance` serves: Running, and ready by its node's report
+/// (which is Running itself for an instance without a readiness probe).
+pub fn is_ready(instance: &Instance) -> bool {
+    instance.status.phase == Phase::Running && instance.status.ready
 }
 
 pub(super) fn is_from(instance: &Instance, hash: &str) -> bool {

@@ -1,10 +1,12 @@
-//! Garbage collection: instances whose Deployment is gone terminate, and
-//! terminating instances are removed once their node no longer runs them.
+//! Garbage collection: instances whose Deployment or Job is gone
+//! terminate, and terminating instances are removed once their node no
+//! longer runs them.
 
 use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::job::job_owner;
 use super::{Command, Liveness, Plan, View, instance_key, owner_uid, rv, terminate, terminated_by};
 
 /// How long a terminating instance may wait for its node to confirm it
@@ -22,11 +24,13 @@ pub(super) fn collect_garbage(
         .deployments
         .iter()
         .filter_map(|d| d.metadata.uid.as_deref())
+        .chain(view.jobs.iter().filter_map(|j| j.metadata.uid.as_deref()))
         .collect();
     let terminated = terminated_by(plan);
     for instance in &view.instances {
         let Some(since) = instance.metadata.deletion_timestamp else {
-            if owner_uid(instance).is_none_or(|uid| !owners.contains(uid))
+            let owner = owner_uid(instance).or_else(|| job_owner(instance));
+            if owner.is_none_or(|uid| !owners.contains(uid))
                 && !terminated.contains(&instance_key(instance))
             {
                 terminate(instance, now, plan);

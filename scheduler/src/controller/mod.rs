@@ -21,10 +21,14 @@
 //!    hold the rollout while `paused`; then (`status.rs`) keep the revision
 //!    history and update `status` with its `Available` and `Progressing`
 //!    conditions;
-//! 4. garbage collection (`gc.rs`): instances whose Deployment is gone
-//!    terminate, and terminating instances are removed once their node no
-//!    longer runs them;
-//! 5. placement (`place.rs`, over [`crate::placement`]): pending instances
+//! 4. Jobs (`job.rs`): create a Job's runs up to `parallelism` until
+//!    `completions` succeeded, count failures against `backoffLimit`, stop
+//!    at `activeDeadlineSeconds`, and update `status` and its `Complete` or
+//!    `Failed` condition;
+//! 5. garbage collection (`gc.rs`): instances whose Deployment or Job is
+//!    gone terminate, and terminating instances are removed once their
+//!    node no longer runs them;
+//! 6. placement (`place.rs`, over [`crate::placement`]): pending instances
 //!    are bound (or left Pending with the reason), and preemption victims go
 //!    back to Pending.
 //!
@@ -33,6 +37,7 @@
 
 mod deployment;
 mod gc;
+mod job;
 mod nodes;
 mod place;
 mod status;
@@ -41,6 +46,7 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use berth_api::job::Job;
 use berth_api::quantity::{parse_cpu, parse_memory};
 use berth_api::{Deployment, Instance, InstanceSpec, Kind, Node, Object, ObjectMeta, Phase};
 use jiff::{SignedDuration, Timestamp};
@@ -51,6 +57,10 @@ use crate::store::key;
 
 pub use deployment::{RolloutLimits, is_available};
 pub use gc::TERMINATION_TIMEOUT;
+pub use job::{
+    REASON_BACKOFF_LIMIT_EXCEEDED, REASON_COMPLETIONS_REACHED, REASON_DEADLINE_EXCEEDED,
+    is_finished_run, job_owner,
+};
 pub use nodes::{REASON_TAINT_EVICTION, UNREACHABLE_TAINT};
 pub use place::{REASON_PREEMPTED, REASON_UNSCHEDULABLE};
 pub use status::{
@@ -62,6 +72,7 @@ pub use status::{
 
 use deployment::reconcile_deployment;
 use gc::collect_garbage;
+use job::reconcile_job;
 use nodes::{evict, node_lifecycle};
 use place::place;
 
@@ -131,6 +142,8 @@ pub struct View {
     pub instances: Vec<Instance>,
     /// Nodes.
     pub nodes: Vec<Node>,
+    /// Jobs.
+    pub jobs: Vec<Job>,
 }
 
 impl View {
@@ -142,6 +155,7 @@ impl View {
                 Object::Deployment(d) => view.deployments.push(*d),
                 Object::Instance(i) => view.instances.push(*i),
                 Object::Node(n) => view.nodes.push(*n),
+                Object::Job(j) => view.jobs.push(*j),
                 Object::Namespace(_) | Object::PriorityClass(_) | Object::Event(_) => {}
             }
         }
@@ -221,6 +235,9 @@ pub fn reconcile(
     let evicted = terminated_by(&plan);
     for deployment in &view.deployments {
         reconcile_deployment(deployment, view, &evicted, now, new_name, &mut plan);
+    }
+    for job in &view.jobs {
+        reconcile_job(job, view, &evicted, now, new_name, &mut plan);
     }
     collect_garbage(view, liveness, &ready, now, &mut plan);
     place(

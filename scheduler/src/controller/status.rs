@@ -2,10 +2,10 @@
 //! revision history, and the `Available` and `Progressing` conditions.
 
 use berth_api::rollout::{DeploymentCondition, Revision};
-use berth_api::{Deployment, DeploymentStatus, Instance, InstanceTemplate, Phase};
+use berth_api::{Deployment, DeploymentStatus, Instance, InstanceTemplate};
 use jiff::{SignedDuration, Timestamp};
 
-use super::deployment::{Live, RolloutLimits};
+use super::deployment::{Live, RolloutLimits, is_ready};
 
 /// The Deployment condition that tells whether enough instances serve.
 pub const CONDITION_AVAILABLE: &str = "Available";
@@ -63,7 +63,7 @@ pub(super) fn next_status(
     let all = || live.new.iter().chain(&live.old);
     let replicas = live.total() as u64;
     let updated = live.new.len() as u64;
-    let ready = all().filter(|i| i.status.phase == Phase::Running).count() as u64;
+    let ready = all().filter(|i| is_ready(i)).count() as u64;
     let available_count = all().filter(|i| available(i)).count() as u64;
     let wanted = u64::try_from(spec.replicas.max(0)).unwrap_or(0);
     let wanted_usize = usize::try_from(wanted).unwrap_or(usize::MAX);

@@ -95,6 +95,7 @@ fn created_instances_do_not_inherit_a_templated_node_name() {
 fn negative_replicas_count_as_zero() {
     let web = deployment("web", -3);
     let view = View {
+        jobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
         deployments: vec![web],
         nodes: vec![node("n1", true)],
@@ -108,6 +109,7 @@ fn negative_replicas_count_as_zero() {
 fn steady_deployment_produces_no_commands() {
     let web = deployment("web", 2);
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&web, "a", 1, Phase::Running, Some("n1")),
             instance(&web, "b", 2, Phase::Starting, Some("n1")),
@@ -152,6 +154,7 @@ fn status_follows_a_new_generation() {
         ..DeploymentStatus::default()
     });
     let view = View {
+        jobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
         deployments: vec![web],
         nodes: vec![node("n1", true)],
@@ -175,6 +178,7 @@ fn status_follows_a_new_generation() {
 fn scale_down_terminates_unplaced_instances_then_the_newest() {
     let web = deployment("web", 2);
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&web, "r1", 1, Phase::Running, Some("n1")),
             instance(&web, "r2", 3, Phase::Running, Some("n1")),
@@ -213,6 +217,7 @@ fn scale_down_terminates_unplaced_instances_then_the_newest() {
 fn scale_down_of_running_instances_terminates_the_newest() {
     let web = deployment("web", 1);
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&web, "c5", 5, Phase::Running, Some("n1")),
             instance(&web, "c1", 1, Phase::Running, Some("n1")),
@@ -231,6 +236,7 @@ fn scale_down_of_running_instances_terminates_the_newest() {
 fn scale_down_terminates_failed_and_starting_before_running() {
     let web = deployment("web", 1);
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&web, "running", 9, Phase::Running, Some("n1")),
             instance(&web, "starting", 1, Phase::Starting, Some("n1")),
@@ -247,6 +253,7 @@ fn scale_down_terminates_failed_and_starting_before_running() {
 fn terminating_instances_do_not_count_as_replicas() {
     let web = deployment("web", 2);
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&web, "a", 1, Phase::Running, Some("n1")),
             terminating(instance(&web, "b", 2, Phase::Running, Some("n1")), now()),
@@ -295,6 +302,7 @@ fn recreate_terminates_every_old_instance_first() {
             _ => web.spec.template.spec.component = "sha256:v2".into(),
         }
         let view = View {
+            jobs: Vec::new(),
             instances: vec![
                 instance(&old, "a", 1, Phase::Running, Some("n1")),
                 instance(&old, "b", 2, Phase::Running, Some("n1")),
@@ -318,6 +326,7 @@ fn rolling_update_keeps_instances_already_current() {
     let mut web = old.clone();
     web.spec.template.spec.component = "sha256:v2".into();
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&old, "old1", 1, Phase::Running, Some("n1")),
             instance(&old, "old2", 2, Phase::Running, Some("n1")),

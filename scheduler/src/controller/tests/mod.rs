@@ -114,6 +114,8 @@ fn instance(
     instance.metadata.creation_timestamp = Some(t(created));
     instance.spec.node_name = node.map(Into::into);
     instance.status.phase = phase;
+    // As a node reports an instance without a readiness probe.
+    instance.status.ready = phase == Phase::Running;
     instance
 }
 
@@ -389,6 +391,7 @@ fn settle(mut view: View, at: Timestamp, runs: impl Fn(&Instance) -> bool) -> Vi
     for i in &mut view.instances {
         if runs(i) && i.status.phase != Phase::Running {
             i.status.phase = Phase::Running;
+            i.status.ready = true;
             i.status.start_time = Some(at);
         }
     }

@@ -11,6 +11,7 @@ fn pending_instances_are_bound_to_ready_nodes_only() {
     let mut big_but_silent = node("silent", true);
     big_but_silent.status.allocatable.cpu_millis = 64_000;
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&web, "a", 1, Phase::Pending, None),
             instance(&web, "b", 2, Phase::Pending, None),
@@ -47,6 +48,7 @@ fn placement_counts_what_bound_instances_reserve() {
     web.spec.template.spec.resources.requests.cpu = Some(Quantity("1500m".into()));
     // Were `a-full` seen as empty, it would win the tie on its name.
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&web, "running", 1, Phase::Running, Some("a-full")),
             instance(&web, "pending", 2, Phase::Pending, None),
@@ -69,6 +71,7 @@ fn unschedulable_instance_says_why_once() {
     let mut web = deployment("web", 1);
     web.spec.template.spec.resources.requests.cpu = Some(Quantity("8".into()));
     let view = View {
+        jobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("n1", true), node("n2", false)],
@@ -136,6 +139,7 @@ fn placement_skips_instances_the_same_pass_terminates() {
     let mut web = deployment("web", 1);
     web.spec.template.spec.resources.requests.cpu = Some(Quantity("1".into()));
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&old, "old-a", 1, Phase::Pending, None),
             instance(&old, "old-b", 2, Phase::Pending, None),
@@ -184,6 +188,7 @@ fn memory_request_larger_than_every_node_stays_pending() {
     let mut web = deployment("web", 1);
     web.spec.template.spec.resources.requests.memory = Some(Quantity("8000Mi".into()));
     let view = View {
+        jobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("n1", true), node("n2", true), node("n3", true)],
@@ -204,6 +209,7 @@ fn tainted_node_takes_only_instances_that_tolerate_it() {
     let mut tolerant = deployment("tolerant", 1);
     tolerant.spec.template.spec.tolerations = vec![gpu_toleration()];
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&plain, "plain-a", 1, Phase::Pending, None),
             instance(&tolerant, "tolerant-a", 2, Phase::Pending, None),
@@ -235,6 +241,7 @@ fn node_selector_and_cordon_are_honoured() {
     let mut web = deployment("web", 3);
     web.spec.template.spec.node_selector = BTreeMap::from([("disktype".into(), "ssd".into())]);
     let view = View {
+        jobs: Vec::new(),
         instances: (0..3)
             .map(|k| instance(&web, &format!("w{k}"), k, Phase::Pending, None))
             .collect(),
@@ -254,6 +261,7 @@ fn the_templates_node_name_pins_its_instances() {
     let mut web = deployment("web", 1);
     web.spec.template.spec.node_name = Some("n2".into());
     let view = View {
+        jobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("n1", true), node("n2", true)],
@@ -268,6 +276,7 @@ fn components_go_only_where_their_imports_are_provided() {
     let mut cli_only = node("cli-only", true);
     cli_only.status.interfaces = vec!["wasi:cli/environment@0.2".into()];
     let view = View {
+        jobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web.clone()],
         nodes: vec![cli_only.clone()],
@@ -297,6 +306,7 @@ fn higher_priority_preempts_and_the_victims_go_pending() {
     high.spec.template.spec.resources.requests.cpu = Some(Quantity("1500m".into()));
     high.spec.template.spec.priority = Some(1000);
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&low, "low-a", 1, Phase::Running, Some("n1")),
             instance(&low, "low-b", 2, Phase::Running, Some("n1")),
@@ -341,6 +351,7 @@ fn equal_priority_never_preempts() {
     same.spec.template.spec.resources.requests.cpu = Some(Quantity("1500m".into()));
     same.spec.template.spec.priority = Some(5);
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&low, "low-a", 1, Phase::Running, Some("n1")),
             instance(&same, "same-a", 3, Phase::Pending, None),
@@ -362,6 +373,7 @@ fn no_execute_taint_evicts_and_the_deployment_replaces() {
     let mut tainted = node("n1", true);
     tainted.spec.taints = vec![Taint::parse("maintenance=now:NoExecute").unwrap()];
     let view = View {
+        jobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
         deployments: vec![web.clone()],
         nodes: vec![tainted.clone(), node("n2", true)],
@@ -400,6 +412,7 @@ fn no_execute_taint_evicts_and_the_deployment_replaces() {
     }];
     tainted.spec.taints[0].time_added = Some(now() - SignedDuration::from_secs(30));
     let view = View {
+        jobs: Vec::new(),
         instances: vec![instance(&patient, "b", 1, Phase::Running, Some("n1"))],
         deployments: vec![patient],
         nodes: vec![tainted.clone()],
@@ -415,6 +428,7 @@ fn anti_affinity_replicas_take_distinct_nodes() {
     let mut web = deployment("web", 5);
     web.spec.template.spec.affinity = Some(anti_affinity("app", "web", HOSTNAME_LABEL));
     let view = View {
+        jobs: Vec::new(),
         instances: (0..5)
             .map(|k| instance(&web, &format!("w{k}"), k, Phase::Pending, None))
             .collect(),

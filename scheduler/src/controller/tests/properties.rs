@@ -171,6 +171,7 @@ fn random_cluster(rng: &mut Rng) -> (View, HashMap<String, Liveness>, Settings) 
     }
     (
         View {
+            jobs: Vec::new(),
             deployments,
             instances,
             nodes,
@@ -266,6 +267,7 @@ fn converge(
         view.instances.retain(|i| !is_terminating(i));
         for i in &mut view.instances {
             i.status.phase = Phase::Running;
+            i.status.ready = true;
             i.status.start_time = Some(now() - SignedDuration::from_hours(1));
         }
         let plan = reconcile(&view, liveness, &imports, settings, now(), &mut names);

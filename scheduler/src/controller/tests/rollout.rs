@@ -47,6 +47,7 @@ fn rolling_update_with_surge_never_drops_below_replicas() {
     let old = deployment("web", 4);
     let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
     let view = View {
+        jobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -64,6 +65,7 @@ fn rolling_update_with_surge_never_drops_below_replicas() {
     // Old instances go oldest first.
     let mut order = Vec::new();
     let mut view = View {
+        jobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), 10 - k, 0))
             .collect(),
@@ -104,6 +106,7 @@ fn rolling_update_without_surge_keeps_replicas_less_max_unavailable() {
         IntOrPercent::Percent(25),
     );
     let view = View {
+        jobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -123,6 +126,7 @@ fn rolling_update_waits_for_new_instances_to_be_available() {
     let old = deployment("web", 4);
     let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
     let view = View {
+        jobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -145,6 +149,7 @@ fn rolling_update_replaces_old_instances_that_never_became_available() {
     let old = deployment("web", 2);
     let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
     let view = View {
+        jobs: Vec::new(),
         instances: vec![
             instance(&old, "broken1", 1, Phase::Failed, Some("n1")),
             instance(&old, "broken2", 2, Phase::Failed, Some("n1")),
@@ -169,6 +174,7 @@ fn scale_down_mid_rollout_respects_the_surge() {
     let mut web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
     web.spec.replicas = 2;
     let mut view = View {
+        jobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -195,6 +201,7 @@ fn recreate_waits_for_old_instances_to_be_removed() {
     let mut web = upgraded(&old);
     web.spec.strategy.type_ = StrategyType::Recreate;
     let view = View {
+        jobs: Vec::new(),
         instances: (0..3)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -211,6 +218,7 @@ fn recreate_waits_for_old_instances_to_be_removed() {
     assert!(creates(&plan).is_empty(), "{plan:#?}");
     assert!(terminated(&plan).is_empty(), "{plan:#?}");
     let one_left = View {
+        jobs: Vec::new(),
         instances: vec![terminating_view.instances[0].clone()],
         deployments: terminating_view.deployments.clone(),
         nodes: vec![],
@@ -234,6 +242,7 @@ fn paused_rollout_stops_and_resumes() {
     let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
     let hash = template_hash(&web);
     let view = View {
+        jobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -279,6 +288,7 @@ fn paused_deployment_still_scales() {
     web.spec.paused = true;
     web.spec.replicas = 3;
     let view = View {
+        jobs: Vec::new(),
         instances: vec![running(&old, "old0", 0, 0), running(&old, "old1", 1, 0)],
         deployments: vec![web.clone()],
         nodes: vec![],

@@ -9,6 +9,7 @@ fn stalled_rollout_exceeds_its_progress_deadline() {
     let mut web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
     web.spec.progress_deadline_seconds = Some(60);
     let view = View {
+        jobs: Vec::new(),
         instances: vec![running(&old, "old0", 0, 0), running(&old, "old1", 1, 0)],
         deployments: vec![web],
         nodes: vec![],
@@ -63,6 +64,7 @@ fn min_ready_seconds_delays_availability() {
     web.spec.min_ready_seconds = 30;
     // Started 10 s ago.
     let view = View {
+        jobs: Vec::new(),
         instances: vec![running(&old, "old", 0, 0), running(&web, "new", 1, 990)],
         deployments: vec![web],
         nodes: vec![],
@@ -85,6 +87,42 @@ fn min_ready_seconds_delays_availability() {
 }
 
 #[test]
+fn running_instances_count_only_once_ready() {
+    let old = deployment("web", 1);
+    let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
+    // The new instance runs but fails its readiness probe.
+    let mut new = running(&web, "new", 1, 990);
+    new.status.ready = false;
+    new.status.message = "Readiness probe failed: HTTP probe failed with statuscode: 503".into();
+    let view = View {
+        jobs: Vec::new(),
+        instances: vec![running(&old, "old", 0, 0), new],
+        deployments: vec![web],
+        nodes: vec![],
+    };
+    let plan = pass(&view, now(), &mut names());
+    assert!(
+        terminated(&plan).is_empty(),
+        "the old one keeps serving: {plan:#?}"
+    );
+    let status = status_of(&plan);
+    assert_eq!(
+        (
+            status.ready_replicas,
+            status.available_replicas,
+            status.unavailable_replicas
+        ),
+        (1, 1, 1)
+    );
+
+    // Once ready, it replaces the old one.
+    let mut view = view;
+    view.instances[1].status.ready = true;
+    let plan = pass(&view, now(), &mut names());
+    assert_eq!(terminated(&plan), ["old"]);
+}
+
+#[test]
 fn available_condition_follows_the_minimum() {
     let web = rolling(
         deployment("web", 4),
@@ -96,6 +134,7 @@ fn available_condition_follows_the_minimum() {
         .collect();
     instances.push(instance(&web, "w3", 3, Phase::Starting, Some("n1")));
     let view = View {
+        jobs: Vec::new(),
         instances,
         deployments: vec![web],
         nodes: vec![],
@@ -204,6 +243,7 @@ fn status_keeps_the_history_and_the_revision() {
         ..DeploymentStatus::default()
     });
     let view = View {
+        jobs: Vec::new(),
         instances: vec![running(&v1, "old", 0, 0)],
         deployments: vec![web.clone()],
         nodes: vec![],

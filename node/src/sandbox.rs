@@ -1,0 +1,680 @@
+//! Sandboxes: the worker processes instances run in, each inside a cgroup
+//! of its own.
+//!
+//! By default a namespace's instances on a node share one sandbox
+//! (density); `isolation: dedicated` gives an instance its own. The node
+//! starts a worker (`berth sandbox`) when a sandbox gets its first
+//! instance, puts it into `berth/<node>/<sandbox>` with limits derived from
+//! what runs inside ([`cgroup`]), sends it the instances to load
+//! ([`protocol`]), and hands it the client connections for the hosts it
+//! serves ([`handoff`]). A worker that dies takes down only what ran
+//! inside it: each of its instances is reported with the reason
+//! (`OOMKilled` when the cgroup's OOM counter moved, else `Crashed`) and
+//! restarted by the supervisor per its policy.
+//!
+//! **Architecture Invariant:** no guest code runs in the node process when
+//! sandboxes are in use; a guest can take down at most its own sandbox.
+
+pub mod cgroup;
+pub mod handoff;
+pub mod protocol;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use berth_api::lifecycle::Isolation;
+use tokio::io::AsyncReadExt as _;
+use tokio::net::{TcpStream, UnixListener, UnixStream};
+use tokio::sync::mpsc;
+
+use self::cgroup::{CgroupRoot, SANDBOX_BASE_MEMORY, SandboxCgroup, SandboxLimits};
+use self::protocol::{FromWorker, HostEvent, LoadSpec, ToWorker};
+use crate::ingress::ConnectionDispatch;
+use crate::logs::{LogStore, Stream};
+use crate::metrics::Metrics;
+
+/// How long a started worker gets to connect back.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the node waits for a request head before answering itself.
+const PEEK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to start a worker: the `berth` binary and `sandbox`.
+#[derive(Debug, Clone)]
+pub struct SandboxProgram {
+    /// The executable.
+    pub program: PathBuf,
+    /// Arguments before the worker's own (`["sandbox"]`).
+    pub args: Vec<OsString>,
+}
+
+/// What happened in a sandbox, for the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An instance event from the sandbox's host.
+    Host(HostEvent),
+    /// The sandbox's worker died with the instance in it.
+    Died {
+        /// Instance uid.
+        uid: String,
+        /// `OOMKilled` or `Crashed`.
+        reason: String,
+        /// Details.
+        message: String,
+    },
+}
+
+/// Which sandbox an instance goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum SandboxKey {
+    Namespace(String),
+    Dedicated(String),
+}
+
+impl SandboxKey {
+    fn of(spec: &LoadSpec, isolation: Isolation) -> SandboxKey {
+        match isolation {
+            Isolation::Shared => SandboxKey::Namespace(spec.namespace.clone()),
+            Isolation::Dedicated => SandboxKey::Dedicated(spec.uid.clone()),
+        }
+    }
+}
+
+/// An instance in a sandbox, with what bounds it.
+#[derive(Debug, Clone)]
+struct Member {
+    namespace: String,
+    deployment: String,
+    memory_bytes: Option<u64>,
+    cpu_millis: Option<u64>,
+    /// Routed as soon as it is loaded: it has no readiness or startup probe.
+    ready_at_load: bool,
+}
+
+/// One worker process.
+struct Sandbox {
+    id: String,
+    key: SandboxKey,
+    control: tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>,
+    connections: UnixStream,
+    cgroup: Option<SandboxCgroup>,
+    members: Mutex<HashMap<String, Member>>,
+}
+
+impl Sandbox {
+    fn members(&self) -> std::sync::MutexGuard<'_, HashMap<String, Member>> {
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cgroup limits for the current members: the sum of theirs plus
+    /// the worker's base, unbounded if any member is.
+    fn limits(&self) -> SandboxLimits {
+        let members = self.members();
+        let memory: Option<u64> = members
+            .values()
+            .map(|m| m.memory_bytes)
+            .sum::<Option<u64>>()
+            .map(|sum| sum.saturating_add(SANDBOX_BASE_MEMORY));
+        let cpu = members.values().map(|m| m.cpu_millis).sum();
+        SandboxLimits {
+            memory_bytes: memory,
+            cpu_millis: cpu,
+        }
+    }
+
+    async fn send(&self, message: &ToWorker) -> Result<()> {
+        let mut control = self.control.lock().await;
+        protocol::send(&mut *control, message)
+            .await
+            .with_context(|| format!("sandbox {}", self.id))
+    }
+}
+
+/// The node's sandboxes and the routing of client connections to them.
+pub struct Sandboxes {
+    program: SandboxProgram,
+    data_dir: PathBuf,
+    domain: String,
+    cgroups: Option<CgroupRoot>,
+    /// Why cgroups are not used, when they are not.
+    cgroups_unavailable: Option<String>,
+    listener: UnixListener,
+    socket_name: String,
+    /// Serialises worker start-ups, so each connects back in turn.
+    starting: tokio::sync::Mutex<()>,
+    sandboxes: Mutex<HashMap<SandboxKey, Arc<Sandbox>>>,
+    /// Ready instances by lowercase `(namespace, deployment)`.
+    table: RwLock<HashMap<(String, String), Vec<(String, Arc<Sandbox>)>>>,
+    next: AtomicUsize,
+    serial: AtomicU64,
+    events: mpsc::UnboundedSender<Event>,
+    metrics: Arc<Metrics>,
+    logs: Arc<LogStore>,
+}
+
+impl std::fmt::Debug for Sandboxes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandboxes")
+            .field("cgroups", &self.cgroups)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandboxes {
+    /// Sets up the node's sandboxes: finds cgroups (or says why not) and
+    /// opens the socket workers connect back to.
+    pub fn new(
+        node: &str,
+        program: SandboxProgram,
+        data_dir: PathBuf,
+        domain: String,
+        events: mpsc::UnboundedSender<Event>,
+        metrics: Arc<Metrics>,
+        logs: Arc<LogStore>,
+    ) -> Result<Sandboxes> {
+        let (cgroups, cgroups_unavailable) = match CgroupRoot::detect(node) {
+            Ok(root) => (Some(root), None),
+            Err(why) => {
+                tracing::warn!(reason = %why, "cgroups unavailable: sandboxes run without kernel limits");
+                (None, Some(why))
+            }
+        };
+        let socket_name = format!(
+            "berth-sandboxes-{}-{}",
+            std::process::id(),
+            node_suffix(node)
+        );
+        let listener = {
+            use std::os::linux::net::SocketAddrExt as _;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(socket_name.as_bytes())?;
+            let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
+                .with_context(|| format!("cannot listen on @{socket_name}"))?;
+            listener.set_nonblocking(true)?;
+            UnixListener::from_std(listener)?
+        };
+        Ok(Sandboxes {
+            program,
+            data_dir,
+            domain,
+            cgroups,
+            cgroups_unavailable,
+            listener,
+            socket_name,
+            starting: tokio::sync::Mutex::new(()),
+            sandboxes: Mutex::new(HashMap::new()),
+            table: RwLock::new(HashMap::new()),
+            next: AtomicUsize::new(0),
+            serial: AtomicU64::new(0),
+            events,
+            metrics,
+            logs,
+        })
+    }
+
+    /// `v1`, `v2`, or why cgroups are unavailable.
+    pub fn cgroups(&self) -> Result<&'static str, &str> {
+        match (&self.cgroups, &self.cgroups_unavailable) {
+            (Some(root), _) => Ok(root.version().as_str()),
+            (None, why) => Err(why.as_deref().unwrap_or("unknown")),
+        }
+    }
+
+    fn sandboxes(&self) -> std::sync::MutexGuard<'_, HashMap<SandboxKey, Arc<Sandbox>>> {
+        self.sandboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Loads the instance into its sandbox, starting the sandbox first if
+    /// needed. Failures come back as a `Loaded` error event.
+    pub async fn load(
+        self: &Arc<Self>,
+        spec: LoadSpec,
+        isolation: Isolation,
+        cpu_millis: Option<u64>,
+    ) {
+        let uid = spec.uid.clone();
+        if let Err(e) = self.try_load(spec, isolation, cpu_millis).await {
+            let _ = self.events.send(Event::Host(HostEvent::Loaded {
+                uid,
+                result: Err(("SandboxFailed".into(), format!("{e:#}"))),
+            }));
+        }
+    }
+
+    async fn try_load(
+        self: &Arc<Self>,
+        spec: LoadSpec,
+        isolation: Isolation,
+        cpu_millis: Option<u64>,
+    ) -> Result<()> {
+        let key = SandboxKey::of(&spec, isolation);
+        let sandbox = self.sandbox(key).await?;
+        sandbox.members().insert(
+            spec.uid.clone(),
+            Member {
+                namespace: spec.namespace.to_ascii_lowercase(),
+                deployment: spec.deployment.to_ascii_lowercase(),
+                memory_bytes: spec.memory_limit_bytes,
+                cpu_millis,
+                ready_at_load: spec.probes.readiness.is_none() && spec.probes.startup.is_none(),
+            },
+        );
+        if let Some(cgroup) = &sandbox.cgroup
+            && let Err(e) = cgroup.set_limits(sandbox.limits())
+        {
+            tracing::warn!(sandbox = %sandbox.id, error = %e, "cannot raise sandbox limits");
+        }
+        sandbox.send(&ToWorker::Load(spec)).await
+    }
+
+    /// The sandbox for `key`, started if it is not running.
+    async fn sandbox(self: &Arc<Self>, key: SandboxKey) -> Result<Arc<Sandbox>> {
+        let _starting = self.starting.lock().await;
+        if let Some(sandbox) = self.sandboxes().get(&key) {
+            return Ok(Arc::clone(sandbox));
+        }
+        let sandbox = self.start(key.clone()).await?;
+        self.sandboxes().insert(key, Arc::clone(&sandbox));
+        Ok(sandbox)
+    }
+
+    async fn start(self: &Arc<Self>, key: SandboxKey) -> Result<Arc<Sandbox>> {
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        let id = match &key {
+            SandboxKey::Namespace(ns) => format!("ns-{ns}-{serial}"),
+            SandboxKey::Dedicated(uid) => format!("dedicated-{uid}-{serial}"),
+        };
+        let cgroup = match &self.cgroups {
+            Some(root) => Some(
+                root.create(&id, SandboxLimits::default())
+                    .map_err(|e| anyhow!("cannot create the cgroup of sandbox {id}: {e}"))?,
+            ),
+            None => None,
+        };
+        let mut child = tokio::process::Command::new(&self.program.program)
+            .args(&self.program.args)
+            .arg("--socket")
+            .arg(&self.socket_name)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--domain")
+            .arg(&self.domain)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.program.program.display()))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow!("sandbox {id} exited at once"))?;
+        if let Some(cgroup) = &cgroup
+            && let Err(e) = cgroup.add(pid)
+        {
+            let _ = child.start_kill();
+            cgroup.delete();
+            return Err(anyhow!("cannot put sandbox {id} into its cgroup: {e}"));
+        }
+        let (control, connections) =
+            match tokio::time::timeout(CONNECT_TIMEOUT, self.accept_pair(pid)).await {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => {
+                    let _ = child.start_kill();
+                    return Err(e);
+                }
+                Err(_) => {
+                    let _ = child.start_kill();
+                    return Err(anyhow!("sandbox {id} did not connect back"));
+                }
+            };
+        let (reader, writer) = control.into_split();
+        let sandbox = Arc::new(Sandbox {
+            id: id.clone(),
+            key,
+            control: tokio::sync::Mutex::new(writer),
+            connections,
+            cgroup,
+            members: Mutex::new(HashMap::new()),
+        });
+        tracing::info!(sandbox = %id, pid, "sandbox started");
+        let this = Arc::clone(self);
+        let watched = Arc::clone(&sandbox);
+        tokio::spawn(async move { this.watch(watched, child, reader).await });
+        Ok(sandbox)
+    }
+
+    /// Accepts the worker's two connections, checking each comes from it.
+    async fn accept_pair(&self, pid: u32) -> Result<(UnixStream, UnixStream)> {
+        let mut control = None;
+        let mut connections = None;
+        while control.is_none() || connections.is_none() {
+            let (mut stream, _) = self.listener.accept().await?;
+            let peer = stream.peer_cred()?.pid();
+            if peer.and_then(|p| u32::try_from(p).ok()) != Some(pid) {
+                tracing::warn!(
+                    ?peer,
+                    expected = pid,
+                    "refusing a sandbox connection from another process"
+                );
+                continue;
+            }
+            match stream.read_u8().await? {
+                handoff::ROLE_CONTROL => control = Some(stream),
+                handoff::ROLE_CONNECTIONS => connections = Some(stream),
+                other => return Err(anyhow!("sandbox sent unknown role {other}")),
+            }
+        }
+        control
+            .zip(connections)
+            .ok_or_else(|| anyhow!("sandbox connections missing"))
+    }
+
+    /// Relays the worker's messages until it exits, then reports its
+    /// instances and cleans up.
+    async fn watch(
+        self: Arc<Self>,
+        sandbox: Arc<Sandbox>,
+        mut child: tokio::process::Child,
+        mut reader: tokio::net::unix::OwnedReadHalf,
+    ) {
+        let oom_before = sandbox.cgroup.as_ref().map_or(0, SandboxCgroup::oom_kills);
+        loop {
+            match protocol::recv::<FromWorker>(&mut reader).await {
+                Ok(Some(message)) => self.relay(&sandbox, message),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(sandbox = %sandbox.id, error = %e, "bad message from sandbox; stopping it");
+                    let _ = child.start_kill();
+                    break;
+                }
+            }
+        }
+        let status = child.wait().await;
+        let oom = sandbox.cgroup.as_ref().map_or(0, SandboxCgroup::oom_kills) > oom_before;
+        let (reason, message) = if oom {
+            (
+                "OOMKilled",
+                format!(
+                    "sandbox {} exceeded its cgroup memory limit and was killed by the kernel",
+                    sandbox.id
+                ),
+            )
+        } else {
+            (
+                "Crashed",
+                match status {
+                    Ok(status) => format!("sandbox {} exited: {status}", sandbox.id),
+                    Err(e) => format!("sandbox {} vanished: {e}", sandbox.id),
+                },
+            )
+        };
+        {
+            let mut sandboxes = self.sandboxes();
+            if sandboxes
+                .get(&sandbox.key)
+                .is_some_and(|s| Arc::ptr_eq(s, &sandbox))
+            {
+                sandboxes.remove(&sandbox.key);
+            }
+        }
+        let members: Vec<String> = sandbox.members().drain().map(|(uid, _)| uid).collect();
+        for uid in &members {
+            self.unroute(uid);
+        }
+        if !members.is_empty() {
+            tracing::warn!(sandbox = %sandbox.id, %reason, %message, "sandbox died");
+        }
+        for uid in members {
+            let _ = self.events.send(Event::Died {
+                uid,
+                reason: reason.to_owned(),
+                message: message.clone(),
+            });
+        }
+        if let Some(cgroup) = &sandbox.cgroup {
+            cgroup.delete();
+        }
+    }
+
+    fn relay(&self, sandbox: &Arc<Sandbox>, message: FromWorker) {
+        match message {
+            FromWorker::Event(event) => {
+                match &event {
+                    HostEvent::Loaded {
+                        uid,
+                        result: Ok(()),
+                    } => self.route_if_ready(sandbox, uid),
+                    HostEvent::Ready { uid, ready, .. } => {
+                        if *ready {
+                            self.route(sandbox, uid);
+                        } else {
+                            self.unroute(uid);
+                        }
+                    }
+                    HostEvent::Unhealthy { uid, .. } => self.unroute(uid),
+                    _ => {}
+                }
+                let _ = self.events.send(Event::Host(event));
+            }
+            FromWorker::Log { uid, stream, lines } => {
+                // Only instances of this sandbox may write logs, to their own.
+                if !sandbox.members().contains_key(&uid) {
+                    return;
+                }
+                let stream = if stream == 2 {
+                    Stream::Stderr
+                } else {
+                    Stream::Stdout
+                };
+                if let Ok(log) = self.logs.open(&uid) {
+                    log.append(stream, &lines);
+                }
+            }
+            FromWorker::Requests(samples) => {
+                let members = sandbox.members();
+                for sample in samples {
+                    if let Some(reason) = sample.terminated {
+                        self.metrics.terminated(static_reason(&reason));
+                        continue;
+                    }
+                    // Label values come from this node's own table, never
+                    // from what a sandbox says alone.
+                    let known = members.values().any(|m| {
+                        m.namespace == sample.namespace && m.deployment == sample.deployment
+                    });
+                    let (namespace, deployment) = if known {
+                        (sample.namespace.as_str(), sample.deployment.as_str())
+                    } else {
+                        ("", "")
+                    };
+                    self.metrics
+                        .request(namespace, deployment, sample.status, sample.seconds);
+                }
+            }
+        }
+    }
+
+    /// Routes a loaded instance unless a probe must pass first (the
+    /// worker says so with a `Ready` event).
+    fn route_if_ready(&self, sandbox: &Arc<Sandbox>, uid: &str) {
+        if sandbox.members().get(uid).is_some_and(|m| m.ready_at_load) {
+            self.route(sandbox, uid);
+        }
+    }
+
+    fn route(&self, sandbox: &Arc<Sandbox>, uid: &str) {
+        let Some(member) = sandbox.members().get(uid).cloned() else {
+            return;
+        };
+        if member.deployment.is_empty() {
+            return;
+        }
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = table
+            .entry((member.namespace, member.deployment))
+            .or_default();
+        if !entry.iter().any(|(u, _)| u == uid) {
+            entry.push((uid.to_owned(), Arc::clone(sandbox)));
+        }
+    }
+
+    fn unroute(&self, uid: &str) {
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        table.retain(|_, entries| {
+            entries.retain(|(u, _)| u != uid);
+            !entries.is_empty()
+        });
+    }
+
+    /// Stops routing to the instance and unloads it from its sandbox; a
+    /// sandbox left empty is stopped after the grace period.
+    pub async fn unload(self: &Arc<Self>, uid: &str, grace: Duration) {
+        self.unroute(uid);
+        let sandbox = self
+            .sandboxes()
+            .values()
+            .find(|s| s.members().contains_key(uid))
+            .cloned();
+        let Some(sandbox) = sandbox else { return };
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        if let Err(e) = sandbox
+            .send(&ToWorker::Unload {
+                uid: uid.to_owned(),
+                grace_ms,
+            })
+            .await
+        {
+            tracing::debug!(error = %format!("{e:#}"), "unload");
+        }
+        sandbox.members().remove(uid);
+        if sandbox.members().is_empty() {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace + Duration::from_millis(100)).await;
+                this.stop_if_empty(&sandbox);
+            });
+        } else if let Some(cgroup) = &sandbox.cgroup {
+            let _ = cgroup.set_limits(sandbox.limits());
+        }
+    }
+
+    fn stop_if_empty(&self, sandbox: &Arc<Sandbox>) {
+        let mut sandboxes = self.sandboxes();
+        if sandbox.members().is_empty()
+            && sandboxes
+                .get(&sandbox.key)
+                .is_some_and(|s| Arc::ptr_eq(s, sandbox))
+        {
+            // Dropping the last handle closes the control connection: the
+            // worker exits, and its watcher removes the cgroup.
+            sandboxes.remove(&sandbox.key);
+            tracing::info!(sandbox = %sandbox.id, "sandbox stopping: no instances left");
+            let sandbox = Arc::clone(sandbox);
+            tokio::spawn(async move {
+                let mut control = sandbox.control.lock().await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut *control).await;
+            });
+        }
+    }
+
+    /// Sandboxes running, for metrics.
+    pub fn count(&self) -> usize {
+        self.sandboxes().len()
+    }
+
+    /// Memory in use by each sandbox's cgroup, by sandbox id.
+    pub fn memory_usage(&self) -> Vec<(String, u64)> {
+        self.sandboxes()
+            .values()
+            .filter_map(|s| s.cgroup.as_ref().map(|c| (s.id.clone(), c.memory_usage())))
+            .collect()
+    }
+
+    fn pick(&self, namespace: &str, deployment: &str) -> Option<Arc<Sandbox>> {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        let entries = table.get(&(namespace.to_owned(), deployment.to_owned()))?;
+        let count = entries.len();
+        if count == 0 {
+            return None;
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % count;
+        entries.get(index).map(|(_, sandbox)| Arc::clone(sandbox))
+    }
+
+    async fn dispatch_stream(&self, stream: TcpStream) -> Option<TcpStream> {
+        let host = match handoff::peek_host(&stream, Instant::now() + PEEK_TIMEOUT).await {
+            handoff::Peek::Host(host) => host,
+            handoff::Peek::Local => return Some(stream),
+            handoff::Peek::Closed => return None,
+        };
+        let domain = crate::ingress::normalize_domain(&self.domain);
+        let Some((deployment, namespace)) = crate::ingress::deployment_of(&host, &domain) else {
+            return Some(stream);
+        };
+        let sandbox = self.pick(namespace, deployment)?;
+        if let Err(e) = handoff::send(&sandbox.connections, stream).await {
+            tracing::warn!(sandbox = %sandbox.id, error = %e, "cannot hand a connection to its sandbox");
+        }
+        None
+    }
+
+    /// Stops every worker (they exit when their control connection
+    /// closes) and waits up to a few seconds for them to go.
+    pub async fn stop_all(&self) {
+        let all: Vec<Arc<Sandbox>> = self.sandboxes().drain().map(|(_, s)| s).collect();
+        for sandbox in &all {
+            let mut control = sandbox.control.lock().await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut *control).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for sandbox in &all {
+            while Arc::strong_count(sandbox) > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// Removes the node's cgroup subtree; call after every worker exited.
+    pub fn remove_cgroups(&self) {
+        if let Some(root) = &self.cgroups {
+            root.remove();
+        }
+    }
+}
+
+impl ConnectionDispatch for Sandboxes {
+    fn dispatch(
+        &self,
+        stream: TcpStream,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<TcpStream>> + Send + '_>> {
+        Box::pin(self.dispatch_stream(stream))
+    }
+}
+
+/// A termination reason from a worker as one of the node's label values.
+fn static_reason(reason: &str) -> &'static str {
+    const REASONS: [&str; 7] = [
+        "DeadlineExceeded",
+        "MemoryLimitExceeded",
+        "TableLimitExceeded",
+        "StackOverflow",
+        "FuelExhausted",
+        "Trap",
+        "Cancelled",
+    ];
+    REASONS
+        .iter()
+        .find(|known| **known == reason)
+        .copied()
+        .unwrap_or("Other")
+}
+
+/// The node name, cut to what fits an abstract socket name comfortably.
+fn node_suffix(node: &str) -> String {
+    node.chars().take(40).collect()
+}

@@ -1,0 +1,280 @@
+//! The kernel's bound around each sandbox: one cgroup per worker process
+//! with a `memory` limit, `cpu` quota and shares, and a `pids` limit, under
+//! `berth/<node>/` (cgroup v1: in each controller's hierarchy; v2: in the
+//! unified one). File protocol by the `cgroups-rs` crate.
+//!
+//! [`CgroupRoot::detect`] runs at node start: it finds the hierarchy,
+//! removes what a crashed earlier run of the same node left behind, and
+//! checks that it can write; where it cannot (not root, read-only mount),
+//! the node runs without kernel bounds and reports `CgroupsUnavailable`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cgroups_rs::cgroup_builder::CgroupBuilder;
+use cgroups_rs::memory::MemController;
+use cgroups_rs::{Cgroup, CgroupPid, Hierarchy, MaxValue};
+
+/// Processes and threads one sandbox may have: the worker's runtime threads
+/// and blocking pool, with room to spare; a fork bomb stops here.
+pub const SANDBOX_PIDS_LIMIT: i64 = 512;
+
+/// Memory a sandbox gets above the sum of its instances' limits, for the
+/// worker itself (runtime, compiled code, buffers): 64 MiB.
+pub const SANDBOX_BASE_MEMORY: u64 = 64 * 1024 * 1024;
+
+/// The CFS period quotas are expressed in: 100 ms.
+const CPU_PERIOD_MICROS: u64 = 100_000;
+
+/// How long start-up waits for a crashed run's workers to leave their
+/// cgroups (they exit when the node's end of their socket closes).
+const STALE_EXIT_WAIT: Duration = Duration::from_secs(3);
+
+/// Which cgroup version the node found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// One hierarchy per controller.
+    V1,
+    /// The unified hierarchy.
+    V2,
+}
+
+impl Version {
+    /// `v1` or `v2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        }
+    }
+}
+
+/// The node's cgroup subtree.
+pub struct CgroupRoot {
+    /// `berth/<node>`, relative to the hierarchy's root.
+    base: String,
+    version: Version,
+}
+
+impl std::fmt::Debug for CgroupRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CgroupRoot")
+            .field("base", &self.base)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// What a sandbox's cgroup bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SandboxLimits {
+    /// Bytes of memory, worker included; `None` is unbounded.
+    pub memory_bytes: Option<u64>,
+    /// Millicores of CPU time; `None` is unbounded.
+    pub cpu_millis: Option<u64>,
+}
+
+/// One sandbox's cgroup.
+pub struct SandboxCgroup {
+    cgroup: Cgroup,
+    version: Version,
+}
+
+impl std::fmt::Debug for SandboxCgroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxCgroup")
+            .field("path", &self.cgroup.path())
+            .finish()
+    }
+}
+
+fn hierarchy() -> Box<dyn Hierarchy> {
+    cgroups_rs::hierarchies::auto()
+}
+
+impl CgroupRoot {
+    /// Finds the hierarchy, cleans `berth/<node>` of a crashed run's
+    /// leftovers and checks it can create a bounded cgroup there. `Err`
+    /// says why cgroups cannot be used.
+    pub fn detect(node: &str) -> Result<CgroupRoot, String> {
+        let version = if cgroups_rs::hierarchies::is_cgroup2_unified_mode() {
+            Version::V2
+        } else {
+            Version::V1
+        };
+        let root = CgroupRoot {
+            base: format!("berth/{node}"),
+            version,
+        };
+        root.remove_stale();
+        let probe = root
+            .create("probe", SandboxLimits::default())
+            .map_err(|e| format!("cannot create a cgroup under {}: {e}", root.base))?;
+        probe.delete();
+        Ok(root)
+    }
+
+    /// The version in use.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Directories of the node's subtree, one per controller hierarchy.
+    fn base_dirs(&self) -> Vec<PathBuf> {
+        let hier = hierarchy();
+        match self.version {
+            Version::V2 => vec![hier.root().join(&self.base)],
+            Version::V1 => ["memory", "cpu", "pids"]
+                .iter()
+                .map(|controller| hier.root().join(controller).join(&self.base))
+                .collect(),
+        }
+    }
+
+    /// Deletes the sandbox cgroups an earlier run left, once their
+    /// processes have gone.
+    fn remove_stale(&self) {
+        let mut names = std::collections::BTreeSet::new();
+        for dir in self.base_dirs() {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir())
+                        && let Ok(name) = entry.file_name().into_string()
+                    {
+                        names.insert(name);
+                    }
+                }
+            }
+        }
+        for name in names {
+            let cgroup = Cgroup::load(hierarchy(), format!("{}/{name}", self.base));
+            let deadline = std::time::Instant::now() + STALE_EXIT_WAIT;
+            while !cgroup.procs().is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            match cgroup.delete() {
+                Ok(()) => tracing::info!(cgroup = %cgroup.path(), "removed a stale sandbox cgroup"),
+                Err(e) => {
+                    tracing::warn!(cgroup = %cgroup.path(), error = %e, "cannot remove a stale sandbox cgroup")
+                }
+            }
+        }
+    }
+
+    /// Creates `berth/<node>/<name>` with `limits`.
+    pub fn create(&self, name: &str, limits: SandboxLimits) -> Result<SandboxCgroup, String> {
+        let path = format!("{}/{name}", self.base);
+        let cgroup = CgroupBuilder::new(&path)
+            .memory()
+            .memory_hard_limit(memory_value(limits.memory_bytes))
+            .done()
+            .cpu()
+            .shares(1024)
+            .done()
+            .pid()
+            .maximum_number_of_processes(MaxValue::Value(SANDBOX_PIDS_LIMIT))
+            .done()
+            .build(hierarchy())
+            .map_err(|e| e.to_string())?;
+        if !cgroup.exists() {
+            return Err(format!("{path} was not created"));
+        }
+        let sandbox = SandboxCgroup {
+            cgroup,
+            version: self.version,
+        };
+        sandbox.set_limits(limits)?;
+        Ok(sandbox)
+    }
+
+    /// Removes the node's (empty) subtree, on a clean exit.
+    pub fn remove(&self) {
+        for dir in self.base_dirs() {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+fn memory_value(bytes: Option<u64>) -> i64 {
+    bytes.and_then(|b| i64::try_from(b).ok()).unwrap_or(-1)
+}
+
+impl SandboxCgroup {
+    /// Puts process `pid` (and its threads) into the cgroup.
+    pub fn add(&self, pid: u32) -> Result<(), String> {
+        self.cgroup
+            .add_task_by_tgid(CgroupPid::from(u64::from(pid)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Sets the memory limit and CPU quota (a lower memory limit than the
+    /// usage fails; the caller keeps the old one then).
+    pub fn set_limits(&self, limits: SandboxLimits) -> Result<(), String> {
+        let memory: &MemController = self.cgroup.controller_of().ok_or("no memory controller")?;
+        memory
+            .set_limit(memory_value(limits.memory_bytes))
+            .map_err(|e| format!("memory limit: {e}"))?;
+        let cpu: &cgroups_rs::cpu::CpuController =
+            self.cgroup.controller_of().ok_or("no cpu controller")?;
+        let quota = limits
+            .cpu_millis
+            .map(|millis| (millis.saturating_mul(CPU_PERIOD_MICROS) / 1000).max(1000))
+            .and_then(|q| i64::try_from(q).ok())
+            .unwrap_or(-1);
+        cpu.set_cfs_quota_and_period(Some(quota), Some(CPU_PERIOD_MICROS))
+            .map_err(|e| format!("cpu quota: {e}"))?;
+        Ok(())
+    }
+
+    /// How many times the kernel's OOM killer killed a process here.
+    pub fn oom_kills(&self) -> u64 {
+        match self.version {
+            Version::V1 => self
+                .cgroup
+                .controller_of::<MemController>()
+                .map_or(0, |memory| memory.memory_stat().oom_control.oom_kill),
+            // cgroups-rs reads no `memory.events`; it is one `key value` per line.
+            Version::V2 => {
+                let path = hierarchy()
+                    .root()
+                    .join(self.cgroup.path())
+                    .join("memory.events");
+                std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|text| {
+                        text.lines().find_map(|line| {
+                            line.strip_prefix("oom_kill ")
+                                .and_then(|n| n.trim().parse().ok())
+                        })
+                    })
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    /// Bytes of memory in use, for metrics.
+    pub fn memory_usage(&self) -> u64 {
+        match self.version {
+            Version::V1 => self
+                .cgroup
+                .controller_of::<MemController>()
+                .map_or(0, |memory| memory.memory_stat().usage_in_bytes),
+            Version::V2 => std::fs::read_to_string(
+                hierarchy()
+                    .root()
+                    .join(self.cgroup.path())
+                    .join("memory.current"),
+            )
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
+        }
+    }
+
+    /// Removes the cgroup; its processes must have exited.
+    pub fn delete(&self) {
+        if let Err(e) = self.cgroup.delete() {
+            tracing::warn!(cgroup = %self.cgroup.path(), error = %e, "cannot remove sandbox cgroup");
+        }
+    }
+}
