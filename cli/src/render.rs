@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
 use berth_api::{API_VERSION, Kind, Object};
+use berth_scheduler::events::REASON_CRASH_LOOP_BACK_OFF as CRASH_LOOP_BACK_OFF;
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -177,17 +178,22 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
             ]
         }
         Object::Instance(i) => {
-            let ready = u8::from(i.status.phase == berth_api::Phase::Running);
-            let status =
-                if i.status.reason.is_empty() || i.status.phase == berth_api::Phase::Running {
-                    i.status.phase.to_string()
-                } else {
-                    i.status.reason.clone()
-                };
+            let running = i.status.phase == berth_api::Phase::Running;
+            let ready = u8::from(running && i.status.ready);
+            // As kubectl: the phase, or what holds the instance back; a
+            // crash loop shows even while the node calls it Running.
+            let status = if i.status.reason.is_empty()
+                || (running && i.status.reason != CRASH_LOOP_BACK_OFF)
+            {
+                i.status.phase.to_string()
+            } else {
+                i.status.reason.clone()
+            };
             vec![
                 meta.name.clone(),
                 format!("{ready}/1"),
                 status,
+                i.status.restart_count.to_string(),
                 i.spec.node_name.clone().unwrap_or_else(|| "<none>".into()),
                 age,
             ]
@@ -240,7 +246,7 @@ fn headers(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Namespace => &["NAME", "STATUS", "AGE"],
         Kind::Deployment => &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
-        Kind::Instance => &["NAME", "READY", "STATUS", "NODE", "AGE"],
+        Kind::Instance => &["NAME", "READY", "STATUS", "RESTARTS", "NODE", "AGE"],
         Kind::Node => &["NAME", "STATUS", "RUNTIMES", "INGRESS", "AGE"],
         Kind::PriorityClass => &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE"],
         Kind::Event => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
@@ -368,6 +374,8 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
         Object::Instance(i) => {
             field("Node", i.spec.node_name.as_deref().unwrap_or("<none>"));
             field("Status", i.status.phase.as_str());
+            field("Ready", &i.status.ready.to_string());
+            field("Restart Count", &i.status.restart_count.to_string());
             field("Reason", &or_none(&i.status.reason));
             field("Message", &or_none(&i.status.message));
             field("Priority", &i.spec.priority.unwrap_or(0).to_string());
@@ -520,26 +528,37 @@ mod tests {
     }
 
     fn instances() -> Vec<Object> {
-        let instance = |name: &str, node: &str, phase: &str, reason: &str, message: &str| {
-            object(serde_json::json!({
-                "apiVersion": "berth.dev/v1", "kind": "Instance",
-                "metadata": {"name": name, "namespace": "default",
-                             "labels": {"app": "hello"},
-                             "creationTimestamp": "2026-01-01T23:59:15Z"},
-                "spec": {"component": "sha256:00", "nodeName": node},
-                "status": {"phase": phase, "reason": reason, "message": message}
-            }))
-        };
         vec![
-            instance("hello-a1", "node-0", "Running", "", ""),
+            instance("hello-a1", "node-0", "Running", "", "", 0),
             instance(
                 "hello-b2",
                 "node-1",
                 "Failed",
                 "CrashLoop",
                 "wasm trap: unreachable instruction executed in handler",
+                4,
             ),
         ]
+    }
+
+    /// An instance as its node reports it: ready when Running.
+    fn instance(
+        name: &str,
+        node: &str,
+        phase: &str,
+        reason: &str,
+        message: &str,
+        restarts: u32,
+    ) -> Object {
+        object(serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Instance",
+            "metadata": {"name": name, "namespace": "default",
+                         "labels": {"app": "hello"},
+                         "creationTimestamp": "2026-01-01T23:59:15Z"},
+            "spec": {"component": "sha256:00", "nodeName": node},
+            "status": {"phase": phase, "reason": reason, "message": message,
+                       "ready": phase == "Running", "restartCount": restarts}
+        }))
     }
 
     fn node() -> Object {
@@ -598,9 +617,49 @@ mod tests {
         .unwrap();
         assert_eq!(
             text,
-            "NAMESPACE   NAME       READY   STATUS      NODE     AGE   REASON      MESSAGE\n\
-             default     hello-a1   1/1     Running     node-0   45s   <none>      <none>\n\
-             default     hello-b2   0/1     CrashLoop   node-1   45s   CrashLoop   wasm trap: unreachable instruction ex...\n"
+            "NAMESPACE   NAME       READY   STATUS      RESTARTS   NODE     AGE   REASON      MESSAGE\n\
+             default     hello-a1   1/1     Running     0          node-0   45s   <none>      <none>\n\
+             default     hello-b2   0/1     CrashLoop   4          node-1   45s   CrashLoop   wasm trap: unreachable instruction ex...\n"
+        );
+    }
+
+    #[test]
+    fn instances_show_readiness_restarts_and_crash_loops() {
+        let mut unready = instance(
+            "hello-c3",
+            "node-0",
+            "Running",
+            "",
+            "Readiness probe failed: HTTP probe failed with statuscode: 503",
+            0,
+        );
+        let mut looping = instance(
+            "hello-d4",
+            "node-0",
+            "Running",
+            "CrashLoopBackOff",
+            "back-off 40s restarting failed instance",
+            3,
+        );
+        for object in [&mut unready, &mut looping] {
+            if let Object::Instance(i) = object {
+                i.status.ready = false;
+            }
+        }
+        let text = objects(
+            Kind::Instance,
+            &[unready, looping],
+            Format::Table,
+            false,
+            false,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "NAME       READY   STATUS             RESTARTS   NODE     AGE\n\
+             hello-c3   0/1     Running            0          node-0   45s\n\
+             hello-d4   0/1     CrashLoopBackOff   3          node-0   45s\n"
         );
     }
 

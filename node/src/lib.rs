@@ -194,12 +194,22 @@ impl Node {
         };
         let client = quic::client_config(&credentials.identity, &credentials.ca_pem)?;
         let endpoint = quic::client_endpoint(config.scheduler, client)?;
-        let runtime = Arc::new(WasmRuntime::new(&config.data_dir)?);
+        // Compiles happen where instances load: in the node's own runtime,
+        // or in the sandboxes, which report theirs.
+        let runtime = match config.sandbox {
+            Some(_) => None,
+            None => Some(Arc::new(WasmRuntime::new(&config.data_dir)?)),
+        };
+        let compiles = Arc::new(sandbox::CompileTotals::default());
         let metrics = {
-            let runtime = Arc::clone(&runtime);
-            Arc::new(Metrics::new(move || CompileCounts {
-                compiled: runtime.compiled_count(),
-                disk: runtime.from_disk_count(),
+            let runtime = runtime.clone();
+            let compiles = Arc::clone(&compiles);
+            Arc::new(Metrics::new(move || match &runtime {
+                Some(runtime) => CompileCounts {
+                    compiled: runtime.compiled_count(),
+                    disk: runtime.from_disk_count(),
+                },
+                None => compiles.counts(),
             }))
         };
         let routes = Arc::new(Routes::default());
@@ -218,11 +228,13 @@ impl Node {
                     config.domain.clone(),
                     events_tx,
                     metrics.clone(),
+                    compiles,
                     logs.clone(),
                 )?);
                 (Executor::Sandboxed(sandboxes.clone()), Some(sandboxes))
             }
             None => {
+                let runtime = runtime.ok_or_else(|| anyhow::anyhow!("no wasm runtime"))?;
                 let (host_tx, mut host_events) = tokio::sync::mpsc::unbounded_channel();
                 tokio::spawn(async move {
                     while let Some(event) = host_events.recv().await {

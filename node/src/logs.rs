@@ -46,6 +46,12 @@ pub const MAX_LOG_BYTES: u64 = 1024 * 1024;
 /// grows without bound.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
+/// How long the logs of an instance that no longer runs here are kept
+/// after their last line: 24 hours, so that `berth logs` still reads a
+/// finished Job or a replaced instance the next day. Then
+/// [`LogStore::remove_expired`] deletes them.
+pub const LOG_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// New lines a follower (`berth logs -f`) may fall behind by before it
 /// misses some; it then goes on with the newest.
 pub const FOLLOW_BACKLOG: usize = 1024;
@@ -137,6 +143,37 @@ impl LogStore {
 
     fn live(&self) -> MutexGuard<'_, HashMap<String, GuestLog>> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Deletes the files of instances not running here whose last write
+    /// is older than `retention`; returns how many files went.
+    pub fn remove_expired(&self, retention: std::time::Duration) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let uid = name
+                .strip_suffix(".log")
+                .or_else(|| name.strip_suffix(".log.1"));
+            let Some(uid) = uid else { continue };
+            if self.live().contains_key(uid) {
+                continue;
+            }
+            let expired = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_some_and(|age| age > retention);
+            if expired && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// The log of instance `uid`, which is starting: the same one for as
@@ -440,6 +477,31 @@ impl GuestLog {
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expired_logs_of_stopped_instances_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::new(dir.path().to_owned()).unwrap();
+        let live = store.open("live").unwrap();
+        live.append(Stream::Stdout, &texts(&["running"]));
+        let gone = store.open("gone").unwrap();
+        gone.append(Stream::Stdout, &texts(&["finished"]));
+        store.close("gone");
+        std::fs::write(dir.path().join("gone.log.1"), "old\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a log\n").unwrap();
+        assert_eq!(
+            store.remove_expired(std::time::Duration::from_secs(3600)),
+            0
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(store.remove_expired(std::time::Duration::from_millis(1)), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["live.log", "notes.txt"]);
+    }
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + seconds).unwrap()

@@ -129,13 +129,14 @@ pub enum RuntimeError {
         #[source]
         source: BoxError,
     },
-    /// The component does not export `wasi:cli/run` (it is not a command,
-    /// such as a `wasi:http/proxy` component given to a Job).
-    #[error("component {digest} does not export wasi:cli/run")]
+    /// The component is not a `wasi:cli/command` a Job can run: it does not
+    /// export `wasi:cli/run`, or it is an HTTP component (it exports
+    /// `wasi:http/incoming-handler`; a Rust HTTP server's `run` only traps).
+    #[error("component {digest} {reason}")]
     NotACommandComponent {
         digest: String,
-        #[source]
-        source: BoxError,
+        /// `does not export wasi:cli/run`, or why an HTTP component is refused.
+        reason: &'static str,
     },
     /// A compile or load task on the blocking pool failed.
     #[error("compile or load task for component {digest} failed")]
@@ -287,7 +288,10 @@ impl WasmRuntime {
             .epoch_interruption(true)
             .max_wasm_stack(MAX_WASM_STACK)
             .consume_fuel(options.fuel);
-        let engine = Engine::new(&config).map_err(|e| RuntimeError::Engine(e.into()))?;
+        let engine = match pooled_engine(&config) {
+            Some(engine) => engine,
+            None => Engine::new(&config).map_err(|e| RuntimeError::Engine(e.into()))?,
+        };
         let ticker =
             EpochTicker::start(engine.clone()).map_err(|e| RuntimeError::Engine(Box::new(e)))?;
 
@@ -480,6 +484,40 @@ impl std::fmt::Debug for WasmRuntime {
             .field("compiled_dir", &self.compiled_dir)
             .field("compiled_count", &self.compiled_count())
             .finish_non_exhaustive()
+    }
+}
+
+/// Requests one sandbox (one runtime) serves at once with the pooling
+/// allocator: each takes a component instance slot from the pool.
+pub const POOL_CONCURRENT_INSTANCES: u32 = 128;
+
+/// An engine with wasmtime's pooling instance allocator: linear memories,
+/// tables and fiber stacks come from slots reserved when the engine is
+/// created, and memory initialisation is copy-on-write from the compiled
+/// artifact, so that an instantiation is a few page-table updates. The pool
+/// reserves virtual address space (about 4 GiB per memory slot); where that
+/// fails (a small address space, a strict overcommit policy) the caller
+/// falls back to on-demand allocation. A request arriving while every slot
+/// is in use fails to instantiate (answered 500) rather than wait.
+fn pooled_engine(config: &Config) -> Option<Engine> {
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(POOL_CONCURRENT_INSTANCES)
+        .total_core_instances(POOL_CONCURRENT_INSTANCES * 8)
+        .total_memories(POOL_CONCURRENT_INSTANCES * 2)
+        .total_tables(POOL_CONCURRENT_INSTANCES * 4)
+        .total_stacks(POOL_CONCURRENT_INSTANCES)
+        .max_memories_per_component(4)
+        .max_tables_per_component(8);
+    let mut config = config.clone();
+    config
+        .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true);
+    match Engine::new(&config) {
+        Ok(engine) => Some(engine),
+        Err(e) => {
+            tracing::warn!(error = %e, "pooling allocator unavailable; allocating instances on demand");
+            None
+        }
     }
 }
 

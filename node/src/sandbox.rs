@@ -70,6 +70,23 @@ pub enum Event {
     },
 }
 
+/// Compiles across the node's sandboxes, for metrics.
+#[derive(Debug, Default)]
+pub struct CompileTotals {
+    compiled: AtomicU64,
+    disk: AtomicU64,
+}
+
+impl CompileTotals {
+    /// The totals so far.
+    pub fn counts(&self) -> crate::metrics::CompileCounts {
+        crate::metrics::CompileCounts {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            disk: self.disk.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Which sandbox an instance goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum SandboxKey {
@@ -155,6 +172,7 @@ pub struct Sandboxes {
     serial: AtomicU64,
     events: mpsc::UnboundedSender<Event>,
     metrics: Arc<Metrics>,
+    compiles: Arc<CompileTotals>,
     logs: Arc<LogStore>,
 }
 
@@ -176,9 +194,21 @@ impl Sandboxes {
         domain: String,
         events: mpsc::UnboundedSender<Event>,
         metrics: Arc<Metrics>,
+        compiles: Arc<CompileTotals>,
         logs: Arc<LogStore>,
     ) -> Result<Sandboxes> {
-        let (cgroups, cgroups_unavailable) = match CgroupRoot::detect(node) {
+        // The subtree is the node's across restarts (name and data
+        // directory), and no other node's on the same machine.
+        let subtree = {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+            format!(
+                "{}-{}",
+                node_suffix(node),
+                hex::encode(digest.get(..4).unwrap_or_default())
+            )
+        };
+        let (cgroups, cgroups_unavailable) = match CgroupRoot::detect(&subtree) {
             Ok(root) => (Some(root), None),
             Err(why) => {
                 tracing::warn!(reason = %why, "cgroups unavailable: sandboxes run without kernel limits");
@@ -213,6 +243,7 @@ impl Sandboxes {
             serial: AtomicU64::new(0),
             events,
             metrics,
+            compiles,
             logs,
         })
     }
@@ -475,6 +506,12 @@ impl Sandboxes {
                     log.append(stream, &lines);
                 }
             }
+            FromWorker::Compiles { compiled, disk } => {
+                self.compiles
+                    .compiled
+                    .fetch_add(compiled, Ordering::Relaxed);
+                self.compiles.disk.fetch_add(disk, Ordering::Relaxed);
+            }
             FromWorker::Requests(samples) => {
                 let members = sandbox.members();
                 for sample in samples {
@@ -616,7 +653,10 @@ impl Sandboxes {
         let Some((deployment, namespace)) = crate::ingress::deployment_of(&host, &domain) else {
             return Some(stream);
         };
-        let sandbox = self.pick(namespace, deployment)?;
+        let Some(sandbox) = self.pick(namespace, deployment) else {
+            // Nobody here serves it: the node answers (404).
+            return Some(stream);
+        };
         if let Err(e) = handoff::send(&sandbox.connections, stream).await {
             tracing::warn!(sandbox = %sandbox.id, error = %e, "cannot hand a connection to its sandbox");
         }

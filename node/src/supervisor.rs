@@ -124,6 +124,7 @@ impl Supervisor {
         });
         let weak = Arc::downgrade(&supervisor);
         tokio::spawn(handle_events(weak, events));
+        tokio::spawn(expire_logs(Arc::downgrade(&supervisor)));
         Ok(supervisor)
     }
 
@@ -471,6 +472,26 @@ async fn handle_events(supervisor: Weak<Supervisor>, mut events: mpsc::Unbounded
             return;
         };
         supervisor.on_event(event);
+    }
+}
+
+/// Removes old logs of instances gone from this node, at start and then
+/// hourly.
+async fn expire_logs(supervisor: Weak<Supervisor>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60 * 60));
+    loop {
+        tick.tick().await;
+        let Some(supervisor) = supervisor.upgrade() else {
+            return;
+        };
+        let removed = tokio::task::spawn_blocking(move || {
+            supervisor.logs.remove_expired(crate::logs::LOG_RETENTION)
+        })
+        .await
+        .unwrap_or(0);
+        if removed > 0 {
+            info!(removed, "removed expired instance logs");
+        }
     }
 }
 

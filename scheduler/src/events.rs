@@ -3,7 +3,8 @@
 //!
 //! Events are derived from the writes themselves: when the reconciler or a
 //! node report changes an instance (bound to a node, found unschedulable,
-//! preempted, evicted, started, failed), the same transaction records an
+//! preempted, evicted, started, failed, restarted, backing off before a
+//! restart, failing its readiness probe), the same transaction records an
 //! Event. Repeats of the same reason and message on the same object bump
 //! `count` instead of adding rows, and events older than [`EVENT_TTL`] are
 //! removed, as Kubernetes does.
@@ -94,7 +95,12 @@ pub fn record(
     Ok(())
 }
 
-/// The event, if any, that a change of `before` into `after` tells of.
+/// The event, if any, that a change of `before` into `after` tells of: at
+/// most one, the most telling. In order: `Scheduled`; `BackOff` (Warning)
+/// when the reason turns `CrashLoopBackOff`; the phase's own (placement,
+/// termination, `Started`, a failure); `Restarted` when `restartCount`
+/// grew; `Unhealthy` (Warning, with the node's message) when a Running
+/// instance turns not ready, or stays not ready with a new message.
 pub fn transition(before: &Instance, after: &Instance) -> Option<(Severity, String, String)> {
     let (b, a) = (&before.status, &after.status);
     if before.spec.node_name.is_none()
@@ -258,6 +264,92 @@ mod tests {
         assert_eq!(transition(&running, &evicted).unwrap().1, "TaintEviction");
         let failed = instance(Some("n1"), Phase::Failed, "FetchFailed");
         assert_eq!(transition(&bound, &failed).unwrap().0, Severity::Warning);
+    }
+
+    /// `running` with its status changed by `change`.
+    fn with(running: &Instance, change: impl FnOnce(&mut InstanceStatus)) -> Instance {
+        let mut after = running.clone();
+        change(&mut after.status);
+        after
+    }
+
+    #[test]
+    fn probes_and_restarts_are_told() {
+        let bound = instance(Some("n1"), Phase::Scheduled, "");
+        let mut running = instance(Some("n1"), Phase::Running, "");
+        running.status.message.clear();
+        running.status.ready = true;
+        // Started not ready (a readiness probe not passed yet): Started.
+        let unready = with(&running, |s| s.ready = false);
+        assert_eq!(transition(&bound, &unready).unwrap().1, "Started");
+        // Turning ready tells nothing.
+        assert_eq!(transition(&unready, &running), None);
+
+        let failing = "Readiness probe failed: HTTP probe failed with statuscode: 503";
+        let unhealthy = with(&running, |s| {
+            s.ready = false;
+            s.message = failing.into();
+        });
+        assert_eq!(
+            transition(&running, &unhealthy),
+            Some((Severity::Warning, "Unhealthy".into(), failing.into()))
+        );
+        assert_eq!(transition(&unhealthy, &unhealthy), None);
+        let other = with(&unhealthy, |s| {
+            s.message = "Readiness probe failed: HTTP probe failed with statuscode: 500".into();
+        });
+        assert_eq!(transition(&unhealthy, &other).unwrap().1, "Unhealthy");
+        let quiet = with(&running, |s| s.ready = false);
+        assert_eq!(
+            transition(&running, &quiet).unwrap().2,
+            "Readiness probe failed"
+        );
+
+        let backing_off = with(&running, |s| {
+            s.phase = Phase::Starting;
+            s.ready = false;
+            s.reason = REASON_CRASH_LOOP_BACK_OFF.into();
+            s.message = "back-off 10s restarting failed instance".into();
+            s.restart_count = 1;
+        });
+        assert_eq!(
+            transition(&running, &backing_off),
+            Some((
+                Severity::Warning,
+                "BackOff".into(),
+                "back-off 10s restarting failed instance".into()
+            ))
+        );
+        let failed_backoff = with(&backing_off, |s| s.phase = Phase::Failed);
+        assert_eq!(
+            transition(&backing_off, &failed_backoff).unwrap().1,
+            REASON_CRASH_LOOP_BACK_OFF,
+            "only turning to CrashLoopBackOff is BackOff"
+        );
+
+        let restarted = with(&running, |s| {
+            s.restart_count = 1;
+            s.message = "Liveness probe failed: HTTP probe failed with statuscode: 500".into();
+        });
+        assert_eq!(
+            transition(&running, &restarted),
+            Some((
+                Severity::Normal,
+                "Restarted".into(),
+                "Restarted instance: Liveness probe failed: HTTP probe failed with statuscode: 500"
+                    .into()
+            ))
+        );
+        // Back to Running after a restart: Restarted, not Started.
+        let starting = with(&running, |s| {
+            s.phase = Phase::Starting;
+            s.ready = false;
+        });
+        let again = with(&running, |s| s.restart_count = 2);
+        assert_eq!(
+            transition(&starting, &again).unwrap().2,
+            "Restarted instance"
+        );
     }
 
     #[test]

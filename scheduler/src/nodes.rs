@@ -390,7 +390,57 @@ mod tests {
         );
         let a = &mine.instances[0];
         assert_eq!((a.name.as_str(), a.deployment.as_str()), ("a", "web"));
+        assert_eq!(a.workload, Workload::Http);
         assert_eq!(a.request_timeout_seconds, 7);
         assert_eq!(a.allowed_outbound_hosts, ["https://api.example.com"]);
+    }
+
+    #[test]
+    fn a_jobs_runs_are_commands_and_finished_ones_are_not_assigned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("berth.redb")).unwrap();
+        let cluster = Cluster::new(store, Authority::load_or_create(dir.path()).unwrap()).unwrap();
+        let run = |name: &str, phase: Phase| {
+            Object::Instance(Box::new(Instance {
+                api_version: API_VERSION.into(),
+                kind: "Instance".into(),
+                metadata: ObjectMeta {
+                    name: name.into(),
+                    namespace: Some("default".into()),
+                    uid: Some(format!("uid-{name}")),
+                    owner_references: vec![OwnerReference {
+                        api_version: API_VERSION.into(),
+                        kind: "Job".into(),
+                        name: "report".into(),
+                        uid: "j1".into(),
+                    }],
+                    ..ObjectMeta::default()
+                },
+                spec: InstanceSpec {
+                    component: "sha256:00".into(),
+                    node_name: Some("n1".into()),
+                    ..InstanceSpec::default()
+                },
+                status: InstanceStatus {
+                    phase,
+                    ..InstanceStatus::default()
+                },
+            }))
+        };
+        cluster
+            .store
+            .write(|txn| -> Result<(), crate::store::StoreError> {
+                txn.put(run("running", Phase::Running))?;
+                txn.put(run("done", Phase::Succeeded))?;
+                txn.put(run("failed", Phase::Failed))?;
+                Ok(())
+            })
+            .unwrap();
+        let mine = assignments(&cluster, "n1").unwrap();
+        let names: Vec<&str> = mine.instances.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["running"], "finished runs are not run again");
+        let a = &mine.instances[0];
+        assert_eq!(a.workload, Workload::Command);
+        assert_eq!(a.deployment, "", "no Deployment routes to a Job's run");
     }
 }

@@ -15,6 +15,11 @@ pub fn berth_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_berth"))
 }
 
+/// The hostile component, built from source by berth-test-programs.
+pub fn hostile_wasm() -> PathBuf {
+    PathBuf::from(berth_test_programs::HOSTILE)
+}
+
 /// The example component, built from source by berth-test-programs.
 pub fn hello_wasm() -> PathBuf {
     PathBuf::from(berth_test_programs::HELLO)
@@ -382,6 +387,11 @@ spec:
 
 /// GETs `/` from an ingress with a Host header; returns status and body.
 pub fn http_get(ingress: SocketAddr, host: &str) -> Result<(u16, String), String> {
+    http_get_path(ingress, host, "/")
+}
+
+/// GETs `path` from an ingress with a Host header; returns status and body.
+pub fn http_get_path(ingress: SocketAddr, host: &str, path: &str) -> Result<(u16, String), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -396,7 +406,7 @@ pub fn http_get(ingress: SocketAddr, host: &str) -> Result<(u16, String), String
                 .await
                 .map_err(|e| e.to_string())?;
         tokio::spawn(connection);
-        let request = hyper::Request::get("/")
+        let request = hyper::Request::get(path)
             .header("host", host)
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .map_err(|e| e.to_string())?;

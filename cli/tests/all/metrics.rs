@@ -252,10 +252,22 @@ fn scheduler_and_node_expose_metrics_and_health() {
     assert_eq!(total(m, "berth_instances", &[("phase", "Pending")]), 0.0);
 
     // The node: requests per deployment and status, latency, instances by
-    // phase, and one compile of the hello component.
-    let m = scrape(node_admin);
+    // phase, and one compile of the hello component. Sandboxes report
+    // their requests to the node in batches, a moment later.
     let hello = [("namespace", "default"), ("deployment", "hello")];
     let ok = [hello[0], hello[1], ("code", "200")];
+    let mut m = scrape(node_admin);
+    cluster.wait_for(
+        "the node to count the sandbox's requests",
+        Duration::from_secs(10),
+        || {
+            m = scrape(node_admin);
+            samples(&m, "berth_node_requests_total", &ok)
+                .map(value)
+                .sum::<f64>()
+                == 3.0
+        },
+    );
     assert_eq!(total(&m, "berth_node_requests_total", &ok), 3.0);
     assert_eq!(
         total(

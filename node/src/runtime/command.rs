@@ -1,8 +1,9 @@
 //! Command components (`wasi:cli/command`, a plain `fn main` built for
 //! `wasm32-wasip2`): a Job's runs. [`WasmRuntime::prepare_command`] links
 //! the component from the same compile cache as an HTTP component's and
-//! checks that it exports `wasi:cli/run`; [`PreparedCommand::run`] calls
-//! `run` once in a fresh store and returns the exit code.
+//! checks that it exports `wasi:cli/run` and is not an HTTP component;
+//! [`PreparedCommand::run`] calls `run` once in a fresh store and returns
+//! the exit code.
 //!
 //! A run gets the instance's environment, its log for stdout and stderr,
 //! the memory and table limits, the wasm stack limit and fuel, as a
@@ -20,6 +21,7 @@ use std::time::Instant;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::limits::{self, EpochTicker};
 use super::{InstanceConfig, InstanceState, RuntimeError, WasmRuntime, instantiate_error};
@@ -30,9 +32,12 @@ impl WasmRuntime {
     /// `wasm`, or loads it from the compile cache (shared with
     /// [`WasmRuntime::prepare`]), and pre-instantiates it for runs.
     ///
-    /// A component that does not export `wasi:cli/run` (a `wasi:http/proxy`
-    /// component) is [`RuntimeError::NotACommandComponent`]; the other
-    /// errors are [`WasmRuntime::prepare`]'s.
+    /// A component that does not export `wasi:cli/run`, or that exports
+    /// `wasi:http/incoming-handler`, is
+    /// [`RuntimeError::NotACommandComponent`]: a Rust HTTP server built for
+    /// `wasm32-wasip2` exports a `run` too, which only traps, so an HTTP
+    /// component given to a Job is refused here rather than failing at
+    /// every run. The other errors are [`WasmRuntime::prepare`]'s.
     pub async fn prepare_command(
         &self,
         digest: &str,
@@ -40,11 +45,18 @@ impl WasmRuntime {
         config: InstanceConfig,
     ) -> Result<PreparedCommand, RuntimeError> {
         let instance_pre = self.instance_pre(digest, wasm, &config).await?;
-        let pre =
-            CommandPre::new(instance_pre).map_err(|e| RuntimeError::NotACommandComponent {
-                digest: digest.to_owned(),
-                source: e.into(),
-            })?;
+        let not_a_command = |reason| RuntimeError::NotACommandComponent {
+            digest: digest.to_owned(),
+            reason,
+        };
+        if ProxyPre::new(instance_pre.clone()).is_ok() {
+            return Err(not_a_command(
+                "exports wasi:http/incoming-handler: an HTTP component runs in a Deployment, \
+                 not a Job",
+            ));
+        }
+        let pre = CommandPre::new(instance_pre)
+            .map_err(|_| not_a_command("does not export wasi:cli/run"))?;
         Ok(PreparedCommand {
             inner: Arc::new(Command {
                 pre,

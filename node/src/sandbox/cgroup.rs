@@ -102,6 +102,11 @@ impl CgroupRoot {
         } else {
             Version::V1
         };
+        if version == Version::V1 {
+            // cgroups-rs assumes the controllers are mounted (it panics
+            // otherwise, as in a network namespace with its own /sys).
+            v1_mounts()?;
+        }
         let root = CgroupRoot {
             base: format!("berth/{node}"),
             version,
@@ -121,12 +126,12 @@ impl CgroupRoot {
 
     /// Directories of the node's subtree, one per controller hierarchy.
     fn base_dirs(&self) -> Vec<PathBuf> {
-        let hier = hierarchy();
         match self.version {
-            Version::V2 => vec![hier.root().join(&self.base)],
-            Version::V1 => ["memory", "cpu", "pids"]
-                .iter()
-                .map(|controller| hier.root().join(controller).join(&self.base))
+            Version::V2 => vec![hierarchy().root().join(&self.base)],
+            Version::V1 => v1_mounts()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|mount| mount.join(&self.base))
                 .collect(),
         }
     }
@@ -193,6 +198,19 @@ impl CgroupRoot {
             let _ = std::fs::remove_dir(&dir);
         }
     }
+}
+
+/// Where the memory, cpu and pids controllers are mounted (cgroup v1).
+fn v1_mounts() -> Result<Vec<PathBuf>, String> {
+    use cgroups_rs::Controllers;
+    let v1 = cgroups_rs::hierarchies::V1::new();
+    [Controllers::Mem, Controllers::Cpu, Controllers::Pids]
+        .into_iter()
+        .map(|controller| {
+            v1.get_mount_point(controller.clone())
+                .ok_or_else(|| format!("the cgroup v1 {controller} controller is not mounted"))
+        })
+        .collect()
 }
 
 fn memory_value(bytes: Option<u64>) -> i64 {

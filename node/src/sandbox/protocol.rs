@@ -131,6 +131,14 @@ pub enum FromWorker {
     },
     /// Requests served since the last batch.
     Requests(Vec<RequestSample>),
+    /// Components compiled, and loaded from compiled artifacts on disk,
+    /// since the last report.
+    Compiles {
+        /// Compiled with cranelift.
+        compiled: u64,
+        /// Loaded from disk.
+        disk: u64,
+    },
 }
 
 /// Errors of the control connection.

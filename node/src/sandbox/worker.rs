@@ -84,7 +84,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let runtime = Arc::new(WasmRuntime::new(&args.data_dir)?);
     let routes = Arc::new(Routes::default());
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let host = InstanceHost::new(runtime, Arc::clone(&routes), events_tx);
+    let host = InstanceHost::new(Arc::clone(&runtime), Arc::clone(&routes), events_tx);
     let (out_tx, mut out) = mpsc::unbounded_channel::<FromWorker>();
     let batch = Arc::new(Batch {
         samples: std::sync::Mutex::new(Vec::new()),
@@ -96,7 +96,19 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         let batch = Arc::clone(&batch);
         async move {
             let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+            let mut reported = (0, 0);
             loop {
+                let compiles = (runtime.compiled_count(), runtime.from_disk_count());
+                if compiles != reported {
+                    let message = FromWorker::Compiles {
+                        compiled: compiles.0.saturating_sub(reported.0),
+                        disk: compiles.1.saturating_sub(reported.1),
+                    };
+                    reported = compiles;
+                    if protocol::send(&mut writer, &message).await.is_err() {
+                        break;
+                    }
+                }
                 let message = tokio::select! {
                     Some(event) = events.recv() => FromWorker::Event(event),
                     Some(message) = out.recv() => message,

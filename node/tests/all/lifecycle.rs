@@ -1,14 +1,17 @@
 //! An instance's lifecycle on the node with the real `hello` component:
-//! probes served through a fresh instance, routing only to ready instances,
-//! and graceful stop (drain, then cancel) through the ingress.
+//! probes served through a fresh instance, the probe runner deciding
+//! readiness (and so routing) and restarts, and graceful stop (drain, then
+//! cancel) through the ingress.
 //!
-//! The probe runner and its state machine are tested next to them
-//! (`node/src/probes.rs`), with paused time and against `hello`.
+//! The probe state machine and the runner's timing are tested next to them
+//! (`node/src/probes.rs`), with paused time.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use berth_api::lifecycle::{ProbeSpec, Probes};
 use berth_node::ingress::Routes;
+use berth_node::probes::{self, ProbeEvent, ProbeKind, ProbeTransition};
 use berth_node::runtime::{PreparedInstance, RuntimeError, Termination, WasmRuntime};
 use http::StatusCode;
 
@@ -193,4 +196,143 @@ async fn drain_cancels_requests_that_outlive_the_grace_period() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     ingress.stop().await;
+}
+
+/// A probe of `path` every second, failing after `failures` in a row.
+fn every_second(path: &str, failures: u32) -> ProbeSpec {
+    ProbeSpec {
+        path: path.into(),
+        initial_delay_seconds: 0,
+        period_seconds: 1,
+        timeout_seconds: 1,
+        success_threshold: 1,
+        failure_threshold: failures,
+    }
+}
+
+/// Runs the probes of `instance` in the background, keeping its readiness
+/// in `routes` and every event in the returned list, as the supervisor does.
+fn probe_in_background(
+    instance: &PreparedInstance,
+    probes: Probes,
+    routes: &Arc<Routes>,
+    uid: &'static str,
+) -> (
+    tokio::task::JoinHandle<Option<probes::Restart>>,
+    Arc<Mutex<Vec<ProbeEvent>>>,
+) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let task = {
+        let (instance, routes, events) =
+            (instance.clone(), Arc::clone(routes), Arc::clone(&events));
+        tokio::spawn(probes::run(instance, probes, move |event| {
+            if let ProbeEvent::Transition(ProbeTransition::Ready { ready, .. }) = &event {
+                routes.set_ready(uid, *ready);
+            }
+            events.lock().unwrap().push(event);
+        }))
+    };
+    (task, events)
+}
+
+#[tokio::test]
+async fn readiness_probes_decide_routing() {
+    let _serial = shared().await;
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let routes = Arc::new(Routes::default());
+    let ingress = Ingress::start(Arc::clone(&routes)).await;
+
+    // A readiness probe on a failing path: never routed.
+    let failing = prepare(&runtime, &[]).await;
+    let probes = Probes {
+        readiness: Some(every_second("/status/503", 1)),
+        ..Probes::default()
+    };
+    routes.insert_with_readiness(
+        "default",
+        "hello",
+        "bad",
+        failing.clone(),
+        probes::initially_ready(&probes),
+    );
+    let (task, events) = probe_in_background(&failing, probes, &routes, "bad");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "no probe ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(routes.pick("default", "hello").is_none());
+    assert_eq!(routes.is_ready("bad"), Some(false));
+    let (status, _) = ingress.get(Some(HELLO_HOST)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(events.lock().unwrap().iter().all(|e| *e
+        == ProbeEvent::Failed {
+            kind: ProbeKind::Readiness,
+            message: "Readiness probe failed: HTTP probe failed with statuscode: 503".into()
+        }));
+    task.abort();
+
+    // A passing one: routed after its first probe.
+    let passing = prepare(&runtime, &[("GREETING", "Hi"), ("BERTH_INSTANCE", "good")]).await;
+    let probes = Probes {
+        readiness: Some(every_second("/healthz", 3)),
+        ..Probes::default()
+    };
+    routes.insert_with_readiness("default", "hello", "good", passing.clone(), false);
+    let (task, events) = probe_in_background(&passing, probes, &routes, "good");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while routes.pick("default", "hello").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {:?}",
+            events.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = ingress.get(Some(HELLO_HOST)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body, "Hi! (instance good)\n",
+        "only the ready instance serves"
+    );
+    task.abort();
+    ingress.stop().await;
+}
+
+#[tokio::test]
+async fn failing_liveness_probe_decides_a_restart() {
+    let _serial = shared().await;
+    let data = tempfile::tempdir().unwrap();
+    let runtime = WasmRuntime::new(data.path()).unwrap();
+    let routes = Arc::new(Routes::default());
+    let instance = prepare(&runtime, &[("UNHEALTHY", "yes")]).await;
+    routes.insert("default", "hello", "sick", instance.clone());
+    let probes = Probes {
+        liveness: Some(every_second("/health-env", 2)),
+        ..Probes::default()
+    };
+    let (task, events) = probe_in_background(&instance, probes, &routes, "sick");
+    let restart = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("a restart within 20 s")
+        .unwrap()
+        .expect("a restart, not a cancellation");
+    let message = "Liveness probe failed: HTTP probe failed with statuscode: 503";
+    assert_eq!(restart.reason, probes::REASON_UNHEALTHY);
+    assert_eq!(restart.message, message);
+    let failed = ProbeEvent::Failed {
+        kind: ProbeKind::Liveness,
+        message: message.into(),
+    };
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            failed.clone(),
+            failed,
+            ProbeEvent::Transition(ProbeTransition::Restart(restart)),
+        ]
+    );
+    // Liveness does not touch readiness: the instance was routed all along.
+    assert_eq!(routes.is_ready("sick"), Some(true));
 }

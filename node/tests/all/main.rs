@@ -11,6 +11,7 @@
 )]
 
 mod hostile;
+mod jobs;
 mod lifecycle;
 
 use std::collections::HashSet;

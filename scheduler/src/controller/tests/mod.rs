@@ -4,6 +4,7 @@
 mod deployments;
 mod gc;
 mod invariants;
+mod job;
 mod nodes;
 mod placement;
 mod properties;

@@ -37,7 +37,11 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, wstd::http::Erro
         };
     }
     if let Some(code) = path.strip_prefix("/status/") {
-        return match code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+        return match code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
             Some(status) => text(status, &format!("{}\n", status.as_u16())),
             None => text(StatusCode::BAD_REQUEST, "bad status code\n"),
         };

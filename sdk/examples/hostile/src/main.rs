@@ -11,6 +11,11 @@
 //! - `/socket`: connects to 127.0.0.1:1; without network access it must
 //!   fail: 403
 //! - `/stream`: a response body that never ends (a chunk every 10 ms)
+//! - `/alloc-loop`: allocates and frees 64 KiB in a tight loop forever
+//!   (the deadline must stop it; memory stays flat)
+//! - `/hold/<mib>/<ms>`: fills `mib` MiB of memory, holds it for `ms`
+//!   milliseconds, then answers `held`: concurrent requests add up, which
+//!   is how a sandbox's cgroup limit is reached
 //! - `/ok`: answers `ok`
 //!
 //! A denial the guest observes is answered with 403 and a body starting
@@ -42,6 +47,15 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, wstd::http::Erro
             Err(e) => denied("connect to 127.0.0.1:1", &e),
         },
         "/stream" => Ok(Response::new(Body::from_stream(endless_chunks()))),
+        "/alloc-loop" => allocate_forever(),
+        path if path.starts_with("/hold/") => {
+            let mut parts = path.trim_start_matches("/hold/").split('/');
+            let mib: usize = parts.next().and_then(|p| p.parse().ok()).unwrap_or(1);
+            let ms: u64 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let held = black_box(vec![7u8; mib << 20]);
+            wstd::task::sleep(Duration::from(StdDuration::from_millis(ms))).await;
+            text(StatusCode::OK, format!("held {} MiB\n", black_box(&held).len() >> 20))
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n".to_owned()),
     }
 }
@@ -62,6 +76,12 @@ fn spin_forever() -> ! {
     let mut count = 0u64;
     loop {
         count = black_box(count.wrapping_add(1));
+    }
+}
+
+fn allocate_forever() -> ! {
+    loop {
+        black_box(vec![1u8; 64 << 10]);
     }
 }
 
