@@ -14,39 +14,14 @@
 // what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+#[path = "support.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
+use support::{Dev, deployment, guest, record, status};
+
 const ROUNDS: usize = 20;
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Status code of `GET /` with `Host: host`, over plain HTTP/1.1.
-fn status(ingress: SocketAddr, host: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(ingress).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()
-}
 
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
@@ -54,69 +29,17 @@ fn median(samples: &mut [Duration]) -> Duration {
 }
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let component = root.join("target/guest/wasm32-wasip2/release/hello.wasm");
-    assert!(
-        component.exists(),
-        "build the example first: make guest ({} missing)",
-        component.display()
-    );
-    let dir = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config");
-    let mut child = Command::new(BERTH)
-        .args([
-            "dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--ingress",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(dir.join("data"))
-        .env("BERTH_CONFIG", &config)
-        .env("BERTH_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _dev = Dev(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let ingress: SocketAddr = loop {
-        let line = lines.next().expect("berth dev exited").unwrap();
-        if let Some(rest) = line.split("ingress on http://").nth(1) {
-            break rest.trim().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-
+    let component = guest("hello");
+    let dev = Dev::start("bench-apply");
     let mut samples = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
         let name = format!("bench-{round}");
-        let manifest = dir.join(format!("{name}.yaml"));
-        std::fs::write(
-            &manifest,
-            format!(
-                "apiVersion: berth.dev/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      component: {}\n",
-                component.display()
-            ),
-        )
-        .unwrap();
+        let manifest = dev.dir.join(format!("{name}.yaml"));
+        std::fs::write(&manifest, deployment(&name, "default", &component)).unwrap();
         let host = format!("{name}.default.berth.localhost");
         let start = Instant::now();
-        let out = Command::new(BERTH)
-            .args(["apply", "-f"])
-            .arg(&manifest)
-            .env("BERTH_CONFIG", &config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        while status(ingress, &host) != Some(200) {
+        dev.berth(&["apply", "-f", manifest.to_str().unwrap()]);
+        while status(dev.ingress, &host) != Some(200) {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "{name} never served"
@@ -137,17 +60,5 @@ fn main() {
         first.as_secs_f64() * 1e3,
     );
     println!("{report}");
-    let doc = root.join("docs/benchmarks.md");
-    if let Ok(text) = std::fs::read_to_string(&doc) {
-        let (open, close) = (
-            "<!-- apply-to-first-200 -->",
-            "<!-- /apply-to-first-200 -->",
-        );
-        if let (Some(a), Some(b)) = (text.find(open), text.find(close)) {
-            let updated = format!("{}{open}\n{report}\n{}", &text[..a], &text[b..]);
-            std::fs::write(&doc, updated).unwrap();
-            println!("written to {}", doc.display());
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    record("apply-to-first-200", &report);
 }

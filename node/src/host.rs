@@ -80,8 +80,13 @@ impl InstanceHost {
         }
         let routes = Arc::clone(&self.routes);
         let uid = uid.to_owned();
-        let _ = grace;
-        routes.remove(&uid); // TEMP
+        tokio::spawn(async move {
+            if let Some(cancelled) = routes.drain(&uid, grace).await
+                && cancelled > 0
+            {
+                tracing::info!(instance = %uid, cancelled, "grace period over; requests cancelled");
+            }
+        });
     }
 
     fn send(&self, event: HostEvent) {
@@ -97,12 +102,12 @@ impl InstanceHost {
         match self.runtime.prepare(&spec.digest, &spec.wasm, config).await {
             Ok(prepared) => {
                 let ready = crate::probes::initially_ready(&spec.probes);
-                let _ = ready; // TEMP until Routes readiness lands
-                self.routes.insert(
+                self.routes.insert_with_readiness(
                     &spec.namespace,
                     &spec.deployment,
                     &spec.uid,
                     prepared.clone(),
+                    ready,
                 );
                 self.send(HostEvent::Loaded {
                     uid: spec.uid.clone(),
@@ -128,7 +133,7 @@ impl InstanceHost {
         let uid = spec.uid.clone();
         crate::probes::run(prepared, probes, move |event| match event {
             ProbeEvent::Transition(ProbeTransition::Ready { ready, message }) => {
-                let _ = &routes; // TEMP
+                routes.set_ready(&uid, ready);
                 let _ = events.send(HostEvent::Ready {
                     uid: uid.clone(),
                     ready,
@@ -136,7 +141,7 @@ impl InstanceHost {
                 });
             }
             ProbeEvent::Transition(ProbeTransition::Restart(restart)) => {
-                let _ = &routes; // TEMP
+                routes.set_ready(&uid, false);
                 let _ = events.send(HostEvent::Unhealthy {
                     uid: uid.clone(),
                     message: restart.message,

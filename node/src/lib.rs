@@ -222,10 +222,12 @@ impl Node {
         let (executor, sandboxes) = match &config.sandbox {
             Some(program) => {
                 let sandboxes = Arc::new(Sandboxes::new(
-                    &config.name,
-                    program.clone(),
-                    config.data_dir.clone(),
-                    config.domain.clone(),
+                    sandbox::SandboxSetup {
+                        node: config.name.clone(),
+                        program: program.clone(),
+                        data_dir: config.data_dir.clone(),
+                        domain: config.domain.clone(),
+                    },
                     events_tx,
                     metrics.clone(),
                     compiles,

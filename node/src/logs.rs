@@ -352,7 +352,10 @@ struct Shared {
 }
 
 /// A sink for a sandbox's guest output, which the node writes.
-struct Forward(Box<dyn Fn(Stream, &[Vec<u8>]) + Send + Sync>);
+struct Forward(Box<ForwardFn>);
+
+/// What a forwarding log calls with each batch of whole lines.
+type ForwardFn = dyn Fn(Stream, &[Vec<u8>]) + Send + Sync;
 
 impl std::fmt::Debug for Forward {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -153,6 +153,23 @@ impl Sandbox {
     }
 }
 
+/// The sandboxes holding each `(namespace, deployment)`'s ready
+/// instances, with the instances' uids.
+type RoutingTable = HashMap<(String, String), Vec<(String, Arc<Sandbox>)>>;
+
+/// Where a node's sandboxes come from.
+#[derive(Debug, Clone)]
+pub struct SandboxSetup {
+    /// The node's name.
+    pub node: String,
+    /// How to start a worker.
+    pub program: SandboxProgram,
+    /// The node's data directory (compiled artifacts).
+    pub data_dir: PathBuf,
+    /// The ingress domain.
+    pub domain: String,
+}
+
 /// The node's sandboxes and the routing of client connections to them.
 pub struct Sandboxes {
     program: SandboxProgram,
@@ -167,7 +184,7 @@ pub struct Sandboxes {
     starting: tokio::sync::Mutex<()>,
     sandboxes: Mutex<HashMap<SandboxKey, Arc<Sandbox>>>,
     /// Ready instances by lowercase `(namespace, deployment)`.
-    table: RwLock<HashMap<(String, String), Vec<(String, Arc<Sandbox>)>>>,
+    table: RwLock<RoutingTable>,
     next: AtomicUsize,
     serial: AtomicU64,
     events: mpsc::UnboundedSender<Event>,
@@ -188,15 +205,19 @@ impl Sandboxes {
     /// Sets up the node's sandboxes: finds cgroups (or says why not) and
     /// opens the socket workers connect back to.
     pub fn new(
-        node: &str,
-        program: SandboxProgram,
-        data_dir: PathBuf,
-        domain: String,
+        setup: SandboxSetup,
         events: mpsc::UnboundedSender<Event>,
         metrics: Arc<Metrics>,
         compiles: Arc<CompileTotals>,
         logs: Arc<LogStore>,
     ) -> Result<Sandboxes> {
+        let SandboxSetup {
+            node,
+            program,
+            data_dir,
+            domain,
+        } = setup;
+        let node = node.as_str();
         // The subtree is the node's across restarts (name and data
         // directory), and no other node's on the same machine.
         let subtree = {
@@ -302,7 +323,7 @@ impl Sandboxes {
         {
             tracing::warn!(sandbox = %sandbox.id, error = %e, "cannot raise sandbox limits");
         }
-        sandbox.send(&ToWorker::Load(spec)).await
+        sandbox.send(&ToWorker::Load(Box::new(spec))).await
     }
 
     /// The sandbox for `key`, started if it is not running.

@@ -69,18 +69,26 @@ fn runs(cluster: &Cluster, name: &str) -> Vec<Instance> {
         .collect()
 }
 
-/// Waits until the Job `name` has a condition of `type_`; returns it.
+/// Waits until the Job `name` has finished, and checks that it ended with
+/// a condition of `type_`; returns it.
 fn wait_finished(cluster: &Cluster, name: &str, type_: JobConditionType) -> Job {
     let mut last = None;
     cluster.wait_for(
-        &format!("job {name} to be {type_:?}"),
+        &format!("job {name} to finish"),
         Duration::from_secs(90),
         || {
             last = job(cluster, name);
-            last.as_ref().is_some_and(|j| j.status.is(type_))
+            last.as_ref().is_some_and(|j| j.status.finished().is_some())
         },
     );
-    last.unwrap()
+    let job = last.unwrap();
+    assert!(
+        job.status.is(type_),
+        "job {name} did not end {type_:?}: {:#?}\nits runs: {:#?}",
+        job.status,
+        runs(cluster, name)
+    );
+    job
 }
 
 #[test]

@@ -147,12 +147,10 @@ mod tests {
     async fn peeks_host_and_passes_the_socket_with_its_bytes() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        const HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: Hello.Default.berth.localhost:8080\r\n\r\n";
         let client = tokio::spawn(async move {
             let mut client = TcpStream::connect(addr).await.unwrap();
-            client
-                .write_all(b"GET / HTTP/1.1\r\nHost: Hello.Default.berth.localhost:8080\r\n\r\n")
-                .await
-                .unwrap();
+            client.write_all(HEAD).await.unwrap();
             let mut answer = String::new();
             client.read_to_string(&mut answer).await.unwrap();
             answer
@@ -169,9 +167,9 @@ mod tests {
         assert_eq!(received.len(), 1);
         let mut stream = received.pop().unwrap();
         // Nothing was consumed by the peek: the worker reads the whole head.
-        let mut head = vec![0u8; 18];
+        let mut head = vec![0u8; HEAD.len()];
         stream.read_exact(&mut head).await.unwrap();
-        assert_eq!(&head, b"GET / HTTP/1.1\r\nHo");
+        assert_eq!(head, HEAD);
         stream.write_all(b"done").await.unwrap();
         drop(stream);
         assert_eq!(client.await.unwrap(), "done");

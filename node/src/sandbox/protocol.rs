@@ -50,7 +50,7 @@ pub struct LoadSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToWorker {
     /// Prepare this instance and route to it.
-    Load(LoadSpec),
+    Load(Box<LoadSpec>),
     /// Stop routing to it, give in-flight requests `grace_ms`, then drop it.
     Unload {
         /// Instance uid.

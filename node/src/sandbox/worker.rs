@@ -161,7 +161,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         match protocol::recv::<ToWorker>(&mut reader).await {
             Ok(Some(ToWorker::Load(spec))) => {
                 let log = forwarding_log(&spec.uid, out_tx.clone());
-                host.load(spec, Some(log));
+                host.load(*spec, Some(log));
             }
             Ok(Some(ToWorker::Unload { uid, grace_ms })) => {
                 host.unload(&uid, Duration::from_millis(grace_ms));

@@ -3,14 +3,16 @@
 //! `backoffLimit` failures or `activeDeadlineSeconds`, as Kubernetes'
 //! job controller does for a NonIndexed Job.
 //!
-//! A run is one Instance owned by the Job. The node runs it once and
-//! reports it `Succeeded` (exit code 0) or `Failed`; such a finished run is
-//! no longer assigned to its node ([`is_finished_run`]) but stays in the
-//! store, as Kubernetes keeps a Job's pods. Failures count two ways:
-//! with `restartPolicy: Never` each Failed instance is one (and a
-//! replacement is created while the count stays within `backoffLimit`);
-//! with `OnFailure` the node restarts the instance in place, and each
-//! restart (`status.restartCount`) is one.
+//! A run is one Instance owned by the Job. The node runs it and reports
+//! it `Succeeded` (exit code 0) or `Failed`; a finished run is no longer
+//! assigned to its node ([`is_finished_run`]) but stays in the store, as
+//! Kubernetes keeps a Job's pods. Failures count two ways: with
+//! `restartPolicy: Never` each Failed instance is one (and a replacement is
+//! created while the count stays within `backoffLimit`); with `OnFailure`
+//! the node restarts the instance in place, and each restart
+//! (`status.restartCount`) is one. Under `OnFailure` a `Failed` phase means
+//! the node is backing off before the next restart, so such an instance
+//! has not finished: it stays assigned and active.
 //!
 //! The counts in `status` never go down: a finished instance removed
 //! later (deleted, or lost with its node) stays counted, as Kubernetes'
@@ -21,6 +23,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use berth_api::job::{JOB_NAME_LABEL, Job, JobCondition, JobConditionType, JobStatus};
+use berth_api::lifecycle::RestartPolicy;
 use berth_api::{
     API_VERSION, Instance, InstanceStatus, Kind, Object, ObjectMeta, OwnerReference, Phase,
 };
@@ -47,14 +50,22 @@ pub fn job_owner(instance: &Instance) -> Option<&str> {
         .map(|r| r.uid.as_str())
 }
 
-/// Whether `instance` is a Job's run that has ended, `Succeeded` or
-/// `Failed`: its node must not run it again.
+/// Whether `instance` is a Job's run that has ended: `Succeeded`, or
+/// `Failed` under `restartPolicy: Never`. Its node must not run it again.
 pub fn is_finished_run(instance: &Instance) -> bool {
     job_owner(instance).is_some() && is_finished(instance)
 }
 
 fn is_finished(instance: &Instance) -> bool {
-    matches!(instance.status.phase, Phase::Succeeded | Phase::Failed)
+    instance.status.phase == Phase::Succeeded || is_final_failure(instance)
+}
+
+/// `Failed` for good. Under `OnFailure` the node restarts a failed run in
+/// place (reporting it `Failed` while it backs off), and the restart is
+/// what counts.
+fn is_final_failure(instance: &Instance) -> bool {
+    instance.status.phase == Phase::Failed
+        && instance.spec.restart_policy != Some(RestartPolicy::OnFailure)
 }
 
 /// A count of instances as a Job status field.
@@ -94,10 +105,7 @@ pub(super) fn reconcile_job(
         .iter()
         .map(|i| u64::from(i.status.restart_count))
         .sum();
-    let failed_now = owned
-        .iter()
-        .filter(|i| i.status.phase == Phase::Failed)
-        .count();
+    let failed_now = owned.iter().filter(|i| is_final_failure(i)).count();
     let failed_now = u64::try_from(failed_now)
         .unwrap_or(u64::MAX)
         .saturating_add(restarts);

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use berth_api::{Deployment, Instance, InstanceStatus, Object, Phase};
+use berth_api::{Instance, InstanceStatus, InstanceTemplate, Object, Phase};
 use jiff::Timestamp;
 
+use super::job::{is_finished_run, job_owner};
 use super::nodes::taints_after;
 use super::{
     Command, Plan, View, demand, instance_key, is_terminating, owner_uid, rv, terminated_by,
@@ -23,7 +24,8 @@ pub const REASON_PREEMPTED: &str = "Preempted";
 
 /// The cluster as placement sees it: every node with its readiness after
 /// this pass, and every bound instance, terminating ones included (they
-/// hold their room until removed).
+/// hold their room until removed), but not a Job's finished runs (they
+/// hold nothing, as Kubernetes' terminated pods).
 pub(super) fn snapshot(
     view: &View,
     ready: &HashMap<String, bool>,
@@ -53,6 +55,7 @@ pub(super) fn snapshot(
     let bound = view
         .instances
         .iter()
+        .filter(|instance| !is_finished_run(instance))
         .filter_map(|instance| {
             let node = instance.spec.node_name.clone()?;
             let key = instance_key(instance);
@@ -73,10 +76,10 @@ pub(super) fn snapshot(
 }
 
 /// What placement needs of a pending instance. Its `nodeName` is its
-/// Deployment's: instances are created without one.
+/// Deployment's or Job's: instances are created without one.
 fn pending_instance(
     instance: &Instance,
-    owners: &HashMap<&str, &Deployment>,
+    owners: &HashMap<&str, &InstanceTemplate>,
     component_imports: &HashMap<String, BTreeSet<String>>,
 ) -> PendingInstance {
     let spec = &instance.spec;
@@ -92,8 +95,9 @@ fn pending_instance(
             .unwrap_or_default(),
         component: spec.component.clone(),
         node_name: owner_uid(instance)
+            .or_else(|| job_owner(instance))
             .and_then(|uid| owners.get(uid))
-            .and_then(|owner| owner.spec.template.spec.node_name.clone()),
+            .and_then(|template| template.spec.node_name.clone()),
         node_selector: spec.node_selector.clone(),
         affinity: spec.affinity.clone(),
         tolerations: spec.tolerations.clone(),
@@ -123,10 +127,15 @@ pub(super) fn place(
         .collect();
     let snapshot = snapshot(view, ready, &terminated, now);
 
-    let owners: HashMap<&str, &Deployment> = view
+    let owners: HashMap<&str, &InstanceTemplate> = view
         .deployments
         .iter()
-        .filter_map(|d| Some((d.metadata.uid.as_deref()?, d)))
+        .filter_map(|d| Some((d.metadata.uid.as_deref()?, &d.spec.template)))
+        .chain(
+            view.jobs
+                .iter()
+                .filter_map(|j| Some((j.metadata.uid.as_deref()?, &j.spec.template))),
+        )
         .collect();
     let mut pending: Vec<&Instance> = view
         .instances

@@ -246,6 +246,18 @@ fn on_failure_counts_restarts_and_stops_the_run_past_the_limit() {
     assert!(terminated(&plan).is_empty());
     assert_eq!(job_status(&plan).failed, 2);
 
+    // Failed again: the node reports Failed while it backs off before the
+    // restart. The run is still the Job's one active run, counted by its
+    // restarts only.
+    restarting.status.phase = Phase::Failed;
+    restarting.status.reason = "CrashLoopBackOff".into();
+    let plan = job_pass(&with(&job, vec![restarting.clone()]), now());
+    assert!(creates(&plan).is_empty(), "{plan:#?}");
+    assert!(terminated(&plan).is_empty());
+    assert!(!is_finished_run(&restarting), "still assigned to its node");
+    let status = job_status(&plan);
+    assert_eq!((status.active, status.failed), (1, 2));
+
     restarting.status.restart_count = 3;
     let plan = job_pass(&with(&job, vec![restarting]), now());
     assert!(creates(&plan).is_empty());
@@ -406,9 +418,48 @@ fn finished_runs_are_told_apart() {
     assert!(is_finished_run(&run_of(&job, "a", Phase::Succeeded)));
     assert!(is_finished_run(&run_of(&job, "b", Phase::Failed)));
     assert!(!is_finished_run(&run_of(&job, "c", Phase::Running)));
+    // Under OnFailure the node restarts a failed run in place.
+    let restarting = a_job(1, 1, 6, RestartPolicy::OnFailure);
+    assert!(!is_finished_run(&run_of(&restarting, "d", Phase::Failed)));
+    assert!(is_finished_run(&run_of(&restarting, "e", Phase::Succeeded)));
     // A Deployment's failed instance is restarted by its node, not finished.
     let web = deployment("web", 1);
     let failed = instance(&web, "web-a", 1, Phase::Failed, Some("n1"));
     assert!(!is_finished_run(&failed));
     assert_eq!(job_owner(&failed), None);
+}
+
+#[test]
+fn finished_runs_hold_no_room_on_their_node() {
+    let job = a_job(3, 1, 6, RestartPolicy::Never);
+    let mut n1 = node("n1", true);
+    n1.status.max_instances = 1;
+    let mut pending = run_of(&job, "report-c", Phase::Pending);
+    pending.metadata.creation_timestamp = Some(t(900));
+    let view = View {
+        nodes: vec![n1],
+        ..with(
+            &job,
+            vec![
+                run_of(&job, "report-a", Phase::Succeeded),
+                run_of(&job, "report-b", Phase::Failed),
+                pending,
+            ],
+        )
+    };
+    let plan = run(&view, &liveness(&[("n1", reporting(&[]))]));
+    assert_eq!(bindings(&plan), [("report-c", "n1")], "{plan:#?}");
+}
+
+#[test]
+fn a_template_node_name_binds_the_runs_there() {
+    let mut job = a_job(1, 1, 6, RestartPolicy::Never);
+    job.spec.template.spec.node_name = Some("n2".into());
+    let view = View {
+        nodes: vec![node("n1", true), node("n2", true)],
+        ..with(&job, vec![run_of(&job, "report-a", Phase::Pending)])
+    };
+    let l = liveness(&[("n1", reporting(&[])), ("n2", reporting(&[]))]);
+    let plan = run(&view, &l);
+    assert_eq!(bindings(&plan), [("report-a", "n2")], "{plan:#?}");
 }
