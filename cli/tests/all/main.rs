@@ -15,6 +15,7 @@ mod cluster;
 mod dev;
 mod harness;
 mod healing;
+mod lifecycle;
 mod jobs;
 mod logs;
 mod metrics;
