@@ -430,6 +430,26 @@ mod tests {
     }
 
     #[test]
+    fn template_and_completions_are_immutable() {
+        let old = job().spec;
+        let mut new = old.clone();
+        new.parallelism = Some(3);
+        new.backoff_limit = Some(0);
+        new.active_deadline_seconds = Some(60);
+        assert_eq!(validate_job_update(&old, &new), Ok(()));
+        new.completions = Some(2);
+        assert_eq!(
+            validate_job_update(&old, &new).map_err(|e| e.to_string()),
+            Err("spec.completions: field is immutable".into())
+        );
+        new.template.spec.component = "other.wasm".into();
+        assert_eq!(
+            validate_job_update(&old, &new).map_err(|e| e.to_string()),
+            Err("spec.template: field is immutable".into())
+        );
+    }
+
+    #[test]
     fn status_reads_like_kubernetes() {
         let mut job = job();
         job.status = JobStatus {

@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::objects::InstanceSpec;
 use crate::validate::FieldError;
 
+/// The node label saying which cgroup version bounds the node's sandboxes
+/// (`v1`, `v2`) or that none does (`unavailable`); select on it to keep
+/// workloads off nodes without kernel limits.
+pub const CGROUPS_LABEL: &str = "berth.dev/cgroups";
+
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 pub const DEFAULT_TERMINATION_GRACE_SECONDS: u32 = 30;
 

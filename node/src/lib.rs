@@ -85,9 +85,7 @@ pub struct Config {
     pub sandbox: Option<SandboxProgram>,
 }
 
-/// The node label saying which cgroup version bounds its sandboxes, or
-/// `unavailable`; select on it to keep workloads off unbounded nodes.
-pub const CGROUPS_LABEL: &str = "berth.dev/cgroups";
+pub use berth_api::lifecycle::CGROUPS_LABEL;
 
 /// The WIT interfaces this node's host provides to components: WASI 0.2's
 /// CLI, clocks, filesystem, I/O, random, sockets and HTTP, as wasmtime 48

@@ -66,10 +66,13 @@ spec:
 ";
 
 fn instance(cluster: &Cluster, prefix: &str) -> Option<berth_api::Instance> {
-    cluster.objects("instances").into_iter().find_map(|o| match o {
-        Object::Instance(i) if i.metadata.name.starts_with(prefix) => Some(*i),
-        _ => None,
-    })
+    cluster
+        .objects("instances")
+        .into_iter()
+        .find_map(|o| match o {
+            Object::Instance(i) if i.metadata.name.starts_with(prefix) => Some(*i),
+            _ => None,
+        })
 }
 
 #[test]
@@ -114,8 +117,12 @@ fn probes_gate_traffic_restart_with_back_off_and_stops_are_graceful() {
     cluster.ok(&["delete", "deployment", "healthy"]);
     let (status, body) = slow.join().unwrap().unwrap();
     assert_eq!(status, 200, "{body}");
-    cluster.wait_for("healthy gone from the ingress", Duration::from_secs(30), || {
-        http_get_path(ingress, "healthy.default.berth.localhost", "/")
-            .is_ok_and(|(status, _)| status == 404)
-    });
+    cluster.wait_for(
+        "healthy gone from the ingress",
+        Duration::from_secs(30),
+        || {
+            http_get_path(ingress, "healthy.default.berth.localhost", "/")
+                .is_ok_and(|(status, _)| status == 404)
+        },
+    );
 }

@@ -47,10 +47,19 @@ pub(super) fn node_lifecycle(
         };
         ready.insert(node.metadata.name.clone(), want);
         let taints = taints_after(node, want, now);
-        if want != node.status.is_ready() || taints != node.spec.taints {
+        let cgroups = cgroups_condition(node);
+        let cgroups_changed = node
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CGROUPS_UNAVAILABLE)
+            .map(|c| c.status.as_str())
+            != cgroups.as_ref().map(|c| c.status.as_str());
+        if want != node.status.is_ready() || taints != node.spec.taints || cgroups_changed {
             let mut updated = node.clone();
             updated.spec.taints = taints;
-            updated.status.conditions = vec![NodeCondition {
+            let ready_changed = want != node.status.is_ready();
+            let mut conditions = vec![NodeCondition {
                 type_: "Ready".into(),
                 status: if want { "True" } else { "Unknown" }.into(),
                 reason: if want {
@@ -59,8 +68,20 @@ pub(super) fn node_lifecycle(
                     "NodeStatusUnknown"
                 }
                 .into(),
-                last_transition_time: Some(now),
+                last_transition_time: node
+                    .status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")
+                    .and_then(|c| c.last_transition_time)
+                    .filter(|_| !ready_changed)
+                    .or(Some(now)),
             }];
+            conditions.extend(cgroups.map(|mut c| {
+                c.last_transition_time = Some(now);
+                c
+            }));
+            updated.status.conditions = conditions;
             plan.commands.push(Command::Update {
                 seen: rv(&node.metadata),
                 object: Box::new(Object::Node(Box::new(updated))),
@@ -68,6 +89,29 @@ pub(super) fn node_lifecycle(
         }
     }
     ready
+}
+
+/// The condition of a node whose sandboxes run without kernel limits.
+pub const CGROUPS_UNAVAILABLE: &str = "CgroupsUnavailable";
+
+pub use berth_api::lifecycle::CGROUPS_LABEL;
+
+/// `CgroupsUnavailable` from the node's cgroups label; none for a node
+/// that does not say (registered before sandboxes existed).
+fn cgroups_condition(node: &Node) -> Option<NodeCondition> {
+    let value = node.metadata.labels.get(CGROUPS_LABEL)?;
+    let unavailable = value == "unavailable";
+    Some(NodeCondition {
+        type_: CGROUPS_UNAVAILABLE.into(),
+        status: if unavailable { "True" } else { "False" }.into(),
+        reason: if unavailable {
+            "CgroupsNotWritable"
+        } else {
+            "CgroupsReady"
+        }
+        .into(),
+        last_transition_time: None,
+    })
 }
 
 /// The taint the node lifecycle puts on a node that is not Ready.

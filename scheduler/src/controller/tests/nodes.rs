@@ -1,6 +1,7 @@
 //! Node lifecycle: readiness by heartbeat, and after a scheduler restart.
 
 use super::*;
+use crate::controller::nodes::{CGROUPS_LABEL, CGROUPS_UNAVAILABLE};
 
 #[test]
 fn silent_node_turns_not_ready() {
@@ -109,4 +110,41 @@ fn unconnected_node_inside_the_allowance_takes_no_new_instances_when_not_ready()
     };
     let plan = run_with(&view, &HashMap::new(), &recent);
     assert_eq!(bindings(&plan), [("a", "up")], "{plan:#?}");
+}
+
+#[test]
+fn a_node_without_writable_cgroups_gets_the_cgroups_unavailable_condition() {
+    let mut unbounded = node("n1", true);
+    unbounded
+        .metadata
+        .labels
+        .insert(CGROUPS_LABEL.into(), "unavailable".into());
+    let view = View {
+        nodes: vec![unbounded],
+        ..View::default()
+    };
+    let plan = run(&view, &liveness(&[("n1", heard(1))]));
+    let nodes = updated_nodes(&plan);
+    assert_eq!(nodes.len(), 1, "{plan:#?}");
+    let updated = nodes[0].1;
+    assert!(updated.status.is_ready(), "it still runs instances");
+    let condition = updated
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CGROUPS_UNAVAILABLE)
+        .unwrap();
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("True", "CgroupsNotWritable")
+    );
+
+    // Once recorded, nothing changes until the label does.
+    let mut recorded = updated.clone();
+    recorded.metadata.resource_version = Some("6".into());
+    let view = View {
+        nodes: vec![recorded],
+        ..View::default()
+    };
+    assert_eq!(run(&view, &liveness(&[("n1", heard(1))])), Plan::default());
 }
