@@ -37,8 +37,16 @@ const HOSTILE_MEMORY: u64 = 32 << 20;
 const DEADLINE_SLACK: Duration = Duration::from_secs(1);
 
 /// Every path of the hostile guest.
-const PATHS: [&str; 8] = [
-    "/ok", "/loop", "/memory", "/recurse", "/panic", "/file", "/socket", "/stream",
+const PATHS: [&str; 9] = [
+    "/ok",
+    "/loop",
+    "/alloc-loop",
+    "/memory",
+    "/recurse",
+    "/panic",
+    "/file",
+    "/socket",
+    "/stream",
 ];
 
 fn hostile() -> &'static Path {
@@ -87,7 +95,7 @@ fn check(path: &str, reply: &Reply) {
     let failed = |reason: &str| format!("component failed: {reason}\n");
     match path {
         "/ok" => assert_eq!((reply.status, body), (StatusCode::OK, Ok("ok"))),
-        "/loop" => {
+        "/loop" | "/alloc-loop" => {
             assert_eq!(
                 (reply.status, body),
                 (
@@ -179,12 +187,15 @@ async fn hostile_requests_end_with_precise_reasons() {
     }
 
     let stats = hostile_instance.stats();
-    assert_eq!(stats.requests, 8, "{stats:?}");
-    assert_eq!(stats.deadline_exceeded, 2, "/loop and /stream: {stats:?}");
+    assert_eq!(stats.requests, 9, "{stats:?}");
+    assert_eq!(
+        stats.deadline_exceeded, 3,
+        "/loop, /alloc-loop and /stream: {stats:?}"
+    );
     assert_eq!(stats.memory_limit_exceeded, 1, "{stats:?}");
     assert_eq!(stats.stack_overflow, 1, "{stats:?}");
     assert_eq!(stats.traps, 1, "/panic: {stats:?}");
-    assert_eq!(stats.failures(), 5, "{stats:?}");
+    assert_eq!(stats.failures(), 6, "{stats:?}");
     assert!(stats.last_termination.is_some(), "{stats:?}");
 
     // The node is still up: the neighbour and the hostile instance's
@@ -326,7 +337,7 @@ fn neighbour_keeps_serving_while_hostile_requests_run() {
         // through the quick failures, each request after the last.
         let stop = Arc::new(AtomicBool::new(false));
         let attackers: Vec<_> = [
-            &["/loop"][..],
+            &["/loop", "/alloc-loop"][..],
             &["/stream"][..],
             &["/memory", "/recurse", "/panic", "/file", "/socket", "/ok"][..],
         ]
