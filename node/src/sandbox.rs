@@ -432,8 +432,9 @@ impl Sandboxes {
         self: Arc<Self>,
         sandbox: Arc<Sandbox>,
         mut child: tokio::process::Child,
-        mut reader: tokio::net::unix::OwnedReadHalf,
+        reader: tokio::net::unix::OwnedReadHalf,
     ) {
+        let mut reader = tokio::io::BufReader::new(reader);
         let oom_before = sandbox.cgroup.as_ref().map_or(0, SandboxCgroup::oom_kills);
         loop {
             match protocol::recv::<FromWorker>(&mut reader).await {

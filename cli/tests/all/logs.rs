@@ -58,8 +58,18 @@ fn logs_print_and_follow_what_instances_write() {
     }
 
     // One instance: its lines, with times, in order.
+    // A sandbox sends its output to the node every 100 ms.
     let (instance, count) = served.iter().next().unwrap();
-    let out = cluster.ok(&["logs", instance]);
+    let mut out = String::new();
+    cluster.wait_for(
+        "the lines to reach the node",
+        Duration::from_secs(10),
+        || {
+            let read = cluster.berth(&["logs", instance]);
+            out = String::from_utf8_lossy(&read.stdout).into_owned();
+            read.status.success() && out.lines().count() == *count
+        },
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), *count, "{out}");
     for line in &lines {

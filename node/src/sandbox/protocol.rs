@@ -155,8 +155,18 @@ pub enum FrameError {
     Decode(#[from] postcard::Error),
 }
 
-/// Writes one frame.
+/// Writes one frame and flushes.
 pub async fn send<T: Serialize>(
+    writer: &mut (impl AsyncWrite + Unpin),
+    message: &T,
+) -> Result<(), FrameError> {
+    write(writer, message).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Writes one frame without flushing (into a buffered writer).
+pub async fn write<T: Serialize>(
     writer: &mut (impl AsyncWrite + Unpin),
     message: &T,
 ) -> Result<(), FrameError> {
@@ -167,7 +177,6 @@ pub async fn send<T: Serialize>(
         .ok_or(FrameError::TooLarge(u32::MAX))?;
     writer.write_u32(len).await?;
     writer.write_all(&bytes).await?;
-    writer.flush().await?;
     Ok(())
 }
 

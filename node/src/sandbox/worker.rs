@@ -38,9 +38,11 @@ pub struct WorkerArgs {
     pub domain: String,
 }
 
-/// Counts each request into the batch for the node.
+/// What the worker sends the node at each tick: request samples and
+/// guest output.
 struct Batch {
     samples: std::sync::Mutex<Vec<RequestSample>>,
+    logs: std::sync::Mutex<Vec<FromWorker>>,
 }
 
 impl Observer for Batch {
@@ -85,11 +87,12 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let routes = Arc::new(Routes::default());
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let host = InstanceHost::new(Arc::clone(&runtime), Arc::clone(&routes), events_tx);
-    let (out_tx, mut out) = mpsc::unbounded_channel::<FromWorker>();
     let batch = Arc::new(Batch {
         samples: std::sync::Mutex::new(Vec::new()),
+        logs: std::sync::Mutex::new(Vec::new()),
     });
-    let (mut reader, mut writer) = control.into_split();
+    let (mut reader, writer) = control.into_split();
+    let mut writer = tokio::io::BufWriter::new(writer);
 
     // Everything for the node goes through one writer.
     let writing = tokio::spawn({
@@ -111,11 +114,22 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
                 }
                 let message = tokio::select! {
                     Some(event) = events.recv() => FromWorker::Event(event),
-                    Some(message) = out.recv() => message,
                     _ = tick.tick() => {
+                        // Guest output and request samples go in one
+                        // write per tick, not one per line or request.
+                        let logs = std::mem::take(&mut *batch.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                        let mut failed = false;
+                        for message in logs {
+                            failed |= protocol::write(&mut writer, &message).await.is_err();
+                        }
                         let samples = std::mem::take(&mut *batch.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-                        if samples.is_empty() { continue; }
-                        FromWorker::Requests(samples)
+                        if !samples.is_empty() {
+                            failed |= protocol::write(&mut writer, &FromWorker::Requests(samples)).await.is_err();
+                        }
+                        if failed || writer.flush().await.is_err() {
+                            break;
+                        }
+                        continue;
                     }
                 };
                 if protocol::send(&mut writer, &message).await.is_err() {
@@ -130,7 +144,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let domain = ingress::normalize_domain(&args.domain);
     let serving = tokio::spawn({
         let routes = Arc::clone(&routes);
-        let observer: Arc<dyn Observer> = batch;
+        let observer: Arc<dyn Observer> = Arc::clone(&batch) as Arc<dyn Observer>;
         async move {
             loop {
                 let streams = match handoff::receive(&connections).await {
@@ -160,7 +174,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     loop {
         match protocol::recv::<ToWorker>(&mut reader).await {
             Ok(Some(ToWorker::Load(spec))) => {
-                let log = forwarding_log(&spec.uid, out_tx.clone());
+                let log = forwarding_log(&spec.uid, Arc::clone(&batch));
                 host.load(*spec, Some(log));
             }
             Ok(Some(ToWorker::Unload { uid, grace_ms })) => {
@@ -196,11 +210,18 @@ async fn connect(name: &str, role: u8) -> Result<UnixStream> {
     Ok(stream)
 }
 
-/// A log whose lines go to the node in `Log` messages.
-fn forwarding_log(uid: &str, out: mpsc::UnboundedSender<FromWorker>) -> GuestLog {
+/// A log whose lines go to the node in `Log` messages, at the next tick.
+fn forwarding_log(uid: &str, batch: Arc<Batch>) -> GuestLog {
     let uid = uid.to_owned();
     GuestLog::forwarding(move |stream, lines| {
-        let _ = out.send(FromWorker::Log {
+        let mut logs = batch
+            .logs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if logs.len() >= MAX_SAMPLES {
+            return;
+        }
+        logs.push(FromWorker::Log {
             uid: uid.clone(),
             stream: match stream {
                 Stream::Stdout => 1,
