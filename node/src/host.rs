@@ -153,10 +153,31 @@ impl InstanceHost {
     }
 
     async fn run_command(&self, spec: LoadSpec, config: InstanceConfig) {
-        let _ = config; // TEMP until commands land
-        self.send(HostEvent::Loaded {
+        let outcome = match self
+            .runtime
+            .prepare_command(&spec.digest, &spec.wasm, config)
+            .await
+        {
+            Ok(command) => {
+                self.send(HostEvent::Loaded {
+                    uid: spec.uid.clone(),
+                    result: Ok(()),
+                });
+                crate::jobs::run_to_completion(&command).await
+            }
+            Err(e) => {
+                self.send(HostEvent::Loaded {
+                    uid: spec.uid.clone(),
+                    result: Err(("ComponentInvalid".into(), crate::runtime::error_chain(&e))),
+                });
+                return;
+            }
+        };
+        self.send(HostEvent::Exited {
             uid: spec.uid,
-            result: Err(("Unsupported".into(), "commands not yet".into())),
+            exit_code: outcome.exit_code,
+            reason: outcome.reason,
+            message: outcome.message,
         });
     }
 }
