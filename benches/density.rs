@@ -3,12 +3,11 @@
 //!
 //! Applies `BERTH_DENSITY_APPS` (default 10,000) Deployments of one
 //! replica each of the hello component, in one namespace (so in one
-//! sandbox), to a `berth dev` cluster in batches of 500 documents; waits
-//! until every instance is Running; serves one request to each of 200 apps
-//! spread over the set; then reads resident memory from `/proc`. It reports
-//! the sandbox's RSS per app (the node's guest side) and the RSS of the
-//! whole `berth dev` process tree per app, which also holds the scheduler
-//! and its store: an upper bound for the node. The figures go to
+//! sandbox), to a `berth scheduler` and one `berth node` (separate
+//! processes) in batches of 500 documents; waits until every instance is
+//! Running; serves one request to each of 200 apps spread over the set;
+//! then reads resident memory from `/proc`: the node process with its
+//! sandbox workers, before and after. The figures go to
 //! `docs/benchmarks.md` between the `density` markers.
 //!
 //! Run: `cargo bench -p berth --bench density` (`BERTH_DENSITY_APPS=1000`
@@ -28,11 +27,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Dev, deployment, guest, record, status, tree_rss_kib};
+use support::{Split, children, deployment, guest, record, rss_kib, status, tree_rss_kib};
 
 const BATCH: usize = 500;
 
-fn running(dev: &Dev) -> usize {
+fn running(dev: &Split) -> usize {
     let text = dev.berth(&["get", "instances", "-n", "density", "-o", "json"]);
     let list: serde_json::Value = serde_json::from_str(&text).unwrap();
     list["items"]
@@ -49,7 +48,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let component = guest("hello");
-    let dev = Dev::start("bench-density");
+    let dev = Split::start("bench-density");
     let namespace = dev.dir.join("namespace.yaml");
     std::fs::write(
         &namespace,
@@ -57,7 +56,7 @@ fn main() {
     )
     .unwrap();
     dev.berth(&["apply", "-f", namespace.to_str().unwrap()]);
-    let before = tree_rss_kib(dev.pid());
+    let before = tree_rss_kib(dev.node_pid());
 
     let start = Instant::now();
     for first in (0..apps).step_by(BATCH) {
@@ -85,22 +84,19 @@ fn main() {
         assert_eq!(status(dev.ingress, &host), Some(200), "{host}");
     }
     std::thread::sleep(Duration::from_secs(2));
-    let after = tree_rss_kib(dev.pid());
-    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", dev.pid()))
-        .unwrap_or_default();
-    let sandboxes: u64 = children
-        .split_whitespace()
-        .filter_map(|c| c.parse::<u32>().ok())
-        .map(tree_rss_kib)
-        .sum();
+    let after = tree_rss_kib(dev.node_pid());
+    let node = rss_kib(dev.node_pid());
+    let sandboxes: u64 = children(dev.node_pid()).into_iter().map(tree_rss_kib).sum();
+    let grown = after.saturating_sub(before);
     let report = format!(
-        "{apps} apps (one Deployment of one replica each, one namespace): applied in {:.1} s, all Running after {:.1} s, 200 of them served; sandbox RSS {:.1} MiB = {:.1} KiB per app; whole `berth dev` tree (node, scheduler and store) {:.1} MiB more than before = {:.1} KiB per app",
+        "{apps} apps (one Deployment of one replica each, one namespace): applied in {:.1} s, all Running after {:.1} s, 200 of them served; node RSS {:.1} MiB (node process {:.1} MiB, sandbox {:.1} MiB), {:.1} MiB more than with no apps = {:.1} KiB per app",
         applied.as_secs_f64(),
         all_running.as_secs_f64(),
+        after as f64 / 1024.0,
+        node as f64 / 1024.0,
         sandboxes as f64 / 1024.0,
-        sandboxes as f64 / apps as f64,
-        after.saturating_sub(before) as f64 / 1024.0,
-        after.saturating_sub(before) as f64 / apps as f64,
+        grown as f64 / 1024.0,
+        grown as f64 / apps as f64,
     );
     println!("{report}");
     record("density", &report);

@@ -90,17 +90,7 @@ impl Dev {
 
     /// Runs `berth args` against this cluster, asserting success.
     pub fn berth(&self, args: &[&str]) -> String {
-        let out = Command::new(BERTH)
-            .args(args)
-            .env("BERTH_CONFIG", &self.config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "berth {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        berth_with(&self.config, args)
     }
 }
 
@@ -128,26 +118,148 @@ pub fn status(ingress: SocketAddr, host: &str) -> Option<u16> {
     std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()
 }
 
+/// Resident memory of `pid` alone, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// The child processes of `pid`, whichever of its threads started them.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Resident memory of `pid` and all its descendants, in KiB.
 pub fn tree_rss_kib(pid: u32) -> u64 {
-    let mut total = 0;
-    let mut pending = vec![pid];
-    while let Some(pid) = pending.pop() {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        total += status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        pending.extend(
-            children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok()),
-        );
+    rss_kib(pid) + children(pid).into_iter().map(tree_rss_kib).sum::<u64>()
+}
+
+/// A scheduler and one node as separate processes, killed on drop, so
+/// that the node's memory can be read apart from the scheduler's.
+pub struct Split {
+    scheduler: Child,
+    node: Child,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub ingress: SocketAddr,
+}
+
+impl Drop for Split {
+    fn drop(&mut self) {
+        for child in [&mut self.node, &mut self.scheduler] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
-    total
+}
+
+/// Starts `berth args` and returns it with the address printed after `marker`.
+fn spawn_until(args: &[&str], config: &Path, marker: &str) -> (Child, SocketAddr) {
+    let mut child = Command::new(BERTH)
+        .args(args)
+        .env("BERTH_CONFIG", config)
+        .env("BERTH_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("berth exited").unwrap();
+        if let Some(rest) = line.split(marker).nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+impl Split {
+    /// Starts `berth scheduler` and `berth node` on loopback.
+    pub fn start(name: &str) -> Split {
+        let dir = std::env::temp_dir().join(format!("berth-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config");
+        let data = dir.join("scheduler");
+        let (scheduler, addr) = spawn_until(
+            &[
+                "scheduler",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                data.to_str().unwrap(),
+            ],
+            &config,
+            "listening on ",
+        );
+        let token = std::fs::read_to_string(data.join("join-token")).unwrap();
+        let node_data = dir.join("node");
+        let (node, ingress) = spawn_until(
+            &[
+                "node",
+                "--join",
+                &addr.to_string(),
+                "--token",
+                token.trim(),
+                "--name",
+                "bench",
+                "--ingress",
+                "127.0.0.1:0",
+                "--data",
+                node_data.to_str().unwrap(),
+            ],
+            &config,
+            "serving http on ",
+        );
+        Split {
+            scheduler,
+            node,
+            dir,
+            config,
+            ingress,
+        }
+    }
+
+    /// The node process id.
+    pub fn node_pid(&self) -> u32 {
+        self.node.id()
+    }
+
+    /// Runs `berth args` against this cluster, asserting success.
+    pub fn berth(&self, args: &[&str]) -> String {
+        berth_with(&self.config, args)
+    }
+}
+
+fn berth_with(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(BERTH)
+        .args(args)
+        .env("BERTH_CONFIG", config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Replaces what is between `<!-- marker -->` and `<!-- /marker -->` in

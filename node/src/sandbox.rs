@@ -340,8 +340,11 @@ impl Sandboxes {
     async fn start(self: &Arc<Self>, key: SandboxKey) -> Result<Arc<Sandbox>> {
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
         let id = match &key {
-            SandboxKey::Namespace(ns) => format!("ns-{ns}-{serial}"),
-            SandboxKey::Dedicated(uid) => format!("dedicated-{uid}-{serial}"),
+            // The node's pid tells this run's sandboxes from a crashed one's.
+            SandboxKey::Namespace(ns) => format!("ns-{ns}-{}-{serial}", std::process::id()),
+            SandboxKey::Dedicated(uid) => {
+                format!("dedicated-{uid}-{}-{serial}", std::process::id())
+            }
         };
         let cgroup = match &self.cgroups {
             Some(root) => Some(

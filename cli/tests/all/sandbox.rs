@@ -213,3 +213,82 @@ fn a_neighbour_keeps_its_latency_while_another_namespace_spins() {
         "neighbour p99 {loaded:?} vs baseline {baseline:?}"
     );
 }
+
+/// Sandbox cgroups (memory hierarchy) of node `name`, by directory name.
+fn sandbox_cgroups(name: &str) -> Vec<String> {
+    let root = std::path::Path::new("/sys/fs/cgroup/memory/berth");
+    let Ok(nodes) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    nodes
+        .flatten()
+        .filter(|n| {
+            n.file_name()
+                .to_str()
+                .is_some_and(|f| f.starts_with(&format!("{name}-")))
+        })
+        .flat_map(|n| std::fs::read_dir(n.path()).into_iter().flatten().flatten())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
+#[test]
+fn a_node_restarted_after_a_crash_removes_the_cgroups_it_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = crate::harness::Scheduler::start(dir.path(), "127.0.0.1:0");
+    let name = format!("crashy-{}", std::process::id());
+    let mut cluster = Cluster {
+        nodes: vec![crate::harness::NodeProc::start(
+            dir.path(),
+            &scheduler,
+            &name,
+        )],
+        scheduler,
+        dir,
+    };
+    cluster.wait_for("the node to register", Duration::from_secs(30), || {
+        !cluster.objects("nodes").is_empty()
+    });
+    if !cgroups_available(&cluster) {
+        eprintln!("skipping: cgroups are not writable here");
+        return;
+    }
+    let manifest = cluster.hello_manifest(1);
+    cluster.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    cluster.wait_ready(1);
+    let before = sandbox_cgroups(&name);
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    cluster.nodes[0].kill();
+    // The worker exits with its node; its cgroup stays behind.
+    cluster.wait_for("the worker to exit", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/memory/berth/{}/cgroup.procs",
+            cgroup_path(&name, &before[0])
+        ))
+        .is_ok_and(|procs| procs.trim().is_empty())
+    });
+    assert_eq!(sandbox_cgroups(&name), before, "left behind by the crash");
+
+    cluster.nodes[0] =
+        crate::harness::NodeProc::start(cluster.dir.path(), &cluster.scheduler, &name);
+    cluster.wait_for("hello served again", Duration::from_secs(60), || {
+        http_get(cluster.nodes[0].ingress, HELLO_HOST).is_ok_and(|(status, _)| status == 200)
+    });
+    let after = sandbox_cgroups(&name);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before, "the stale cgroup is gone, a new one serves");
+}
+
+/// `<node>-<hash>/<sandbox>` for a sandbox of node `name`.
+fn cgroup_path(name: &str, sandbox: &str) -> String {
+    let root = std::path::Path::new("/sys/fs/cgroup/memory/berth");
+    std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .filter_map(|n| n.file_name().into_string().ok())
+        .find(|n| n.starts_with(&format!("{name}-")) && root.join(n).join(sandbox).exists())
+        .map(|n| format!("{n}/{sandbox}"))
+        .unwrap()
+}
