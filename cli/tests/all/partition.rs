@@ -177,6 +177,33 @@ fn a_partitioned_node_keeps_serving_is_replaced_and_is_fenced_when_it_returns() 
         1
     );
     assert_eq!(get_from(net.addr(3), island).map(|r| r.0), Some(200));
+    // `ip netns exec` gives the island its own /sys without the cgroup
+    // mounts: it runs its sandboxes unbounded and says so.
+    let island_node = cluster
+        .objects("nodes")
+        .into_iter()
+        .find_map(|o| match o {
+            berth_api::Object::Node(n) if n.metadata.name == "island" => Some(n),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        island_node
+            .metadata
+            .labels
+            .get("berth.dev/cgroups")
+            .map(String::as_str),
+        Some("unavailable")
+    );
+    assert!(
+        island_node
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "CgroupsUnavailable" && c.status == "True"),
+        "{:?}",
+        island_node.status.conditions
+    );
 
     net.partition(true);
     cluster.wait_for(
