@@ -292,3 +292,63 @@ fn cgroup_path(name: &str, sandbox: &str) -> String {
         .map(|n| format!("{n}/{sandbox}"))
         .unwrap()
 }
+
+/// Pids of the sandbox workers started by the node whose data directory
+/// is `data_dir`.
+fn workers_of(data_dir: &std::path::Path) -> Vec<u32> {
+    let needle = format!("--data-dir\0{}\0", data_dir.display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+                let cmd = String::from_utf8_lossy(&cmd);
+                cmd.contains("\0sandbox\0") && cmd.contains(&needle)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_sandbox_that_crashes_takes_down_only_its_instances_which_are_restarted() {
+    let cluster = Cluster::start(1);
+    let ingress = cluster.nodes[0].ingress;
+    let manifest = manifests(&cluster, "dedicated", "32Mi");
+    cluster.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    wait_both_running(&cluster);
+    let data_dir = cluster.dir.path().join("node-node-0");
+    let workers = workers_of(&data_dir);
+    assert_eq!(workers.len(), 2, "one shared, one dedicated: {workers:?}");
+
+    // The dedicated sandbox is the worker in the hostile instance's cgroup.
+    let hostile = hostile_instance(&cluster).unwrap();
+    let dedicated = workers.iter().copied().find(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| {
+            c.contains(&format!(
+                "dedicated-{}",
+                hostile.metadata.uid.as_deref().unwrap()
+            ))
+        })
+    });
+    let Some(dedicated) = dedicated else {
+        eprintln!("skipping: sandboxes are not in cgroups here, so not told apart");
+        return;
+    };
+    let status = std::process::Command::new("kill")
+        .args(["-9", &dedicated.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    cluster.wait_for("hostile reported Crashed", Duration::from_secs(30), || {
+        hostile_instance(&cluster).is_some_and(|i| i.status.reason == "Crashed")
+    });
+    let (status, _) = http_get(ingress, HELLO_HOST).unwrap();
+    assert_eq!(status, 200, "the neighbour in its own sandbox is untouched");
+    cluster.wait_for("hostile restarted", Duration::from_secs(60), || {
+        hostile_instance(&cluster)
+            .is_some_and(|i| i.status.phase == Phase::Running && i.status.restart_count == 1)
+    });
+    let (status, _) = http_get_path(ingress, HOSTILE_HOST, "/ok").unwrap();
+    assert_eq!(status, 200);
+}
