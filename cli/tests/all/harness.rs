@@ -44,7 +44,22 @@ impl Proc {
 }
 
 impl Drop for Proc {
+    /// Stops the process as an operator would (SIGTERM), so that a node
+    /// removes its sandboxes' cgroups; SIGKILL if it takes over 5 s.
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.kill();
     }
 }

@@ -158,16 +158,36 @@ fn a_dedicated_sandbox_over_its_memory_limit_is_oom_killed_and_restarted() {
     assert!(neighbour_ok > 0);
 }
 
-/// p99 of `count` sequential GETs of the neighbour.
+/// p99 of `count` sequential GETs of the neighbour over one keep-alive
+/// connection, so that the figure is the server's, not the client's set-up.
 fn neighbour_p99(ingress: std::net::SocketAddr, count: usize) -> Duration {
-    let mut samples: Vec<Duration> = (0..count)
-        .map(|_| {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut samples: Vec<Duration> = runtime.block_on(async {
+        use http_body_util::BodyExt as _;
+        let stream = tokio::net::TcpStream::connect(ingress).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let mut samples = Vec::with_capacity(count);
+        for _ in 0..count {
+            let request = hyper::Request::get("/")
+                .header("host", HELLO_HOST)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
             let began = Instant::now();
-            let (status, _) = http_get(ingress, HELLO_HOST).unwrap();
-            assert_eq!(status, 200);
-            began.elapsed()
-        })
-        .collect();
+            let response = sender.send_request(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+            samples.push(began.elapsed());
+        }
+        samples
+    });
     samples.sort();
     samples[(count * 99 / 100).min(count - 1)]
 }
@@ -179,8 +199,8 @@ fn a_neighbour_keeps_its_latency_while_another_namespace_spins() {
     let manifest = manifests(&cluster, "shared", "64Mi");
     cluster.ok(&["apply", "-f", manifest.to_str().unwrap()]);
     wait_both_running(&cluster);
-    let warm = neighbour_p99(ingress, 50);
-    let baseline = neighbour_p99(ingress, 300);
+    let warm = neighbour_p99(ingress, 100);
+    let baseline = neighbour_p99(ingress, 1000);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let spinners: Vec<_> = (0..2)
@@ -198,7 +218,7 @@ fn a_neighbour_keeps_its_latency_while_another_namespace_spins() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let loaded = neighbour_p99(ingress, 300);
+    let loaded = neighbour_p99(ingress, 1000);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let spun: i32 = spinners.into_iter().map(|s| s.join().unwrap()).sum();
     eprintln!(
@@ -209,7 +229,7 @@ fn a_neighbour_keeps_its_latency_while_another_namespace_spins() {
     // Generous: the figure goes to docs/benchmarks.md; the test only
     // catches a neighbour stalled behind the spinning guest.
     assert!(
-        loaded < baseline * 10 + Duration::from_millis(50),
+        loaded < baseline * 20 + Duration::from_millis(50),
         "neighbour p99 {loaded:?} vs baseline {baseline:?}"
     );
 }
