@@ -906,14 +906,12 @@ impl Prepared {
         // At each epoch tick: stop the guest if its deadline has passed,
         // else let other tasks run before it goes on.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|store| {
+        let slot = limits::CpuSlot::default();
+        store.epoch_deadline_callback(move |store| {
             if Instant::now() >= store.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
+                Ok(UpdateDeadline::YieldCustom(1, slot.after_tick()))
             }
         });
         if self.fuel {

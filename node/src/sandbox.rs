@@ -130,8 +130,7 @@ impl Sandbox {
     }
 
     /// The cgroup limits for the current members: the sum of theirs plus
-    /// the worker's base. Memory is unbounded if any member's is; CPU is
-    /// then [`unlimited_cpu_millis`].
+    /// the worker's base, unbounded if any member is.
     fn limits(&self) -> SandboxLimits {
         let members = self.members();
         let memory: Option<u64> = members
@@ -139,11 +138,7 @@ impl Sandbox {
             .map(|m| m.memory_bytes)
             .sum::<Option<u64>>()
             .map(|sum| sum.saturating_add(SANDBOX_BASE_MEMORY));
-        let cpu = members
-            .values()
-            .map(|m| m.cpu_millis)
-            .sum::<Option<u64>>()
-            .or_else(|| Some(unlimited_cpu_millis()));
+        let cpu = members.values().map(|m| m.cpu_millis).sum();
         SandboxLimits {
             memory_bytes: memory,
             cpu_millis: cpu,
@@ -724,16 +719,6 @@ impl ConnectionDispatch for Sandboxes {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<TcpStream>> + Send + '_>> {
         Box::pin(self.dispatch_stream(stream))
     }
-}
-
-/// The CPU quota of a sandbox holding an instance without a CPU limit:
-/// every CPU of the machine but one (at least one). No tenant's sandbox
-/// can then take the whole node: a spinning guest leaves a CPU for the
-/// node agent and for the other sandboxes, whose requests would otherwise
-/// wait for the kernel to preempt it (milliseconds each).
-pub fn unlimited_cpu_millis() -> u64 {
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
-    cpus.saturating_sub(1).max(1) * 1000
 }
 
 /// A termination reason from a worker as one of the node's label values.

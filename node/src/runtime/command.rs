@@ -112,13 +112,12 @@ impl PreparedCommand {
         let state = InstanceState::new(&command.config, Instant::now());
         let mut store = Store::new(command.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
-        // At each epoch tick: let other tasks run, then go on.
+        // At each epoch tick: let other tasks run, then go on, holding a
+        // long-running slot from the first tick on (see `limits`).
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| {
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
+        let slot = super::limits::CpuSlot::default();
+        store.epoch_deadline_callback(move |_| {
+            Ok(UpdateDeadline::YieldCustom(1, slot.after_tick()))
         });
         if command.fuel {
             store

@@ -282,3 +282,104 @@ mod tests {
         drop(ticker);
     }
 }
+
+/// Guests that have computed for a whole epoch tick (10 ms) without
+/// finishing, allowed to go on at once in this process: every CPU of the
+/// machine but one (at least one). A request that runs past one tick takes
+/// a slot for the rest of its life, waiting (without running) if none is
+/// free, so that spinning or CPU-heavy guests leave a CPU to short
+/// requests: a neighbour's request then runs at once instead of waiting for
+/// the kernel to preempt a spinning guest. Short requests never take a slot.
+static LONG_RUNNING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        std::sync::Arc::new(tokio::sync::Semaphore::new(cpus.saturating_sub(1).max(1)))
+    });
+
+/// The long-running slot of one request, once it has one; released when
+/// the request's store is dropped.
+#[derive(Clone)]
+pub(crate) struct CpuSlot {
+    permit: std::sync::Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>>,
+    /// Epoch ticks the guest was running at.
+    ticks: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// The slots it takes from: the process's.
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for CpuSlot {
+    fn default() -> Self {
+        CpuSlot::from(std::sync::Arc::clone(&LONG_RUNNING))
+    }
+}
+
+impl CpuSlot {
+    fn from(slots: std::sync::Arc<tokio::sync::Semaphore>) -> CpuSlot {
+        CpuSlot {
+            permit: std::sync::Arc::default(),
+            ticks: std::sync::Arc::default(),
+            slots,
+        }
+    }
+
+    /// What a guest does at each epoch tick it is running at: with a slot,
+    /// or at its first tick (a short request that merely straddles one),
+    /// let other tasks run and go on; from its second tick on (it has run
+    /// a whole tick), wait for a slot first.
+    pub(crate) fn after_tick(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let first = self
+            .ticks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            == 0;
+        let held = self
+            .permit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if held || first {
+            return Box::pin(tokio::task::yield_now());
+        }
+        let slot = self.permit.clone();
+        let slots = std::sync::Arc::clone(&self.slots);
+        Box::pin(async move {
+            if let Ok(permit) = slots.acquire_owned().await {
+                *slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(permit);
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod cpu_slot_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::CpuSlot;
+
+    #[tokio::test]
+    async fn only_guests_past_one_tick_take_a_slot_and_wait_when_none_is_free() {
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
+        let long = CpuSlot::from(Arc::clone(&slots));
+        long.after_tick().await; // straddled one tick: no slot
+        assert_eq!(slots.available_permits(), 1);
+        long.after_tick().await; // ran a whole tick: takes the slot
+        assert_eq!(slots.available_permits(), 0);
+        long.after_tick().await; // holds it: goes on
+        let other = CpuSlot::from(Arc::clone(&slots));
+        other.after_tick().await;
+        let waiting = tokio::time::timeout(Duration::from_millis(50), other.after_tick()).await;
+        assert!(
+            waiting.is_err(),
+            "no slot free: the second long guest waits"
+        );
+        drop(long); // the first request ends: its store and slot go
+        tokio::time::timeout(Duration::from_secs(5), other.after_tick())
+            .await
+            .expect("a freed slot lets the waiting guest go on");
+        assert_eq!(slots.available_permits(), 0);
+    }
+}
