@@ -213,6 +213,15 @@ fn v1_mounts() -> Result<Vec<PathBuf>, String> {
         .collect()
 }
 
+/// The `oom_kill` count of a cgroup v2 `memory.events` file (`key value`
+/// lines: `low 0`, `high 0`, `max 12`, `oom 1`, `oom_kill 1`, ...).
+fn oom_kills_v2(events: &str) -> Option<u64> {
+    events.lines().find_map(|line| {
+        line.strip_prefix("oom_kill ")
+            .and_then(|n| n.trim().parse().ok())
+    })
+}
+
 fn memory_value(bytes: Option<u64>) -> i64 {
     bytes.and_then(|b| i64::try_from(b).ok()).unwrap_or(-1)
 }
@@ -259,12 +268,7 @@ impl SandboxCgroup {
                     .join("memory.events");
                 std::fs::read_to_string(path)
                     .ok()
-                    .and_then(|text| {
-                        text.lines().find_map(|line| {
-                            line.strip_prefix("oom_kill ")
-                                .and_then(|n| n.trim().parse().ok())
-                        })
-                    })
+                    .and_then(|text| oom_kills_v2(&text))
                     .unwrap_or(0)
             }
         }
@@ -294,5 +298,19 @@ impl SandboxCgroup {
         if let Err(e) = self.cgroup.delete() {
             tracing::warn!(cgroup = %self.cgroup.path(), error = %e, "cannot remove sandbox cgroup");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_oom_kills_come_from_memory_events() {
+        let events = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
+        assert_eq!(oom_kills_v2(events), Some(1));
+        assert_eq!(oom_kills_v2("low 0\n"), None);
+        assert_eq!(memory_value(None), -1);
+        assert_eq!(memory_value(Some(64 << 20)), 64 << 20);
     }
 }
