@@ -52,11 +52,6 @@ impl InstanceHost {
         })
     }
 
-    /// The routes this host serves from.
-    pub fn routes(&self) -> &Arc<Routes> {
-        &self.routes
-    }
-
     fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -644,19 +644,6 @@ impl Sandboxes {
         }
     }
 
-    /// Sandboxes running, for metrics.
-    pub fn count(&self) -> usize {
-        self.sandboxes().len()
-    }
-
-    /// Memory in use by each sandbox's cgroup, by sandbox id.
-    pub fn memory_usage(&self) -> Vec<(String, u64)> {
-        self.sandboxes()
-            .values()
-            .filter_map(|s| s.cgroup.as_ref().map(|c| (s.id.clone(), c.memory_usage())))
-            .collect()
-    }
-
     fn pick(&self, namespace: &str, deployment: &str) -> Option<Arc<Sandbox>> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         let entries = table.get(&(namespace.to_owned(), deployment.to_owned()))?;

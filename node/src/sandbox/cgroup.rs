@@ -274,25 +274,6 @@ impl SandboxCgroup {
         }
     }
 
-    /// Bytes of memory in use, for metrics.
-    pub fn memory_usage(&self) -> u64 {
-        match self.version {
-            Version::V1 => self
-                .cgroup
-                .controller_of::<MemController>()
-                .map_or(0, |memory| memory.memory_stat().usage_in_bytes),
-            Version::V2 => std::fs::read_to_string(
-                hierarchy()
-                    .root()
-                    .join(self.cgroup.path())
-                    .join("memory.current"),
-            )
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0),
-        }
-    }
-
     /// Removes the cgroup; its processes must have exited.
     pub fn delete(&self) {
         if let Err(e) = self.cgroup.delete() {
