@@ -175,6 +175,8 @@ pub struct Sandboxes {
     program: SandboxProgram,
     data_dir: PathBuf,
     domain: String,
+    /// `domain` as routing compares it, normalised once.
+    routing_domain: Arc<str>,
     cgroups: Option<CgroupRoot>,
     /// Why cgroups are not used, when they are not.
     cgroups_unavailable: Option<String>,
@@ -252,6 +254,7 @@ impl Sandboxes {
         Ok(Sandboxes {
             program,
             data_dir,
+            routing_domain: crate::ingress::normalize_domain(&domain),
             domain,
             cgroups,
             cgroups_unavailable,
@@ -661,8 +664,9 @@ impl Sandboxes {
             handoff::Peek::Local => return Some(stream),
             handoff::Peek::Closed => return None,
         };
-        let domain = crate::ingress::normalize_domain(&self.domain);
-        let Some((deployment, namespace)) = crate::ingress::deployment_of(&host, &domain) else {
+        let Some((deployment, namespace)) =
+            crate::ingress::deployment_of(&host, &self.routing_domain)
+        else {
             return Some(stream);
         };
         let Some(sandbox) = self.pick(namespace, deployment) else {

@@ -408,13 +408,19 @@ impl Supervisor {
             .ok()
     }
 
-    /// The component's path, which must be on disk already.
-    fn on_disk(&self, digest: &str) -> Result<PathBuf> {
+    /// Where the component with `digest` is (or would be) kept, and the
+    /// digest's hex part; a digest that names no file is an error.
+    fn component_path<'d>(&self, digest: &'d str) -> Result<(PathBuf, &'d str)> {
         let hex = digest
             .strip_prefix("sha256:")
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             .ok_or_else(|| anyhow!("invalid component digest {digest:?}"))?;
-        let path = self.components.join(format!("{hex}.wasm"));
+        Ok((self.components.join(format!("{hex}.wasm")), hex))
+    }
+
+    /// The component's path, which must be on disk already.
+    fn on_disk(&self, digest: &str) -> Result<PathBuf> {
+        let (path, _) = self.component_path(digest)?;
         if !path.exists() {
             bail!("component {digest} is no longer on disk");
         }
@@ -424,11 +430,7 @@ impl Supervisor {
     /// The component's path on disk, fetched from the scheduler if needed
     /// and verified against its digest.
     async fn fetch(&self, digest: &str, connection: &quinn::Connection) -> Result<PathBuf> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| anyhow!("invalid component digest {digest:?}"))?;
-        let path = self.components.join(format!("{hex}.wasm"));
+        let (path, hex) = self.component_path(digest)?;
         if path.exists() {
             return Ok(path);
         }
