@@ -322,10 +322,13 @@ impl CpuSlot {
         }
     }
 
-    /// What a guest does at each epoch tick it is running at: with a slot,
-    /// or at its first tick (a short request that merely straddles one),
-    /// let other tasks run and go on; from its second tick on (it has run
-    /// a whole tick), wait for a slot first.
+    /// What a guest does at each epoch tick it is running at. At its
+    /// first tick (a short request that merely straddles one): let other
+    /// tasks run and go on. From its second tick on (it has run a whole
+    /// tick): give back the slot it holds, if any, and queue for one
+    /// (first come, first served), so that long guests share the slots in
+    /// turns of one tick instead of the first ones keeping them until
+    /// their deadline.
     pub(crate) fn after_tick(
         &self,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
@@ -333,14 +336,15 @@ impl CpuSlot {
             .ticks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             == 0;
-        let held = self
-            .permit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some();
-        if held || first {
+        if first {
             return Box::pin(tokio::task::yield_now());
         }
+        drop(
+            self.permit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
         let slot = self.permit.clone();
         let slots = std::sync::Arc::clone(&self.slots);
         Box::pin(async move {
@@ -368,7 +372,8 @@ mod cpu_slot_tests {
         assert_eq!(slots.available_permits(), 1);
         long.after_tick().await; // ran a whole tick: takes the slot
         assert_eq!(slots.available_permits(), 0);
-        long.after_tick().await; // holds it: goes on
+        long.after_tick().await; // gives it back and, nobody waiting, takes it again
+        assert_eq!(slots.available_permits(), 0);
         let other = CpuSlot::from(Arc::clone(&slots));
         other.after_tick().await;
         let waiting = tokio::time::timeout(Duration::from_millis(50), other.after_tick()).await;
@@ -376,10 +381,30 @@ mod cpu_slot_tests {
             waiting.is_err(),
             "no slot free: the second long guest waits"
         );
-        drop(long); // the first request ends: its store and slot go
-        tokio::time::timeout(Duration::from_secs(5), other.after_tick())
+        // Queued first, `other` gets the slot when `long` next ticks; `long`
+        // then waits for its turn.
+        let queued = tokio::spawn({
+            let other = other.clone();
+            async move { other.after_tick().await }
+        });
+        tokio::task::yield_now().await;
+        let turn = tokio::spawn({
+            let long = long.clone();
+            async move { long.after_tick().await }
+        });
+        tokio::time::timeout(Duration::from_secs(5), queued)
             .await
-            .expect("a freed slot lets the waiting guest go on");
+            .expect("the waiting guest gets its turn")
+            .unwrap();
+        assert!(
+            !turn.is_finished(),
+            "the long guest waits for its next turn"
+        );
+        drop(other); // the second request ends: its store and slot go
+        tokio::time::timeout(Duration::from_secs(5), turn)
+            .await
+            .expect("the slot comes back")
+            .unwrap();
         assert_eq!(slots.available_permits(), 0);
     }
 }
