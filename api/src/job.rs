@@ -384,7 +384,7 @@ mod tests {
     fn the_template_is_checked_as_an_instance_spec() {
         assert_eq!(
             check(|j| j.spec.template.spec.component.clear()),
-            Err("spec.template.spec.component: must not be empty".into())
+            Err("spec.template.spec.component: must not be empty (or give an image)".into())
         );
         assert!(
             check(|j| {
@@ -414,10 +414,10 @@ mod tests {
         assert_eq!(
             check(|j| {
                 j.spec.template.spec.readiness_probe = Some(Probe {
-                    http_get: HttpGetAction {
+                    http_get: Some(HttpGetAction {
                         path: "/".into(),
                         port: None,
-                    },
+                    }),
                     ..Probe::default()
                 });
             }),

@@ -10,6 +10,7 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+pub mod container;
 pub mod job;
 pub mod lifecycle;
 pub mod manifest;
@@ -21,6 +22,7 @@ pub mod quantity;
 pub mod quic;
 pub mod rollout;
 pub mod scheduling;
+pub mod service;
 pub mod validate;
 pub mod wire;
 

@@ -59,8 +59,15 @@ pub enum Isolation {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Probe {
-    /// An HTTP GET against the component; 2xx and 3xx are success.
-    pub http_get: HttpGetAction,
+    /// An HTTP GET against the instance; 2xx and 3xx are success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_get: Option<HttpGetAction>,
+    /// A TCP connection to a container's port; connecting is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_socket: Option<TcpSocketAction>,
+    /// A command run in a container; exit code 0 is success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecAction>,
     /// Seconds after start before the first probe (0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_delay_seconds: Option<u32>,
@@ -85,17 +92,58 @@ pub struct Probe {
 pub struct HttpGetAction {
     /// The request path, starting with `/`.
     pub path: String,
-    /// Accepted for Kubernetes compatibility; a component has one HTTP
-    /// handler, so the port only names it in messages.
+    /// The port a container is probed on; a component has one HTTP
+    /// handler, so for it the port only names it in messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+}
+
+/// `tcpSocket`: which container port the node connects to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpSocketAction {
+    /// The port; the container's first port when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// `exec`: the command the node runs in the container.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecAction {
+    /// The command and its arguments, not run in a shell.
+    pub command: Vec<String>,
+}
+
+/// How a resolved probe checks its instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ProbeHandler {
+    /// `GET path` on `port`.
+    #[default]
+    HttpGet,
+    /// Connect to `port`.
+    TcpSocket,
+    /// Run the command in the container.
+    Exec(Vec<String>),
 }
 
 impl Probe {
     /// The probe with Kubernetes' defaults filled in.
     pub fn resolve(&self) -> ProbeSpec {
+        let (handler, path, port) = match (&self.http_get, &self.tcp_socket, &self.exec) {
+            (Some(get), _, _) => (ProbeHandler::HttpGet, get.path.clone(), get.port),
+            (None, Some(tcp), _) => (ProbeHandler::TcpSocket, String::new(), tcp.port),
+            (None, None, Some(exec)) => (
+                ProbeHandler::Exec(exec.command.clone()),
+                String::new(),
+                None,
+            ),
+            (None, None, None) => (ProbeHandler::HttpGet, "/".to_owned(), None),
+        };
         ProbeSpec {
-            path: self.http_get.path.clone(),
+            handler,
+            path,
+            port,
             initial_delay_seconds: self.initial_delay_seconds.unwrap_or(0),
             period_seconds: self.period_seconds.unwrap_or(10),
             timeout_seconds: self.timeout_seconds.unwrap_or(1),
@@ -108,8 +156,13 @@ impl Probe {
 /// A probe with every default resolved, as the node receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeSpec {
-    /// The request path.
+    /// How it checks.
+    pub handler: ProbeHandler,
+    /// The request path of an HTTP probe.
     pub path: String,
+    /// The port a container is probed on (its first port when `None`);
+    /// a component has one handler and ignores it.
+    pub port: Option<u16>,
     /// Seconds after start before the first probe.
     pub initial_delay_seconds: u32,
     /// Seconds between probes.
@@ -142,7 +195,9 @@ pub(crate) fn validate_lifecycle(path: &str, spec: &InstanceSpec) -> Result<(), 
         ("startupProbe", &spec.startup_probe, true),
     ] {
         if let Some(probe) = probe {
-            validate_probe(&format!("{path}.{name}"), probe, single_success)?;
+            let path = format!("{path}.{name}");
+            validate_handler(&path, probe, spec.image.is_some())?;
+            validate_probe(&path, probe, single_success)?;
         }
     }
     if let Some(seconds) = spec.termination_grace_period_seconds
@@ -174,23 +229,63 @@ pub(crate) fn validate_deployment_restart_policy(
     }
 }
 
-fn validate_probe(path: &str, probe: &Probe, single_success: bool) -> Result<(), FieldError> {
-    if !probe.http_get.path.starts_with('/') {
+/// Exactly one of `httpGet`, `tcpSocket` and `exec`; the last two only
+/// for containers, which have ports and processes of their own.
+fn validate_handler(path: &str, probe: &Probe, container: bool) -> Result<(), FieldError> {
+    let given = [
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+        probe.exec.is_some(),
+    ]
+    .iter()
+    .filter(|set| **set)
+    .count();
+    if given != 1 {
         return Err(FieldError::new(
-            format!("{path}.httpGet.path"),
-            "must start with \"/\"",
+            path,
+            "must have exactly one of httpGet, tcpSocket and exec",
         ));
     }
-    if probe
-        .http_get
-        .path
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
+    if !container && probe.http_get.is_none() {
+        let field = if probe.tcp_socket.is_some() {
+            "tcpSocket"
+        } else {
+            "exec"
+        };
+        return Err(FieldError::new(
+            format!("{path}.{field}"),
+            "only container workloads (image) take it: a component is probed with httpGet",
+        ));
+    }
+    if let Some(exec) = &probe.exec
+        && exec.command.first().is_none_or(String::is_empty)
     {
         return Err(FieldError::new(
-            format!("{path}.httpGet.path"),
-            "must not contain spaces or control characters",
+            format!("{path}.exec.command"),
+            "must not be empty",
         ));
+    }
+    Ok(())
+}
+
+fn validate_probe(path: &str, probe: &Probe, single_success: bool) -> Result<(), FieldError> {
+    if let Some(get) = &probe.http_get {
+        if !get.path.starts_with('/') {
+            return Err(FieldError::new(
+                format!("{path}.httpGet.path"),
+                "must start with \"/\"",
+            ));
+        }
+        if get
+            .path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(FieldError::new(
+                format!("{path}.httpGet.path"),
+                "must not contain spaces or control characters",
+            ));
+        }
     }
     for (field, value) in [
         ("periodSeconds", probe.period_seconds),
@@ -235,10 +330,10 @@ mod tests {
     #[test]
     fn probes_and_policies_are_checked() {
         let probe = |path: &str| Probe {
-            http_get: HttpGetAction {
+            http_get: Some(HttpGetAction {
                 path: path.into(),
                 port: None,
-            },
+            }),
             ..Probe::default()
         };
         let good = spec_with(|s| {
@@ -280,23 +375,79 @@ mod tests {
     #[test]
     fn resolve_fills_kubernetes_defaults() {
         let probe = Probe {
-            http_get: HttpGetAction {
+            http_get: Some(HttpGetAction {
                 path: "/healthz".into(),
                 port: None,
-            },
+            }),
             period_seconds: Some(2),
             ..Probe::default()
         };
         assert_eq!(
             probe.resolve(),
             ProbeSpec {
+                handler: ProbeHandler::HttpGet,
                 path: "/healthz".into(),
+                port: None,
                 initial_delay_seconds: 0,
                 period_seconds: 2,
                 timeout_seconds: 1,
                 success_threshold: 1,
                 failure_threshold: 3,
             }
+        );
+    }
+
+    #[test]
+    fn tcp_and_exec_probes_are_for_containers_only() {
+        let tcp = Probe {
+            tcp_socket: Some(TcpSocketAction { port: Some(8080) }),
+            ..Probe::default()
+        };
+        assert_eq!(
+            error(&spec_with(|s| s.liveness_probe = Some(tcp.clone()))),
+            "spec.livenessProbe.tcpSocket: only container workloads (image) take it: a component \
+             is probed with httpGet"
+        );
+        let container = |probe: Probe| {
+            spec_with(|s| {
+                s.component.clear();
+                s.image = Some("web:1".into());
+                s.liveness_probe = Some(probe);
+            })
+        };
+        assert_eq!(validate_lifecycle("spec", &container(tcp.clone())), Ok(()));
+        assert_eq!(tcp.resolve().handler, ProbeHandler::TcpSocket);
+        assert_eq!(tcp.resolve().port, Some(8080));
+        let exec = Probe {
+            exec: Some(ExecAction {
+                command: vec!["cat".into(), "/tmp/healthy".into()],
+            }),
+            ..Probe::default()
+        };
+        assert_eq!(validate_lifecycle("spec", &container(exec.clone())), Ok(()));
+        assert_eq!(
+            exec.resolve().handler,
+            ProbeHandler::Exec(vec!["cat".into(), "/tmp/healthy".into()])
+        );
+        let both = Probe {
+            exec: exec.exec.clone(),
+            ..tcp
+        };
+        assert_eq!(
+            validate_lifecycle("spec", &container(both))
+                .unwrap_err()
+                .to_string(),
+            "spec.livenessProbe: must have exactly one of httpGet, tcpSocket and exec"
+        );
+        let empty = Probe {
+            exec: Some(ExecAction { command: vec![] }),
+            ..Probe::default()
+        };
+        assert_eq!(
+            validate_lifecycle("spec", &container(empty))
+                .unwrap_err()
+                .to_string(),
+            "spec.livenessProbe.exec.command: must not be empty"
         );
     }
 }

@@ -160,6 +160,9 @@ pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Object>, ManifestEr
         if let Object::Job(job) = &mut object {
             job.status = crate::job::JobStatus::default();
         }
+        if let Object::Service(service) = &mut object {
+            service.status = crate::service::ServiceStatus::default();
+        }
         validate_object(&object).map_err(|error| InvalidManifest {
             object: (!object.metadata().name.is_empty()).then(|| object.describe()),
             ..invalid(Some(error.path), error.message, None)
@@ -263,6 +266,7 @@ fn read_object(
         Kind::PriorityClass => Object::PriorityClass(Box::new(read(document)?)),
         Kind::Event => Object::Event(Box::new(read(document)?)),
         Kind::Job => Object::Job(Box::new(read(document)?)),
+        Kind::Service => Object::Service(Box::new(read(document)?)),
     })
 }
 

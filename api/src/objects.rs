@@ -1,5 +1,6 @@
 //! The kinds berth stores: `Namespace`, `Deployment`, `Instance`, `Node`,
-//! `PriorityClass`, `Event` and `Job` (its types are in [`crate::job`]).
+//! `PriorityClass`, `Event`, `Job` (its types are in [`crate::job`]) and
+//! `Service` (in [`crate::service`]).
 //!
 //! Field names follow Kubernetes wherever the concept is the same, so a
 //! Deployment manifest reads like one a Kubernetes user already knows.
@@ -9,6 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::container::{ContainerPort, SecurityContext, Volume, VolumeMount};
 use crate::job::Job;
 use crate::lifecycle::{Isolation, Probe, RestartPolicy};
 use crate::meta::{LabelSelector, ObjectMeta};
@@ -16,6 +18,7 @@ use crate::rollout::{DeploymentCondition, DeploymentStrategy, Revision};
 use crate::scheduling::{
     Affinity, NodeSpec, PreemptionPolicy, Toleration, TopologySpreadConstraint,
 };
+use crate::service::Service;
 
 /// Every kind the API knows, in the order `berth get` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -34,11 +37,13 @@ pub enum Kind {
     Event,
     /// Runs of a command component to completion.
     Job,
+    /// A stable name for the ready instances a selector matches.
+    Service,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::Instance,
@@ -46,6 +51,7 @@ impl Kind {
         Kind::PriorityClass,
         Kind::Event,
         Kind::Job,
+        Kind::Service,
     ];
 
     /// The kind's name as written in manifests.
@@ -58,6 +64,7 @@ impl Kind {
             Kind::PriorityClass => "PriorityClass",
             Kind::Event => "Event",
             Kind::Job => "Job",
+            Kind::Service => "Service",
         }
     }
 
@@ -65,7 +72,7 @@ impl Kind {
     pub fn is_namespaced(self) -> bool {
         matches!(
             self,
-            Kind::Deployment | Kind::Instance | Kind::Event | Kind::Job
+            Kind::Deployment | Kind::Instance | Kind::Event | Kind::Job | Kind::Service
         )
     }
 
@@ -74,7 +81,7 @@ impl Kind {
     pub fn is_user_managed(self) -> bool {
         matches!(
             self,
-            Kind::Namespace | Kind::Deployment | Kind::PriorityClass | Kind::Job
+            Kind::Namespace | Kind::Deployment | Kind::PriorityClass | Kind::Job | Kind::Service
         )
     }
 
@@ -94,6 +101,7 @@ impl Kind {
             "priorityclass" | "priorityclasses" | "pc" => Some(Kind::PriorityClass),
             "event" | "events" | "ev" => Some(Kind::Event),
             "job" | "jobs" => Some(Kind::Job),
+            "service" | "services" | "svc" => Some(Kind::Service),
             _ => None,
         }
     }
@@ -199,8 +207,36 @@ pub struct TemplateMeta {
 pub struct InstanceSpec {
     /// In a manifest: a path to a `.wasm` component, relative to the
     /// manifest's directory. Once applied: `sha256:<hex>` of the uploaded
-    /// component.
+    /// component. Empty for a container (`image`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub component: String,
+    /// An OCI image to run as a Linux container instead of a component
+    /// (see [`crate::container`]); placed only on nodes offering `oci`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// A container's command, replacing the image's `ENTRYPOINT`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// A container's arguments, replacing the image's `CMD`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// The ports a container listens on; requests go to the first (80 when
+    /// none is given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ContainerPort>,
+    /// A container's read-only root and user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    /// Volumes of a container (`emptyDir`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// Where a container's volumes are mounted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+    /// Runs a container in the node's network namespace instead of one of
+    /// its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
     /// Environment variables the component sees, and nothing else.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
@@ -658,6 +694,8 @@ pub enum Object {
     Event(Box<Event>),
     /// A Job.
     Job(Box<Job>),
+    /// A Service.
+    Service(Box<Service>),
 }
 
 impl Object {
@@ -671,6 +709,7 @@ impl Object {
             Object::PriorityClass(_) => Kind::PriorityClass,
             Object::Event(_) => Kind::Event,
             Object::Job(_) => Kind::Job,
+            Object::Service(_) => Kind::Service,
         }
     }
 
@@ -684,6 +723,7 @@ impl Object {
             Object::PriorityClass(o) => &o.metadata,
             Object::Event(o) => &o.metadata,
             Object::Job(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
         }
     }
 
@@ -697,6 +737,7 @@ impl Object {
             Object::PriorityClass(o) => &mut o.metadata,
             Object::Event(o) => &mut o.metadata,
             Object::Job(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
         }
     }
 
@@ -753,6 +794,7 @@ impl Object {
             "PriorityClass" => Object::PriorityClass(serde_json::from_slice(bytes)?),
             "Event" => Object::Event(serde_json::from_slice(bytes)?),
             "Job" => Object::Job(serde_json::from_slice(bytes)?),
+            "Service" => Object::Service(serde_json::from_slice(bytes)?),
             other => {
                 return Err(serde::de::Error::custom(format!("unknown kind {other:?}")));
             }

@@ -86,6 +86,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::PriorityClass(o) => (&o.api_version, &o.kind),
         Object::Event(o) => (&o.api_version, &o.kind),
         Object::Job(o) => (&o.api_version, &o.kind),
+        Object::Service(o) => (&o.api_version, &o.kind),
     };
     if api_version != API_VERSION {
         return Err(FieldError::new(
@@ -146,6 +147,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
             crate::job::validate_job_spec(&job.spec)?;
             scheduling::validate_template_priority(path, &template.spec)
         }
+        Object::Service(service) => crate::service::validate_service_spec(&service.spec),
     }
 }
 
@@ -228,7 +230,10 @@ fn validate_metadata(kind: Kind, metadata: &ObjectMeta) -> Result<(), FieldError
     validate_labels("metadata.labels", &metadata.labels)
 }
 
-fn validate_labels(path: &str, labels: &BTreeMap<String, String>) -> Result<(), FieldError> {
+pub(crate) fn validate_labels(
+    path: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), FieldError> {
     for (key, value) in labels {
         label_key(key).map_err(|message| FieldError::new(path, message))?;
         if !(value.is_empty() || is_label_name(value)) {
@@ -287,12 +292,7 @@ pub const RESERVED_ENV_PREFIX: &str = "BERTH_";
 pub const MAX_TIMEOUT_SECONDS: u32 = 3600;
 
 fn validate_instance_spec(path: &str, spec: &InstanceSpec) -> Result<(), FieldError> {
-    if spec.component.is_empty() {
-        return Err(FieldError::new(
-            format!("{path}.component"),
-            "must not be empty",
-        ));
-    }
+    crate::container::validate_workload(path, spec)?;
     if let Some(seconds) = spec.timeout_seconds
         && !(1..=MAX_TIMEOUT_SECONDS).contains(&seconds)
     {
@@ -764,7 +764,7 @@ mod tests {
     fn checks_component_and_env() {
         assert_eq!(
             check(|d| d.spec.template.spec.component.clear()),
-            Err("spec.template.spec.component: must not be empty".into())
+            Err("spec.template.spec.component: must not be empty (or give an image)".into())
         );
         let env = |names: &[&str]| -> Vec<EnvVar> {
             names

@@ -242,6 +242,34 @@ pub struct Assignments {
     pub revision: u64,
     /// The instances, sorted by uid.
     pub instances: Vec<Assignment>,
+    /// Every Service in the cluster with its ready endpoints, sorted by
+    /// namespace and name, so that any node can route any call.
+    pub services: Vec<ServiceRoute>,
+}
+
+/// Where a node's service router sends calls to one Service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRoute {
+    /// The Service's namespace, which is its endpoints' too.
+    pub namespace: String,
+    /// The Service's name.
+    pub name: String,
+    /// Its ready endpoints, sorted by node, then uid; empty when none is.
+    pub endpoints: Vec<ServiceEndpoint>,
+}
+
+/// One ready instance behind a Service, and how to reach it: through its
+/// node's ingress, with `Host: <deployment>.<namespace>.<domain>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEndpoint {
+    /// The instance's uid.
+    pub uid: String,
+    /// The node it runs on.
+    pub node: String,
+    /// `host:port` of that node's ingress (`NodeInfo.ingress_address`).
+    pub address: String,
+    /// The Deployment owning the instance, whose host the ingress routes.
+    pub deployment: String,
 }
 
 /// One instance a node should run.
@@ -259,8 +287,10 @@ pub struct Assignment {
     /// Serve HTTP (a Deployment's instance) or run the component's
     /// `wasi:cli/run` once to completion (a Job's).
     pub workload: Workload,
-    /// `sha256:<hex>` of the component.
+    /// `sha256:<hex>` of the component; empty for a container.
     pub component: String,
+    /// What a container instance runs; `None` for a component.
+    pub container: Option<crate::container::ContainerWorkload>,
     /// Environment variables, in order.
     pub env: Vec<(String, String)>,
     /// Enforced limits; zero means no explicit limit.
@@ -503,6 +533,43 @@ mod tests {
             components: vec!["sha256:00".into()],
         });
         assert_eq!(roundtrip(&report), report);
+    }
+
+    #[test]
+    fn service_routes_roundtrip() {
+        let assignments = Response::Assignments(Assignments {
+            revision: 7,
+            instances: Vec::new(),
+            services: vec![
+                ServiceRoute {
+                    namespace: "default".into(),
+                    name: "b".into(),
+                    endpoints: vec![ServiceEndpoint {
+                        uid: "u1".into(),
+                        node: "n2".into(),
+                        address: "10.0.0.2:8080".into(),
+                        deployment: "b".into(),
+                    }],
+                },
+                ServiceRoute {
+                    namespace: "default".into(),
+                    name: "idle".into(),
+                    endpoints: Vec::new(),
+                },
+            ],
+        });
+        let frame = encode_frame(&assignments).unwrap();
+        assert_eq!(decode_body::<Response>(&frame[4..]).unwrap(), assignments);
+        // The bytes docs/wire-protocol.md shows.
+        let empty = Response::Assignments(Assignments {
+            revision: 300,
+            instances: Vec::new(),
+            services: Vec::new(),
+        });
+        assert_eq!(
+            encode_frame(&empty).unwrap(),
+            [0, 0, 0, 6, 1, 8, 0xac, 2, 0, 0]
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ enum Command {
         berth get instances -l app=hello -o wide\n  \
         berth get deployment hello -o yaml")]
     Get {
-        /// Kind: namespaces, deployments, jobs, instances, nodes, priorityclasses, events (or ns, deploy, inst, no, pc, ev).
+        /// Kind: namespaces, deployments, jobs, services, instances, nodes, priorityclasses, events (or ns, deploy, svc, inst, no, pc, ev).
         kind: String,
         /// One object by name.
         name: Option<String>,
@@ -236,6 +236,13 @@ enum Command {
         /// TCP address for the admin HTTP listener (/metrics, /livez, /readyz); off when not given.
         #[arg(long)]
         admin: Option<SocketAddr>,
+        /// Runtime kinds to offer, comma-separated: wasm (components), oci
+        /// (Linux containers), or wasm,oci.
+        #[arg(long, value_delimiter = ',', default_value = "wasm")]
+        runtime: Vec<RuntimeKind>,
+        /// The OCI runtime program for containers: runc, crun, youki or a path.
+        #[arg(long, default_value = "runc")]
+        oci_runtime: PathBuf,
     },
     /// A sandbox worker process; nodes start these themselves.
     #[command(hide = true)]
@@ -268,6 +275,15 @@ enum Command {
         #[arg(short = 'f', long = "filename")]
         files: Vec<PathBuf>,
     },
+}
+
+/// A runtime kind a node offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeKind {
+    /// WebAssembly components, in wasmtime.
+    Wasm,
+    /// Linux containers, through an OCI runtime.
+    Oci,
 }
 
 #[derive(Debug, Subcommand)]
@@ -360,7 +376,7 @@ pub fn outcome_line(outcome: &ApplyOutcome) -> String {
 
 fn kind(name: &str) -> Result<Kind> {
     Kind::from_cli_name(name).with_context(|| {
-        format!("unknown kind {name:?}: expected namespaces, deployments, jobs, instances, nodes, priorityclasses or events")
+        format!("unknown kind {name:?}: expected namespaces, deployments, jobs, services, instances, nodes, priorityclasses or events")
     })
 }
 
@@ -686,6 +702,8 @@ async fn run(cli: Cli) -> Result<()> {
             max_instances,
             taints,
             admin,
+            runtime,
+            oci_runtime,
         } => {
             let machine = berth_node::machine_capacity();
             let capacity =
@@ -707,6 +725,8 @@ async fn run(cli: Cli) -> Result<()> {
                 taints,
                 admin,
                 sandbox: Some(sandbox_program()?),
+                wasm: runtime.contains(&RuntimeKind::Wasm),
+                oci_runtime: runtime.contains(&RuntimeKind::Oci).then_some(oci_runtime),
             })
             .await?;
         }

@@ -102,6 +102,7 @@ fn wide_headers(kind: Kind) -> &'static [&'static str] {
         Kind::Instance => &["REASON", "MESSAGE"],
         Kind::Node => &["LABELS", "TAINTS"],
         Kind::Job => &["COMPONENT"],
+        Kind::Service => &["PORT(S)"],
         Kind::Namespace | Kind::PriorityClass | Kind::Event => &[],
     }
 }
@@ -109,6 +110,10 @@ fn wide_headers(kind: Kind) -> &'static [&'static str] {
 fn wide_cells(object: &Object) -> Vec<String> {
     match object {
         Object::Job(j) => vec![or_none(short_digest(&j.spec.template.spec.component))],
+        Object::Service(s) => {
+            let ports: Vec<String> = s.spec.ports.iter().map(|p| p.port.to_string()).collect();
+            vec![or_none(ports.join(","))]
+        }
         Object::Deployment(d) => {
             let short = short_digest(&d.spec.template.spec.component);
             let selector: Vec<String> = d
@@ -204,6 +209,12 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
             job_duration(&j.status, now),
             age,
         ],
+        Object::Service(s) => vec![
+            meta.name.clone(),
+            or_none(label_pairs(&s.spec.selector)),
+            or_none(endpoints(&s.status.endpoints)),
+            age,
+        ],
         Object::PriorityClass(c) => vec![
             meta.name.clone(),
             c.value.to_string(),
@@ -251,8 +262,33 @@ fn headers(kind: Kind) -> &'static [&'static str] {
         Kind::PriorityClass => &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE"],
         Kind::Event => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         Kind::Job => &["NAME", "COMPLETIONS", "DURATION", "AGE"],
+        Kind::Service => &["NAME", "SELECTOR", "ENDPOINTS", "AGE"],
     }
 }
+
+/// `key=value` pairs, comma-separated.
+fn label_pairs(labels: &std::collections::BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.join(",")
+}
+
+/// Endpoints shown in a table: the first [`SHOWN_ENDPOINTS`] instances,
+/// then how many more, as kubectl shows an Endpoints object.
+fn endpoints(endpoints: &[berth_api::service::EndpointStatus]) -> String {
+    let shown: Vec<&str> = endpoints
+        .iter()
+        .take(SHOWN_ENDPOINTS)
+        .map(|e| e.instance.as_str())
+        .collect();
+    let mut text = shown.join(",");
+    if endpoints.len() > SHOWN_ENDPOINTS {
+        let _ = write!(text, " + {} more...", endpoints.len() - SHOWN_ENDPOINTS);
+    }
+    text
+}
+
+/// Endpoints named in a table cell before `+ N more...`.
+const SHOWN_ENDPOINTS: usize = 3;
 
 /// kubectl's DURATION of a Job: start to completion, or to now while it
 /// runs; empty before it starts.
@@ -442,6 +478,29 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
                 .collect();
             field("Conditions", &or_none(&conditions.join(", ")));
             field("Component", &j.spec.template.spec.component);
+        }
+        Object::Service(s) => {
+            field("Selector", &label_pairs(&s.spec.selector));
+            let ports: Vec<String> = s
+                .spec
+                .ports
+                .iter()
+                .map(|p| {
+                    let name = p
+                        .name
+                        .as_ref()
+                        .map_or_else(String::new, |n| format!("{n} "));
+                    format!("{name}{}->{}", p.port, p.target())
+                })
+                .collect();
+            field("Ports", &or_none(&ports.join(", ")));
+            let endpoints: Vec<String> = s
+                .status
+                .endpoints
+                .iter()
+                .map(|e| format!("{} ({})", e.instance, e.node))
+                .collect();
+            field("Endpoints", &or_none(&endpoints.join(", ")));
         }
         Object::PriorityClass(c) => {
             field("Value", &c.value.to_string());
@@ -731,6 +790,44 @@ mod tests {
             text,
             "NAME    READY   UP-TO-DATE   AVAILABLE   AGE\n\
              hello   2/2     2            2           60m\n"
+        );
+    }
+
+    #[test]
+    fn services_show_selector_and_endpoints() {
+        let service = |name: &str, endpoints: &[&str]| {
+            let endpoints: Vec<serde_json::Value> = endpoints
+                .iter()
+                .map(|e| serde_json::json!({"instance": e, "node": "node-0"}))
+                .collect();
+            object(serde_json::json!({
+                "apiVersion": "berth.dev/v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default",
+                             "creationTimestamp": "2026-01-01T23:00:00Z"},
+                "spec": {"selector": {"app": name, "tier": "web"},
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+                "status": {"endpoints": endpoints}
+            }))
+        };
+        let services = [
+            service("b", &["b-1", "b-2", "b-3", "b-4", "b-5"]),
+            service("idle", &[]),
+        ];
+        let text = objects(Kind::Service, &services, Format::Wide, false, false, now()).unwrap();
+        assert_eq!(
+            text,
+            "NAME   SELECTOR            ENDPOINTS                 AGE   PORT(S)\n\
+             b      app=b,tier=web      b-1,b-2,b-3 + 2 more...   60m   80\n\
+             idle   app=idle,tier=web   <none>                    60m   80\n"
+        );
+        let described = describe(&services[0], &[], now());
+        assert!(
+            described.contains("Ports:            http 80->8080\n"),
+            "{described}"
+        );
+        assert!(
+            described.contains("Endpoints:        b-1 (node-0), b-2 (node-0)"),
+            "{described}"
         );
     }
 }

@@ -1,6 +1,6 @@
-//! The node's session with the scheduler: register, watch assignments,
-//! report status, answer the scheduler's log reads, and reconnect whenever
-//! the connection drops.
+//! The node's session with the scheduler: register, watch assignments (and
+//! the Services' endpoints that come with them), report status, answer the
+//! scheduler's log reads, and reconnect whenever the connection drops.
 //!
 //! The scheduler may open streams to the node on the node's connection;
 //! on each the node reads one `ReadLogs` and answers with `LogLines`
@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::logs::{LogError, LogQuery};
 use crate::metrics::Metrics;
+use crate::services::ServiceRouter;
 use crate::supervisor::Supervisor;
 
 /// How often the node reports when nothing changes: its heartbeat.
@@ -45,6 +46,7 @@ pub async fn run(
     scheduler: SocketAddr,
     info: NodeInfo,
     supervisor: Arc<Supervisor>,
+    services: Arc<ServiceRouter>,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -54,7 +56,7 @@ pub async fn run(
         let began = tokio::time::Instant::now();
         let outcome = tokio::select! {
             _ = &mut shutdown => break,
-            outcome = session(&endpoint, scheduler, &info, &supervisor, &metrics) => outcome,
+            outcome = session(&endpoint, scheduler, &info, &supervisor, &services, &metrics) => outcome,
         };
         if let Err(e) = outcome {
             warn!(%scheduler, error = %format!("{e:#}"), "scheduler session ended; instances keep serving");
@@ -78,6 +80,7 @@ async fn session(
     scheduler: SocketAddr,
     info: &NodeInfo,
     supervisor: &Arc<Supervisor>,
+    services: &ServiceRouter,
     metrics: &Metrics,
 ) -> Result<()> {
     let connection = quic::connect(endpoint, scheduler).await?;
@@ -96,6 +99,9 @@ async fn session(
         tokio::select! {
             frame = quic::recv_frame::<Response>(&mut recv) => match frame? {
                 Some(Response::Assignments(assignments)) => {
+                    // Every Service's endpoints; kept when the scheduler
+                    // is gone, as the instances are.
+                    services.update(&assignments.services);
                     supervisor.apply(assignments, &connection);
                 }
                 Some(Response::Error(e)) => bail!("watch: {e}"),

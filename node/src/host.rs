@@ -184,10 +184,17 @@ pub fn instance_config(spec: &LoadSpec, log: Option<GuestLog>) -> InstanceConfig
         .iter()
         .filter_map(|entry| berth_api::outbound::AllowedHost::parse(entry).ok())
         .collect();
+    let services = spec.service_router.map(|router| {
+        Arc::new(crate::outbound::ServiceAccess {
+            router,
+            namespace: spec.namespace.clone(),
+        })
+    });
     InstanceConfig {
         env: spec.env.clone(),
         memory_limit_bytes: spec.memory_limit_bytes,
         allowed_outbound_hosts: Arc::new(allowed),
+        services,
         request_timeout: Duration::from_millis(spec.request_timeout_ms),
         fuel: None,
         log,

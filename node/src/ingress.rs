@@ -492,7 +492,7 @@ fn failure_response(error: &RuntimeError) -> Response<HyperOutgoingBody> {
 
 /// The request's host, lowercase and without port: from the absolute-form
 /// URI if there is one, else from the `Host` header.
-fn request_host<B>(req: &Request<B>) -> Result<String, &'static str> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, &'static str> {
     let authority = match req.uri().authority() {
         Some(authority) => authority.clone(),
         None => {

@@ -7,7 +7,8 @@
 //! Code map: [`credentials`] (joining and the node's identity), [`agent`]
 //! (the session with the scheduler), [`supervisor`] (assignments to running
 //! instances), [`runtime`] (wasmtime engine, compile cache, per-request
-//! instantiation), [`ingress`] (HTTP routing by `Host`), [`logs`] (each
+//! instantiation), [`ingress`] (HTTP routing by `Host`), [`services`] (the
+//! loopback router components call Services through), [`logs`] (each
 //! instance's stdout and stderr on disk, read back for `berth logs`),
 //! [`metrics`] and [`admin`] (Prometheus series, `/livez` and `/readyz` on
 //! the optional admin listener). Start at [`Node::start`].
@@ -24,10 +25,12 @@ pub mod ingress;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
+pub mod oci;
 pub mod outbound;
 pub mod probes;
 pub mod runtime;
 pub mod sandbox;
+pub mod services;
 pub mod supervisor;
 
 use std::collections::BTreeMap;
@@ -48,6 +51,7 @@ use crate::logs::LogStore;
 use crate::metrics::{CompileCounts, Metrics};
 use crate::runtime::WasmRuntime;
 use crate::sandbox::{SandboxProgram, Sandboxes};
+use crate::services::ServiceRouter;
 use crate::supervisor::{Executor, Supervisor};
 
 /// The default domain the ingress serves `<deployment>.<namespace>.` under.
@@ -83,9 +87,28 @@ pub struct Config {
     /// `None`, instances run in the node's own process without cgroups:
     /// for embedders and tests only.
     pub sandbox: Option<SandboxProgram>,
+    /// Whether the node runs WebAssembly components (runtime `wasm`).
+    pub wasm: bool,
+    /// The OCI runtime program (`runc`, `crun`, a path) when the node runs
+    /// containers (runtime `oci`).
+    pub oci_runtime: Option<PathBuf>,
 }
 
 pub use berth_api::lifecycle::CGROUPS_LABEL;
+
+impl Config {
+    /// The runtime kinds the node advertises.
+    pub fn runtimes(&self) -> Vec<String> {
+        let mut runtimes = Vec::new();
+        if self.wasm {
+            runtimes.push(berth_api::container::WASM_RUNTIME.to_owned());
+        }
+        if self.oci_runtime.is_some() {
+            runtimes.push(berth_api::container::OCI_RUNTIME.to_owned());
+        }
+        runtimes
+    }
+}
 
 /// The WIT interfaces this node's host provides to components: WASI 0.2's
 /// CLI, clocks, filesystem, I/O, random, sockets and HTTP, as wasmtime 48
@@ -124,7 +147,6 @@ pub const PROVIDED_INTERFACES: &[&str] = &[
 ];
 
 /// A started node, ready to [`run`](Node::run).
-#[derive(Debug)]
 pub struct Node {
     config: Config,
     listener: tokio::net::TcpListener,
@@ -133,7 +155,22 @@ pub struct Node {
     supervisor: Arc<Supervisor>,
     metrics: Arc<Metrics>,
     admin: Option<tokio::net::TcpListener>,
+    /// Where components' calls to Services go, and its loopback listener.
+    services: Arc<ServiceRouter>,
+    services_listener: tokio::net::TcpListener,
     sandboxes: Option<Arc<Sandboxes>>,
+    containers: Option<Arc<oci::Containers>>,
+    /// What the ingress offers each connection to first.
+    dispatch: Option<Arc<dyn ingress::ConnectionDispatch>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("config", &self.config)
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The machine's CPUs (in millicores) and memory (from `/proc/meminfo`).
@@ -176,6 +213,11 @@ impl Node {
             ),
             None => None,
         };
+        // Components call Services through this router, on loopback only.
+        let services_listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("cannot listen for the service router")?;
+        let services = ServiceRouter::new(&config.name, &config.domain);
         let credentials = match credentials::load(&config.data_dir)? {
             Some(credentials) => credentials,
             None => {
@@ -217,6 +259,7 @@ impl Node {
                 .with_context(|| format!("cannot create {}", logs_dir.display()))?,
         );
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let container_events = events_tx.clone();
         let (executor, sandboxes) = match &config.sandbox {
             Some(program) => {
                 let sandboxes = Arc::new(Sandboxes::new(
@@ -247,7 +290,33 @@ impl Node {
                 (Executor::InProcess(host), None)
             }
         };
-        let supervisor = Supervisor::new(executor, logs, &config.data_dir, events)?;
+        let dispatch = sandboxes
+            .clone()
+            .map(|s| s as Arc<dyn ingress::ConnectionDispatch>);
+        let containers = match &config.oci_runtime {
+            Some(program) => Some(Arc::new(
+                oci::Containers::new(
+                    oci::ContainerSetup {
+                        node: config.name.clone(),
+                        data_dir: config.data_dir.clone(),
+                        program: program.clone(),
+                        domain: config.domain.clone(),
+                    },
+                    container_events,
+                    dispatch.clone(),
+                )
+                .await
+                .context("cannot set up containers")?,
+            )),
+            None => None,
+        };
+        let dispatch = match &containers {
+            Some(containers) => Some(containers.clone() as Arc<dyn ingress::ConnectionDispatch>),
+            None => dispatch,
+        };
+        let supervisor =
+            Supervisor::new(executor, containers.clone(), logs, &config.data_dir, events)?;
+        supervisor.route_services_through(services_listener.local_addr()?);
         Ok(Node {
             config,
             listener,
@@ -256,7 +325,11 @@ impl Node {
             supervisor,
             metrics,
             admin,
+            services,
+            services_listener,
             sandboxes,
+            containers,
+            dispatch,
         })
     }
 
@@ -287,7 +360,7 @@ impl Node {
             labels,
             capacity,
             allocatable: capacity,
-            runtimes: vec!["wasm".into()],
+            runtimes: self.config.runtimes(),
             ingress_address: ingress_addr.to_string(),
             interfaces: PROVIDED_INTERFACES
                 .iter()
@@ -303,18 +376,16 @@ impl Node {
                 let _ = rx.wait_for(|s| *s).await;
             }
         };
-        let dispatch = self
-            .sandboxes
-            .clone()
-            .map(|s| s as Arc<dyn ingress::ConnectionDispatch>);
         let ingress = tokio::spawn(ingress::serve_with(
             self.listener,
             self.routes.clone(),
             self.config.domain.clone(),
             self.metrics.clone(),
-            dispatch,
+            self.dispatch.clone(),
             stopped(),
         ));
+        let service_router =
+            tokio::spawn(Arc::clone(&self.services).serve(self.services_listener, stopped()));
         let admin = self.admin.map(|listener| {
             let metrics = self.metrics.clone();
             // Ready once registered with the scheduler; a node that lost it
@@ -336,6 +407,7 @@ impl Node {
             self.config.scheduler,
             info,
             self.supervisor,
+            self.services,
             self.metrics,
             stopped(),
         ));
@@ -346,6 +418,13 @@ impl Node {
             let _ = admin.await;
         }
         ingress.await.context("ingress task")?.context("ingress")?;
+        service_router
+            .await
+            .context("service router task")?
+            .context("service router")?;
+        if let Some(containers) = &self.containers {
+            containers.stop_all().await;
+        }
         if let Some(sandboxes) = self.sandboxes {
             sandboxes.stop_all().await;
             sandboxes.remove_cgroups();

@@ -1,22 +1,51 @@
 //! Outbound HTTP from components: denied unless the instance's
-//! `allowedOutboundHosts` lists the destination.
+//! `allowedOutboundHosts` lists the destination, except calls to Services.
+//!
+//! A request to `http://NAME.NAMESPACE.svc/...` or `http://NAME/...` (see
+//! [`crate::services::service_host`]) goes to the node's service router
+//! with `Host: NAME.NAMESPACE.svc`, whatever the allow-list says: Services
+//! are the cluster's own, and who may call which is network policy's job,
+//! not this list's (decision 0021).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use berth_api::outbound::AllowedHost;
+use http::HeaderValue;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-/// The `wasi:http` hooks of one instance: its outbound allow-list.
+/// How an instance reaches Services: its node's router and its namespace,
+/// which a single-label host (`http://NAME/`) is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccess {
+    /// The node's service router (a loopback address).
+    pub router: SocketAddr,
+    /// The instance's namespace.
+    pub namespace: String,
+}
+
+/// The `wasi:http` hooks of one instance: its outbound allow-list and its
+/// way to Services.
 #[derive(Debug, Clone, Default)]
 pub struct OutboundPolicy {
     allowed: Arc<Vec<AllowedHost>>,
+    services: Option<Arc<ServiceAccess>>,
 }
 
 impl OutboundPolicy {
-    /// A policy allowing exactly `allowed`.
+    /// A policy allowing exactly `allowed`, and no Services.
     pub fn new(allowed: Arc<Vec<AllowedHost>>) -> OutboundPolicy {
-        OutboundPolicy { allowed }
+        OutboundPolicy {
+            allowed,
+            services: None,
+        }
+    }
+
+    /// The policy, also sending calls to Services through `services`.
+    pub fn with_services(mut self, services: Option<Arc<ServiceAccess>>) -> OutboundPolicy {
+        self.services = services;
+        self
     }
 
     /// Whether a request to `uri` may go out.
@@ -27,6 +56,30 @@ impl OutboundPolicy {
         self.allowed
             .iter()
             .any(|entry| entry.allows(scheme, host, uri.port_u16()))
+    }
+
+    /// Redirects `request` to the service router if it calls a Service;
+    /// whether it did.
+    fn to_service<B>(&self, request: &mut http::Request<B>) -> bool {
+        let Some(access) = &self.services else {
+            return false;
+        };
+        let Some(host) = crate::services::service_host(request.uri(), &access.namespace) else {
+            return false;
+        };
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        let (Ok(uri), Ok(host)) = (
+            http::Uri::try_from(format!("http://{}{target}", access.router)),
+            HeaderValue::from_str(&host),
+        ) else {
+            return false;
+        };
+        *request.uri_mut() = uri;
+        request.headers_mut().insert(http::header::HOST, host);
+        true
     }
 }
 
@@ -45,12 +98,12 @@ type SendFuture = Box<
 impl WasiHttpHooks for OutboundPolicy {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
         drop(fut);
-        if !self.allows(request.uri()) {
+        if !self.to_service(&mut request) && !self.allows(request.uri()) {
             tracing::debug!(uri = %request.uri(), "outbound request denied");
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
@@ -78,5 +131,40 @@ mod tests {
         assert!(policy.allows(&uri));
         assert!(!policy.allows(&"http://127.0.0.1:8081/".parse().unwrap()));
         assert!(!policy.allows(&"/relative".parse().unwrap()));
+    }
+
+    fn request(uri: &str) -> http::Request<WasiBody> {
+        let body = http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut request = http::Request::new(body);
+        *request.uri_mut() = uri.parse().unwrap();
+        request
+            .headers_mut()
+            .insert(http::header::HOST, HeaderValue::from_static("original"));
+        request
+    }
+
+    #[test]
+    fn service_calls_go_to_the_router_with_the_service_host() {
+        let policy = OutboundPolicy::default().with_services(Some(Arc::new(ServiceAccess {
+            router: "127.0.0.1:4000".parse().unwrap(),
+            namespace: "team".into(),
+        })));
+        let mut routed = request("http://b.default.svc/x?y=1");
+        assert!(policy.to_service(&mut routed));
+        assert_eq!(routed.uri(), "http://127.0.0.1:4000/x?y=1");
+        assert_eq!(routed.headers()[http::header::HOST], "b.default.svc");
+        let mut routed = request("http://b");
+        assert!(policy.to_service(&mut routed));
+        assert_eq!(routed.uri(), "http://127.0.0.1:4000/");
+        assert_eq!(routed.headers()[http::header::HOST], "b.team.svc");
+        let mut other = request("http://api.example.com/");
+        assert!(!policy.to_service(&mut other));
+        assert_eq!(other.uri(), "http://api.example.com/");
+        assert!(
+            !OutboundPolicy::default().to_service(&mut request("http://b.default.svc/")),
+            "without a router, a Service host is an ordinary host"
+        );
     }
 }

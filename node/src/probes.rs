@@ -30,7 +30,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use berth_api::lifecycle::{ProbeSpec, Probes};
+use berth_api::lifecycle::{ProbeHandler, ProbeSpec, Probes};
 use http::StatusCode;
 
 use crate::runtime::{PreparedInstance, RuntimeError, Termination, error_chain};
@@ -378,24 +378,37 @@ pub async fn run(
     run_on(&instance, &probes, &mut on_event).await
 }
 
-/// What the runner probes: a [`PreparedInstance`], or a stand-in in tests.
-trait Target: Sync {
+/// As [`run`], for any [`Target`]: a container, say.
+pub(crate) async fn run_target(
+    target: &impl Target,
+    probes: Probes,
+    mut on_event: impl FnMut(ProbeEvent) + Send,
+) -> Option<Restart> {
+    run_on(target, &probes, &mut on_event).await
+}
+
+/// What the runner probes: a [`PreparedInstance`], a container, or a
+/// stand-in in tests.
+pub(crate) trait Target: Sync {
+    /// One `GET` of `spec.path` (on `spec.port` where the target has
+    /// several); [`RuntimeError::Cancelled`] once the target is gone.
     fn probe(
         &self,
-        path: &str,
+        spec: &ProbeSpec,
         timeout: Duration,
     ) -> impl Future<Output = Result<StatusCode, RuntimeError>> + Send;
 
+    /// Resolves when the target stops.
     fn cancelled(&self) -> impl Future<Output = ()> + Send;
 }
 
 impl Target for PreparedInstance {
     fn probe(
         &self,
-        path: &str,
+        spec: &ProbeSpec,
         timeout: Duration,
     ) -> impl Future<Output = Result<StatusCode, RuntimeError>> + Send {
-        PreparedInstance::probe(self, path, timeout)
+        PreparedInstance::probe(self, &spec.path, timeout)
     }
 
     fn cancelled(&self) -> impl Future<Output = ()> + Send {
@@ -423,14 +436,14 @@ async fn run_on(
             () = tokio::time::sleep_until(due.into()) => {}
             () = target.cancelled() => return None,
         }
-        let (path, timeout) = match set.prober(kind) {
-            Some(prober) => (prober.spec().path.clone(), prober.timeout()),
+        let (spec, timeout) = match set.prober(kind) {
+            Some(prober) => (prober.spec().clone(), prober.timeout()),
             None => return None,
         };
-        let outcome = match target.probe(&path, timeout).await {
+        let outcome = match target.probe(&spec, timeout).await {
             Ok(status) => Ok(status),
             Err(RuntimeError::Cancelled) => return None,
-            Err(e) => Err(describe_error(&path, timeout, &e)),
+            Err(e) => Err(describe_error(&spec, timeout, &e)),
         };
         if let Some(message) = failure_message(kind, &outcome) {
             on_event(ProbeEvent::Failed { kind, message });
@@ -448,14 +461,21 @@ async fn run_on(
     }
 }
 
-/// A failed probe's error as Kubernetes words an HTTP probe's:
-/// `Get "/healthz": timed out after 1s`.
-fn describe_error(path: &str, timeout: Duration, error: &RuntimeError) -> String {
+/// A failed probe's error as Kubernetes words it: `Get "/healthz": timed
+/// out after 1s`, `dial tcp 127.0.0.1:5432: ...`, `command [cat /ready]: ...`.
+fn describe_error(spec: &ProbeSpec, timeout: Duration, error: &RuntimeError) -> String {
     let detail = match error.termination() {
         Some(Termination::DeadlineExceeded) => format!("timed out after {}s", timeout.as_secs()),
         _ => error_chain(error),
     };
-    format!("Get {path:?}: {detail}")
+    match &spec.handler {
+        ProbeHandler::HttpGet => format!("Get {:?}: {detail}", spec.path),
+        ProbeHandler::TcpSocket => match spec.port {
+            Some(port) => format!("dial tcp 127.0.0.1:{port}: {detail}"),
+            None => format!("dial tcp: {detail}"),
+        },
+        ProbeHandler::Exec(command) => format!("command [{}]: {detail}", command.join(" ")),
+    }
 }
 
 #[cfg(test)]
@@ -474,7 +494,9 @@ mod tests {
 
     fn spec(path: &str) -> ProbeSpec {
         ProbeSpec {
+            handler: ProbeHandler::HttpGet,
             path: path.into(),
+            port: None,
             initial_delay_seconds: 0,
             period_seconds: 10,
             timeout_seconds: 1,
@@ -510,8 +532,25 @@ mod tests {
         );
         let timeout = RuntimeError::Terminated(Termination::DeadlineExceeded);
         assert_eq!(
-            describe_error("/ready", secs(2), &timeout),
+            describe_error(&spec("/ready"), secs(2), &timeout),
             "Get \"/ready\": timed out after 2s"
+        );
+        let tcp = ProbeSpec {
+            handler: ProbeHandler::TcpSocket,
+            port: Some(5432),
+            ..spec("")
+        };
+        assert_eq!(
+            describe_error(&tcp, secs(1), &timeout),
+            "dial tcp 127.0.0.1:5432: timed out after 1s"
+        );
+        let exec = ProbeSpec {
+            handler: ProbeHandler::Exec(vec!["cat".into(), "/ready".into()]),
+            ..spec("")
+        };
+        assert_eq!(
+            describe_error(&exec, secs(1), &timeout),
+            "command [cat /ready]: timed out after 1s"
         );
     }
 
@@ -705,13 +744,13 @@ mod tests {
     impl Target for Arc<Scripted> {
         fn probe(
             &self,
-            path: &str,
+            spec: &ProbeSpec,
             timeout: Duration,
         ) -> impl Future<Output = Result<StatusCode, RuntimeError>> + Send {
             self.asked
                 .lock()
                 .unwrap()
-                .push((path.to_owned(), tokio::time::Instant::now()));
+                .push((spec.path.clone(), tokio::time::Instant::now()));
             let answer = self
                 .answers
                 .lock()

@@ -196,8 +196,12 @@ pub struct InstanceConfig {
     /// wasm32 maximum (4 GiB). A `memory.grow` past it fails inside the
     /// guest; a trap after that is [`Termination::MemoryLimitExceeded`].
     pub memory_limit_bytes: Option<u64>,
-    /// Hosts the instance may call over HTTP; nothing else goes out.
+    /// Hosts the instance may call over HTTP; nothing else goes out but
+    /// calls to Services, when `services` is set.
     pub allowed_outbound_hosts: Arc<Vec<berth_api::outbound::AllowedHost>>,
+    /// Where calls to Services (`http://NAME.NAMESPACE.svc`) go; `None`
+    /// treats such hosts as any other.
+    pub services: Option<Arc<crate::outbound::ServiceAccess>>,
     /// How long one request may take, from its arrival to the end of the
     /// response body, computing or waiting ([`DEFAULT_REQUEST_TIMEOUT`];
     /// at most [`MAX_REQUEST_TIMEOUT`]). Past it the instance is stopped:
@@ -218,6 +222,7 @@ impl Default for InstanceConfig {
             env: Vec::new(),
             memory_limit_bytes: None,
             allowed_outbound_hosts: Arc::default(),
+            services: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             fuel: None,
             log: None,
@@ -232,6 +237,7 @@ impl std::fmt::Debug for InstanceConfig {
         f.debug_struct("InstanceConfig")
             .field("env", &env)
             .field("memory_limit_bytes", &self.memory_limit_bytes)
+            .field("services", &self.services)
             .field("request_timeout", &self.request_timeout)
             .field("fuel", &self.fuel)
             .field("log", &self.log.is_some())
@@ -969,7 +975,8 @@ impl InstanceState {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limits: InstanceLimiter::new(config.memory_limit_bytes),
-            outbound: OutboundPolicy::new(config.allowed_outbound_hosts.clone()),
+            outbound: OutboundPolicy::new(config.allowed_outbound_hosts.clone())
+                .with_services(config.services.clone()),
             deadline,
         }
     }

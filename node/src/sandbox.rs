@@ -220,17 +220,7 @@ impl Sandboxes {
             domain,
         } = setup;
         let node = node.as_str();
-        // The subtree is the node's across restarts (name and data
-        // directory), and no other node's on the same machine.
-        let subtree = {
-            use sha2::Digest as _;
-            let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
-            format!(
-                "{}-{}",
-                node_suffix(node),
-                hex::encode(digest.get(..4).unwrap_or_default())
-            )
-        };
+        let subtree = cgroup_subtree(node, &data_dir);
         let (cgroups, cgroups_unavailable) = match CgroupRoot::detect(&subtree) {
             Ok(root) => (Some(root), None),
             Err(why) => {
@@ -728,6 +718,19 @@ fn static_reason(reason: &str) -> &'static str {
         .find(|known| **known == reason)
         .copied()
         .unwrap_or("Other")
+}
+
+/// The name of the node's cgroup subtree (under `berth/`): the node's
+/// across restarts (name and data directory), and no other node's on the
+/// same machine.
+pub fn cgroup_subtree(node: &str, data_dir: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    format!(
+        "{}-{}",
+        node_suffix(node),
+        hex::encode(digest.get(..4).unwrap_or_default())
+    )
 }
 
 /// The node name, cut to what fits an abstract socket name comfortably.

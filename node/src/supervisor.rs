@@ -34,6 +34,7 @@ use tracing::{info, warn};
 use crate::backoff::{CRASH_LOOP_BACK_OFF, RestartBackoff};
 use crate::host::InstanceHost;
 use crate::logs::LogStore;
+use crate::oci::Containers;
 use crate::sandbox::protocol::{HostEvent, LoadSpec};
 use crate::sandbox::{Event, Sandboxes};
 
@@ -78,11 +79,15 @@ impl State {
 /// The node's instances.
 pub struct Supervisor {
     executor: Executor,
+    /// What runs container instances, on nodes offering `oci`.
+    containers: Option<Arc<Containers>>,
     components: PathBuf,
     logs: Arc<LogStore>,
     states: Mutex<HashMap<String, State>>,
     /// Digests of the components on disk.
     held: Mutex<BTreeSet<String>>,
+    /// The node's service router, given to every instance loaded.
+    service_router: std::sync::OnceLock<std::net::SocketAddr>,
     /// Woken whenever an instance changes phase, so the agent reports at once.
     pub changed: Notify,
 }
@@ -95,10 +100,11 @@ impl std::fmt::Debug for Supervisor {
 
 impl Supervisor {
     /// A supervisor keeping components under `data_dir/components`,
-    /// running instances with `executor`, and learning what happens to them
-    /// from `events`.
+    /// running instances with `executor` (containers with `containers`),
+    /// and learning what happens to them from `events`.
     pub fn new(
         executor: Executor,
+        containers: Option<Arc<Containers>>,
         logs: Arc<LogStore>,
         data_dir: &Path,
         events: mpsc::UnboundedReceiver<Event>,
@@ -116,16 +122,25 @@ impl Supervisor {
             .collect();
         let supervisor = Arc::new(Supervisor {
             executor,
+            containers,
             components,
             logs,
             held: Mutex::new(held),
             states: Mutex::new(HashMap::new()),
+            service_router: std::sync::OnceLock::new(),
             changed: Notify::new(),
         });
         let weak = Arc::downgrade(&supervisor);
         tokio::spawn(handle_events(weak, events));
         tokio::spawn(expire_logs(Arc::downgrade(&supervisor)));
         Ok(supervisor)
+    }
+
+    /// Sends the calls to Services of every instance loaded from now on to
+    /// `router` (the node's [`crate::services::ServiceRouter`]); the first
+    /// router given stays.
+    pub fn route_services_through(&self, router: std::net::SocketAddr) {
+        let _ = self.service_router.set(router);
     }
 
     /// The instances' logs.
@@ -170,7 +185,7 @@ impl Supervisor {
     pub fn retry_fetches(self: &Arc<Self>, connection: &quinn::Connection) {
         let mut to_start = Vec::new();
         for state in self.states().values_mut() {
-            if state.phase == Phase::Failed && state.reason == "FetchFailed" {
+            if is_retried(state) {
                 state.phase = Phase::Starting;
                 state.reason.clear();
                 state.message.clear();
@@ -205,9 +220,7 @@ impl Supervisor {
                 keep
             });
             for (uid, assignment) in wanted {
-                let retry = states
-                    .get(&uid)
-                    .is_some_and(|s| s.phase == Phase::Failed && s.reason == "FetchFailed");
+                let retry = states.get(&uid).is_some_and(is_retried);
                 if states.contains_key(&uid) && !retry {
                     continue;
                 }
@@ -232,6 +245,12 @@ impl Supervisor {
     }
 
     async fn unload(&self, uid: &str, grace: Duration) {
+        if let Some(containers) = &self.containers
+            && containers.has(uid)
+        {
+            containers.unload(uid, grace).await;
+            return;
+        }
         match &self.executor {
             Executor::Sandboxed(sandboxes) => sandboxes.unload(uid, grace).await,
             Executor::InProcess(host) => host.unload(uid, grace),
@@ -242,6 +261,18 @@ impl Supervisor {
     /// be) and loads the instance.
     async fn start(self: Arc<Self>, assignment: Assignment, connection: Option<quinn::Connection>) {
         let uid = assignment.uid.clone();
+        if assignment.container.is_some() {
+            match &self.containers {
+                Some(containers) => containers.load(assignment.clone(), self.log(&assignment)),
+                None => self.update(&uid, |state| {
+                    state.phase = Phase::Failed;
+                    state.reason = "CreateContainerError".into();
+                    state.message =
+                        "this node does not run containers (start it with --runtime oci)".into();
+                }),
+            }
+            return;
+        }
         let fetched = match &connection {
             Some(connection) => self.fetch(&assignment.component, connection).await,
             None => self.on_disk(&assignment.component),
@@ -261,7 +292,10 @@ impl Supervisor {
         if !self.states().contains_key(&uid) {
             return;
         }
-        let spec = load_spec(&assignment, path);
+        let spec = LoadSpec {
+            service_router: self.service_router.get().copied(),
+            ..load_spec(&assignment, path)
+        };
         match &self.executor {
             Executor::Sandboxed(sandboxes) => {
                 let cpu =
@@ -467,6 +501,13 @@ impl Supervisor {
     }
 }
 
+/// Whether a failed start is tried again at the next heartbeat: a
+/// component that could not be fetched, an image that could not be pulled.
+fn is_retried(state: &State) -> bool {
+    state.phase == Phase::Failed
+        && (state.reason == "FetchFailed" || state.reason == "ErrImagePull")
+}
+
 /// Feeds what executors report to the supervisor, while it lives.
 async fn handle_events(supervisor: Weak<Supervisor>, mut events: mpsc::UnboundedReceiver<Event>) {
     while let Some(event) = events.recv().await {
@@ -518,6 +559,7 @@ fn load_spec(assignment: &Assignment, wasm: PathBuf) -> LoadSpec {
         memory_limit_bytes: (assignment.limits.memory_bytes > 0)
             .then_some(assignment.limits.memory_bytes),
         allowed_outbound_hosts: assignment.allowed_outbound_hosts.clone(),
+        service_router: None,
         request_timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         probes: assignment.probes.clone(),
         command: assignment.workload == berth_api::job::Workload::Command,

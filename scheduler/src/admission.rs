@@ -108,7 +108,9 @@ fn admit(raw: &[Vec<u8>], cluster: &Cluster) -> Result<Vec<Object>, ApiError> {
             object.metadata_mut().namespace = Some(DEFAULT_NAMESPACE.into());
         }
         validate_object(&object).map_err(|e| invalid(format!("{}: {e}", object.describe())))?;
-        if let Some(template) = object.template() {
+        if let Some(template) = object.template()
+            && template.spec.image.is_none()
+        {
             let component = &template.spec.component;
             if !is_digest(component) {
                 return Err(invalid(format!(
@@ -215,6 +217,9 @@ fn apply_one(
             if let Object::Job(j) = &mut object {
                 j.status = berth_api::job::JobStatus::default();
             }
+            if let Object::Service(s) = &mut object {
+                s.status = berth_api::service::ServiceStatus::default();
+            }
             txn.put(object)?;
             ApplyAction::Created
         }
@@ -256,6 +261,21 @@ fn apply_one(
                     updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
                 }
                 txn.put(Object::Job(updated))?;
+                ApplyAction::Configured
+            }
+        }
+        (Some(Object::Service(old)), Object::Service(new)) => {
+            // The endpoints in `status` stay: the controller owns them.
+            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
+                ApplyAction::Unchanged
+            } else {
+                let mut updated = old.clone();
+                updated.metadata.labels = new.metadata.labels.clone();
+                if old.spec != new.spec {
+                    updated.spec = new.spec.clone();
+                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+                }
+                txn.put(Object::Service(updated))?;
                 ApplyAction::Configured
             }
         }
@@ -315,6 +335,9 @@ pub fn get(
         }
         None => cluster.store.list(kind, namespace)?,
     };
+    if kind == Kind::Service {
+        show_endpoints(cluster, &mut objects)?;
+    }
     if kind == Kind::Node {
         let liveness = cluster.liveness();
         for object in &mut objects {
@@ -327,9 +350,47 @@ pub fn get(
     Ok(objects)
 }
 
-/// Deletes an object. A Namespace takes its Deployments and Jobs with it;
-/// an Instance is marked Terminating (its Deployment replaces it); the
-/// controllers stop what deleted Deployments and Jobs owned.
+/// Sets each Service's `status.endpoints` from the current instances and
+/// nodes: computed when read, as a Node's `lastHeartbeatTime`, rather than
+/// written on every readiness change.
+fn show_endpoints(cluster: &Cluster, objects: &mut [Object]) -> Result<(), ApiError> {
+    let instances: Vec<berth_api::Instance> = cluster
+        .store
+        .list(Kind::Instance, None)?
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Instance(i) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    let nodes: Vec<berth_api::Node> = cluster
+        .store
+        .list(Kind::Node, None)?
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Node(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    let ready = crate::services::ready_nodes(&nodes);
+    let endpoints = crate::services::Endpoints::new(&instances, |n| ready.get(n).copied());
+    for object in objects {
+        if let Object::Service(service) = object {
+            let mut shown: Vec<_> = endpoints
+                .of(service)
+                .map(crate::services::Endpoint::to_status)
+                .collect();
+            shown.sort();
+            service.status.endpoints = shown;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes an object. A Namespace takes its Deployments, Jobs and
+/// Services with it; an Instance is marked Terminating (its Deployment
+/// replaces it); the controllers stop what deleted Deployments and Jobs
+/// owned.
 pub fn delete(
     cluster: &Cluster,
     kind: Kind,
@@ -371,12 +432,17 @@ pub fn delete(
                     .list(Kind::Deployment, Some(name))?
                     .into_iter()
                     .chain(txn.list(Kind::Job, Some(name))?)
+                    .chain(txn.list(Kind::Service, Some(name))?)
                 {
                     txn.delete(&object_key(&owner))?;
                 }
                 txn.delete(&key)?;
             }
-            Object::Deployment(_) | Object::Job(_) | Object::Node(_) | Object::PriorityClass(_) => {
+            Object::Deployment(_)
+            | Object::Job(_)
+            | Object::Service(_)
+            | Object::Node(_)
+            | Object::PriorityClass(_) => {
                 txn.delete(&key)?;
             }
         }
@@ -493,5 +559,66 @@ mod tests {
         );
         let truncated_component = b"\0asm\x0d\0\x01\0\x01";
         assert!(validate_component(truncated_component).is_err());
+    }
+
+    #[test]
+    fn services_are_applied_like_kubectl_and_go_with_their_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("berth.redb")).unwrap();
+        let authority = crate::pki::Authority::load_or_create(dir.path()).unwrap();
+        let cluster = Cluster::new(store, authority).unwrap();
+        let json = |namespace: &str, app: &str| {
+            serde_json::to_vec(&serde_json::json!({
+                "apiVersion": "berth.dev/v1", "kind": "Service",
+                "metadata": {"name": "b", "namespace": namespace},
+                "spec": {"selector": {"app": app}, "ports": [{"port": 80}]},
+                "status": {"endpoints": [{"instance": "forged", "node": "n1"}]}
+            }))
+            .unwrap()
+        };
+        let namespace = serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Namespace", "metadata": {"name": "team"}
+        }))
+        .unwrap();
+        let actions = |raw: &[Vec<u8>]| -> Vec<ApplyAction> {
+            let (outcomes, _) = apply(&cluster, raw).unwrap();
+            outcomes.into_iter().map(|o| o.action).collect()
+        };
+        assert_eq!(
+            actions(&[namespace, json("team", "b")]),
+            [ApplyAction::Created, ApplyAction::Created]
+        );
+        assert_eq!(actions(&[json("team", "b")]), [ApplyAction::Unchanged]);
+        assert_eq!(actions(&[json("team", "c")]), [ApplyAction::Configured]);
+        let stored = cluster
+            .store
+            .get(&key(Kind::Service, Some("team"), "b"))
+            .unwrap();
+        let Some(Object::Service(stored)) = stored else {
+            panic!("the Service is stored: {stored:?}");
+        };
+        assert!(
+            stored.status.endpoints.is_empty(),
+            "a user's status is dropped"
+        );
+        assert_eq!(stored.metadata.generation, Some(2));
+        let (deleted, _) = delete(&cluster, Kind::Namespace, None, "team").unwrap();
+        assert_eq!(deleted, "Namespace team");
+        assert!(
+            cluster
+                .store
+                .list(Kind::Service, Some("team"))
+                .unwrap()
+                .is_empty()
+        );
+        let bad = serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "berth.dev/v1", "kind": "Service",
+            "metadata": {"name": "b"}, "spec": {"selector": {}}
+        }))
+        .unwrap();
+        assert_eq!(
+            apply(&cluster, &[bad]).unwrap_err().message,
+            "Service default/b: spec.selector: must not be empty: a Service selects instances by label"
+        );
     }
 }

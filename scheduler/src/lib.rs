@@ -4,6 +4,7 @@
 //! API over QUIC with mutual TLS ([`server`], with the verbs in
 //! [`admission`] and [`nodes`]), and runs the controllers ([`controller`])
 //! and placement ([`placement`]) — both sans-IO — from [`reconciler`].
+//! Service endpoints, pushed to every node, come from [`services`].
 //! Prometheus series live in [`metrics`], served with `/livez` and
 //! `/readyz` by the optional admin HTTP listener ([`admin`]).
 //! Start at [`Scheduler::start`].
@@ -21,6 +22,7 @@ pub mod pki;
 pub mod placement;
 pub mod reconciler;
 pub mod server;
+pub mod services;
 pub mod store;
 
 use std::net::SocketAddr;

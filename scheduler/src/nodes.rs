@@ -2,12 +2,14 @@
 
 use std::collections::HashSet;
 
+use berth_api::container::ContainerWorkload;
 use berth_api::job::Workload;
 use berth_api::lifecycle::{DEFAULT_TERMINATION_GRACE_SECONDS, Probe, Probes};
 use berth_api::quantity::{parse_cpu, parse_memory};
 use berth_api::validate::dns1123_label;
 use berth_api::wire::{
     ApiError, Assignment, Assignments, ErrorCode, NodeInfo, NodePatch, NodeReport, Response,
+    ServiceRoute,
 };
 use berth_api::{
     API_VERSION, Instance, Kind, Node, NodeResources, NodeStatus, Object, ObjectMeta, Phase,
@@ -201,19 +203,22 @@ fn limits(instance: &Instance) -> NodeResources {
 /// What `node` should run now.
 pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiError> {
     let revision = cluster.store.revision()?;
-    let mut instances: Vec<Assignment> = cluster
+    let all: Vec<Instance> = cluster
         .store
         .list(Kind::Instance, None)?
         .into_iter()
         .filter_map(|o| match o {
-            Object::Instance(i)
-                if i.spec.node_name.as_deref() == Some(node)
-                    && i.metadata.deletion_timestamp.is_none()
-                    && !controller::is_finished_run(&i) =>
-            {
-                Some(i)
-            }
+            Object::Instance(i) => Some(*i),
             _ => None,
+        })
+        .collect();
+    let services = service_routes(cluster, &all)?;
+    let mut instances: Vec<Assignment> = all
+        .iter()
+        .filter(|i| {
+            i.spec.node_name.as_deref() == Some(node)
+                && i.metadata.deletion_timestamp.is_none()
+                && !controller::is_finished_run(i)
         })
         .map(|instance| Assignment {
             uid: instance.metadata.uid.clone().unwrap_or_default(),
@@ -226,19 +231,20 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
                 .find(|r| r.kind == Kind::Deployment.as_str())
                 .map(|r| r.name.clone())
                 .unwrap_or_default(),
-            workload: if controller::job_owner(&instance).is_some() {
+            workload: if controller::job_owner(instance).is_some() {
                 Workload::Command
             } else {
                 Workload::Http
             },
             component: instance.spec.component.clone(),
+            container: ContainerWorkload::from_spec(&instance.spec),
             env: instance
                 .spec
                 .env
                 .iter()
                 .map(|e| (e.name.clone(), e.value.clone()))
                 .collect(),
-            limits: limits(&instance),
+            limits: limits(instance),
             allowed_outbound_hosts: instance.spec.allowed_outbound_hosts.clone(),
             request_timeout_seconds: instance.spec.timeout_seconds.unwrap_or(0),
             restart_policy: instance.spec.restart_policy.unwrap_or_default(),
@@ -258,7 +264,28 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
     Ok(Assignments {
         revision,
         instances,
+        services,
     })
+}
+
+/// Every Service's ready endpoints (see [`crate::services`]).
+fn service_routes(
+    cluster: &Cluster,
+    instances: &[Instance],
+) -> Result<Vec<ServiceRoute>, ApiError> {
+    let mut services = Vec::new();
+    for object in cluster.store.list(Kind::Service, None)? {
+        if let Object::Service(service) = object {
+            services.push(*service);
+        }
+    }
+    let mut nodes = Vec::new();
+    for object in cluster.store.list(Kind::Node, None)? {
+        if let Object::Node(node) = object {
+            nodes.push(*node);
+        }
+    }
+    Ok(crate::services::routes(&services, instances, &nodes))
 }
 
 /// Applies a taint or cordon change to a Node.
@@ -442,5 +469,113 @@ mod tests {
         let a = &mine.instances[0];
         assert_eq!(a.workload, Workload::Command);
         assert_eq!(a.deployment, "", "no Deployment routes to a Job's run");
+    }
+
+    #[test]
+    fn every_node_gets_every_services_endpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("berth.redb")).unwrap();
+        let cluster = Cluster::new(store, Authority::load_or_create(dir.path()).unwrap()).unwrap();
+        let node = |name: &str| {
+            Object::Node(Box::new(Node {
+                api_version: API_VERSION.into(),
+                kind: "Node".into(),
+                metadata: ObjectMeta {
+                    name: name.into(),
+                    ..ObjectMeta::default()
+                },
+                spec: NodeSpec::default(),
+                status: NodeStatus {
+                    ingress_address: format!("{name}:8080"),
+                    conditions: vec![berth_api::NodeCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        reason: String::new(),
+                        last_transition_time: None,
+                    }],
+                    ..NodeStatus::default()
+                },
+            }))
+        };
+        let service = Object::Service(Box::new(berth_api::service::Service {
+            api_version: API_VERSION.into(),
+            kind: "Service".into(),
+            metadata: ObjectMeta {
+                name: "b".into(),
+                namespace: Some("default".into()),
+                ..ObjectMeta::default()
+            },
+            spec: berth_api::service::ServiceSpec {
+                selector: [("app".to_owned(), "b".to_owned())].into(),
+                ports: Vec::new(),
+            },
+            status: berth_api::service::ServiceStatus::default(),
+        }));
+        let b = Object::Instance(Box::new(Instance {
+            api_version: API_VERSION.into(),
+            kind: "Instance".into(),
+            metadata: ObjectMeta {
+                name: "b-1".into(),
+                namespace: Some("default".into()),
+                uid: Some("uid-b-1".into()),
+                labels: [("app".to_owned(), "b".to_owned())].into(),
+                owner_references: vec![OwnerReference {
+                    api_version: API_VERSION.into(),
+                    kind: "Deployment".into(),
+                    name: "b".into(),
+                    uid: "d1".into(),
+                }],
+                ..ObjectMeta::default()
+            },
+            spec: InstanceSpec {
+                component: "sha256:00".into(),
+                node_name: Some("n2".into()),
+                ..InstanceSpec::default()
+            },
+            status: InstanceStatus {
+                phase: Phase::Running,
+                ready: true,
+                ..InstanceStatus::default()
+            },
+        }));
+        cluster
+            .store
+            .write(|txn| -> Result<(), crate::store::StoreError> {
+                txn.put(node("n1"))?;
+                txn.put(node("n2"))?;
+                txn.put(service)?;
+                txn.put(b)?;
+                Ok(())
+            })
+            .unwrap();
+        let mine = assignments(&cluster, "n1").unwrap();
+        assert!(mine.instances.is_empty());
+        assert_eq!(
+            mine.services,
+            [ServiceRoute {
+                namespace: "default".into(),
+                name: "b".into(),
+                endpoints: vec![berth_api::wire::ServiceEndpoint {
+                    uid: "uid-b-1".into(),
+                    node: "n2".into(),
+                    address: "n2:8080".into(),
+                    deployment: "b".into(),
+                }],
+            }],
+            "a node routes to Services it runs nothing of"
+        );
+        assert_eq!(assignments(&cluster, "n2").unwrap().services, mine.services);
+        let shown = crate::admission::get(&cluster, Kind::Service, Some("default"), None).unwrap();
+        let Some(Object::Service(shown)) = shown.first() else {
+            panic!("the Service: {shown:?}");
+        };
+        assert_eq!(
+            shown.status.endpoints,
+            [berth_api::service::EndpointStatus {
+                instance: "b-1".into(),
+                node: "n2".into(),
+            }],
+            "get shows the endpoints"
+        );
     }
 }

@@ -395,7 +395,8 @@ fn request_name(request: &Request) -> &'static str {
     }
 }
 
-/// Streams `node`'s assignments: now, and again whenever they change.
+/// Streams `node`'s assignments: now, and again whenever they or the
+/// cluster's service routes change.
 async fn watch(cluster: &Arc<Cluster>, node: &str, send: &mut quinn::SendStream) {
     let mut changes = cluster.subscribe();
     let mut last = None;
@@ -411,10 +412,12 @@ async fn watch(cluster: &Arc<Cluster>, node: &str, send: &mut quinn::SendStream)
                 return;
             }
         };
+        // A new revision that changes neither the node's instances nor any
+        // Service's endpoints sends nothing.
         if last
             .as_ref()
-            .map(|a: &berth_api::wire::Assignments| &a.instances)
-            != Some(&current.instances)
+            .map(|a: &berth_api::wire::Assignments| (&a.instances, &a.services))
+            != Some((&current.instances, &current.services))
         {
             if send_frame(send, &Response::Assignments(current.clone()))
                 .await

@@ -149,7 +149,9 @@ fn load(sources: &[Source]) -> Result<(Loaded, Vec<Component>)> {
     let mut components: Vec<Component> = Vec::new();
     for source in sources {
         for mut object in parse_manifests(&source.name, &source.text)? {
-            if let Some(template) = object.template() {
+            if let Some(template) = object.template()
+                && template.spec.image.is_none()
+            {
                 let reference = template.spec.component.clone();
                 if is_digest(&reference) {
                     objects.push((source.name.clone(), object));

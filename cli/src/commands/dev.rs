@@ -55,6 +55,8 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
         taints: Vec::new(),
         admin: None,
         sandbox: Some(crate::sandbox_program()?),
+        wasm: true,
+        oci_runtime: None,
     })
     .await?;
     let ingress = node.ingress_addr()?;

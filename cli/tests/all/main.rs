@@ -12,6 +12,7 @@
 mod bad_input;
 mod cli_output;
 mod cluster;
+mod containers;
 mod dev;
 mod harness;
 mod healing;
@@ -23,4 +24,5 @@ mod partition;
 mod placement;
 mod rollout;
 mod sandbox;
+mod services;
 mod tls;

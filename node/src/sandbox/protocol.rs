@@ -38,6 +38,10 @@ pub struct LoadSpec {
     pub memory_limit_bytes: Option<u64>,
     /// `allowedOutboundHosts`, as written.
     pub allowed_outbound_hosts: Vec<String>,
+    /// The node's service router, where the instance's calls to Services
+    /// (`http://NAME.NAMESPACE.svc`, `http://NAME`) go; `None` when the
+    /// node routes no Services.
+    pub service_router: Option<std::net::SocketAddr>,
     /// Per-request deadline, in milliseconds.
     pub request_timeout_ms: u64,
     /// Probes, resolved.

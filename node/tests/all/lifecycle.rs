@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_api::lifecycle::{ProbeSpec, Probes};
+use berth_api::lifecycle::{ProbeHandler, ProbeSpec, Probes};
 use berth_node::ingress::Routes;
 use berth_node::probes::{self, ProbeEvent, ProbeKind, ProbeTransition};
 use berth_node::runtime::{PreparedInstance, RuntimeError, Termination, WasmRuntime};
@@ -201,7 +201,9 @@ async fn drain_cancels_requests_that_outlive_the_grace_period() {
 /// A probe of `path` every second, failing after `failures` in a row.
 fn every_second(path: &str, failures: u32) -> ProbeSpec {
     ProbeSpec {
+        handler: ProbeHandler::HttpGet,
         path: path.into(),
+        port: None,
         initial_delay_seconds: 0,
         period_seconds: 1,
         timeout_seconds: 1,

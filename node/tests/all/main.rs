@@ -13,6 +13,8 @@
 mod hostile;
 mod jobs;
 mod lifecycle;
+mod oci_image;
+mod services;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

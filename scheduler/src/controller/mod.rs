@@ -156,7 +156,11 @@ impl View {
                 Object::Instance(i) => view.instances.push(*i),
                 Object::Node(n) => view.nodes.push(*n),
                 Object::Job(j) => view.jobs.push(*j),
-                Object::Namespace(_) | Object::PriorityClass(_) | Object::Event(_) => {}
+                // Services are read where endpoints are needed (`crate::services`).
+                Object::Namespace(_)
+                | Object::PriorityClass(_)
+                | Object::Event(_)
+                | Object::Service(_) => {}
             }
         }
         view

@@ -88,7 +88,11 @@ fn pending_instance(
         namespace: instance.metadata.namespace_or_default().to_owned(),
         labels: instance.metadata.labels.clone(),
         demand: demand(spec),
-        runtime: Runtime::Wasm,
+        runtime: if spec.image.is_some() {
+            Runtime::Oci
+        } else {
+            Runtime::Wasm
+        },
         imports: component_imports
             .get(&spec.component)
             .cloned()

@@ -132,13 +132,16 @@ pub enum Runtime {
     /// A WebAssembly component.
     #[default]
     Wasm,
+    /// A Linux container from an OCI image.
+    Oci,
 }
 
 impl Runtime {
     /// The name nodes advertise.
     pub fn as_str(self) -> &'static str {
         match self {
-            Runtime::Wasm => "wasm",
+            Runtime::Wasm => berth_api::container::WASM_RUNTIME,
+            Runtime::Oci => berth_api::container::OCI_RUNTIME,
         }
     }
 }
