@@ -155,7 +155,7 @@ impl Containers {
         }
         let images = ImageStore::new(oci.join("images"))?;
         let containers = Containers {
-            cli: RuntimeCli::new(setup.program, state),
+            cli: RuntimeCli::new(setup.program, state).await,
             images,
             cgroup_base: format!(
                 "/berth/{}-oci",
@@ -336,17 +336,11 @@ impl Containers {
         };
         let network = match network {
             Ok(network) => network,
-            // Gone already (a command that ended at once): its exit is
-            // reported below like any other.
-            Err(_) if matches!(child.try_wait(), Ok(Some(_))) => Network::Exited,
+            // The first process is gone already (a command that ended at
+            // once): its exit is reported below like any other.
             Err(e) => {
-                let _ = self.cli.kill(&uid, "KILL").await;
-                let _ = child.wait().await;
-                self.clean_up(&uid, &dir).await;
-                return Err((
-                    "RunContainerError",
-                    format!("cannot open the network namespace of process {pid}: {e}"),
-                ));
+                tracing::debug!(container = %uid, pid, error = %e, "no network namespace to open");
+                Network::Exited
             }
         };
 
@@ -473,7 +467,10 @@ impl Containers {
 
     /// Deletes the container from the runtime and removes its files.
     async fn clean_up(&self, uid: &str, dir: &Path) {
-        if let Err(e) = self.cli.delete(uid).await {
+        // A runtime without `--keep` has deleted it already.
+        if self.cli.keeps_cgroups()
+            && let Err(e) = self.cli.delete(uid).await
+        {
             warn!(container = %uid, error = %e, "cannot delete the container");
         }
         let dir = dir.to_owned();

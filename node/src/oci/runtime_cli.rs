@@ -6,7 +6,10 @@
 //! runtime process lives as long as the container, hands its stdout and
 //! stderr through, and exits with its status. `--keep` leaves the
 //! container's cgroup in place after it exits, so the node can read whether
-//! the kernel OOM-killed it before `delete` removes it.
+//! the kernel OOM-killed it before `delete` removes it. Runtimes without
+//! `--keep` (crun) remove the cgroup as the container exits: with them a
+//! container killed for memory is reported by its exit code (137), not as
+//! `OOMKilled`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -43,12 +46,34 @@ pub enum RuntimeCliError {
 pub struct RuntimeCli {
     program: PathBuf,
     root: PathBuf,
+    /// Whether `run` takes `--keep`.
+    keep: bool,
 }
 
 impl RuntimeCli {
-    /// `program` (`runc`, `crun`, a path) keeping its state under `root`.
-    pub fn new(program: PathBuf, root: PathBuf) -> RuntimeCli {
-        RuntimeCli { program, root }
+    /// `program` (`runc`, `crun`, a path) keeping its state under `root`;
+    /// asks the program whether its `run` takes `--keep`.
+    pub async fn new(program: PathBuf, root: PathBuf) -> RuntimeCli {
+        let help = Command::new(&program)
+            .args(["run", "--help"])
+            .stdin(Stdio::null())
+            .output()
+            .await;
+        let keep = help.is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout).contains("--keep")
+                || String::from_utf8_lossy(&out.stderr).contains("--keep")
+        });
+        RuntimeCli {
+            program,
+            root,
+            keep,
+        }
+    }
+
+    /// Whether exited containers keep their cgroup until deleted, so that
+    /// their OOM kills can be read.
+    pub fn keeps_cgroups(&self) -> bool {
+        self.keep
     }
 
     fn command(&self) -> Command {
@@ -64,8 +89,13 @@ impl RuntimeCli {
     /// Starts container `id` from `bundle` in the foreground; its first
     /// process's pid is written to `pid_file`. Output is piped.
     pub fn run(&self, id: &str, bundle: &Path, pid_file: &Path) -> Result<Child, RuntimeCliError> {
-        self.command()
-            .args(["run", "--keep", "--bundle"])
+        let mut command = self.command();
+        command.arg("run");
+        if self.keep {
+            command.arg("--keep");
+        }
+        command
+            .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
             .arg(pid_file)
