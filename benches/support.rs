@@ -193,6 +193,11 @@ fn spawn_until(args: &[&str], config: &Path, marker: &str) -> (Child, SocketAddr
 impl Split {
     /// Starts `berth scheduler` and `berth node` on loopback.
     pub fn start(name: &str) -> Split {
+        Split::start_with(name, &[])
+    }
+
+    /// As [`Split::start`], with extra `berth node` flags.
+    pub fn start_with(name: &str, node_flags: &[&str]) -> Split {
         let dir = std::env::temp_dir().join(format!("berth-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -211,11 +216,11 @@ impl Split {
         );
         let token = std::fs::read_to_string(data.join("join-token")).unwrap();
         let node_data = dir.join("node");
-        let (node, ingress) = spawn_until(
-            &[
-                "node",
+        let addr = addr.to_string();
+        let mut node_args = vec![
+            "node",
                 "--join",
-                &addr.to_string(),
+                &addr,
                 "--token",
                 token.trim(),
                 "--name",
@@ -224,10 +229,9 @@ impl Split {
                 "127.0.0.1:0",
                 "--data",
                 node_data.to_str().unwrap(),
-            ],
-            &config,
-            "serving http on ",
-        );
+        ];
+        node_args.extend_from_slice(node_flags);
+        let (node, ingress) = spawn_until(&node_args, &config, "serving http on ");
         Split {
             scheduler,
             node,
