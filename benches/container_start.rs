@@ -1,7 +1,16 @@
-//! Container start against component start: apply-to-first-200 for a
-//! busybox `httpd` container run by runc and for the hello component, on
-//! the same cluster (a scheduler and one `--runtime wasm,oci` node as
-//! separate processes), plus `runc run` of `/bin/true` alone for scale.
+//! Container start against component start, two ways.
+//!
+//! - On the node alone, in this process: from handing the node the
+//!   assignment until the first 200 through the ingress's connection
+//!   dispatch, for the busybox `httpd` container (`Containers`: root
+//!   filesystem, bundle, `runc run`, namespaces, cgroup); against loading
+//!   the hello component from its compiled artifact and serving its first
+//!   request (`WasmRuntime::prepare` + `handle`).
+//! - End to end: apply-to-first-200 for both on the same cluster (a
+//!   scheduler and one `--runtime wasm,oci` node as separate processes),
+//!   which adds the CLI, QUIC, the store, placement and the watch push.
+//!
+//! Plus `runc run` of `/bin/true` alone, for scale.
 //!
 //! The image is packed from Debian's busybox-static and pushed to a local
 //! registry (Debian's `docker-registry`) first, and pulled once by a warm-up
@@ -26,7 +35,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use berth_api::container::ContainerWorkload;
+use berth_api::wire::Assignment;
 use berth_node::oci::image::{ImageConfig, pack_directory, push_layout};
+use berth_node::oci::{ContainerSetup, Containers};
+use berth_node::runtime::{InstanceConfig, WasmRuntime};
+use berth_node::sandbox::Event;
+use berth_node::sandbox::protocol::HostEvent;
+use http_body_util::{BodyExt as _, Empty};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use support::{Split, deployment, guest, record, status};
 
 const ROUNDS: usize = 20;
@@ -160,13 +180,132 @@ fn runc_true(dir: &Path) -> f64 {
     median_ms(&mut samples)
 }
 
+/// One GET of `/index.html` for `host` through the containers' connection
+/// dispatch, as the ingress hands it a client connection; the status.
+async fn get_through(containers: &Arc<Containers>, host: &str) -> Option<u16> {
+    use berth_node::ingress::ConnectionDispatch as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+    let mut client = tokio::net::TcpStream::connect(listener.local_addr().ok()?)
+        .await
+        .ok()?;
+    let (server, _) = listener.accept().await.ok()?;
+    client
+        .write_all(format!("GET /index.html HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    // The proxy runs until both ends close: the client's end closes when
+    // this function returns.
+    let proxy = Arc::clone(containers);
+    tokio::spawn(async move { proxy.dispatch(server).await });
+    let mut head = [0u8; 12];
+    client.read_exact(&mut head).await.ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse::<u16>().ok()
+}
+
+/// Node-side container starts: assignment to first 200, median ms.
+async fn node_side_container(dir: &Path, image: &str) -> f64 {
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let containers = Arc::new(
+        Containers::new(
+            ContainerSetup {
+                node: "bench-node-side".into(),
+                data_dir: dir.join("node-side"),
+                program: "runc".into(),
+                domain: "berth.localhost".into(),
+            },
+            events_tx,
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let mut samples = Vec::new();
+    for round in 0..=ROUNDS {
+        let name = format!("direct-{round}");
+        let assignment = Assignment {
+            uid: format!("bench-direct-{round}-{}", std::process::id()),
+            name: name.clone(),
+            namespace: "default".into(),
+            deployment: name.clone(),
+            container: Some(ContainerWorkload {
+                image: image.to_owned(),
+                command: vec![],
+                args: vec![],
+                port: 8080,
+                read_only_root: false,
+                run_as: None,
+                mounts: vec![],
+                host_network: false,
+            }),
+            ..Assignment::default()
+        };
+        let uid = assignment.uid.clone();
+        let host = format!("{name}.default.berth.localhost");
+        let start = Instant::now();
+        containers.load(assignment, None);
+        loop {
+            match events.recv().await.unwrap() {
+                Event::Host(HostEvent::Loaded { uid: loaded, result }) if loaded == uid => {
+                    result.unwrap();
+                    break;
+                }
+                _ => {}
+            }
+        }
+        while get_through(&containers, &host).await != Some(200) {
+            assert!(start.elapsed() < Duration::from_secs(30), "{name} never served");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Round 0 warms up: the pull.
+        if round > 0 {
+            samples.push(start.elapsed());
+        }
+        containers.unload(&uid, Duration::ZERO).await;
+    }
+    containers.stop_all().await;
+    median_ms(&mut samples)
+}
+
+/// Node-side component starts: loading from the compiled artifact on disk
+/// and serving the first request, median ms.
+async fn node_side_component(dir: &Path, wasm: &Path) -> f64 {
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(std::fs::read(wasm).unwrap()))
+    );
+    let data = dir.join("node-side-wasm");
+    let mut samples = Vec::new();
+    for round in 0..=ROUNDS {
+        let start = Instant::now();
+        let runtime = WasmRuntime::new(&data).unwrap();
+        let instance = runtime
+            .prepare(&digest, wasm, InstanceConfig::default())
+            .await
+            .unwrap();
+        let request = hyper::Request::get("http://localhost/")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = instance.handle(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let _ = response.into_body().collect().await.unwrap();
+        // Round 0 warms up: the compile.
+        if round > 0 {
+            samples.push(start.elapsed());
+        }
+    }
+    median_ms(&mut samples)
+}
+
 fn main() {
     let component = guest("hello");
     let cluster = Split::start_with("bench-containers", &["--runtime", "wasm,oci"]);
     let registry = registry(&cluster.dir);
     let image = push_image(&cluster.dir, &registry);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let direct_oci = runtime.block_on(node_side_container(&cluster.dir, &image));
+    let direct_wasm = runtime.block_on(node_side_component(&cluster.dir, &component));
 
-    let mut rounds = |kind: &str, yaml: &dyn Fn(&str) -> String| {
+    let rounds = |kind: &str, yaml: &dyn Fn(&str) -> String| {
         let mut samples = Vec::with_capacity(ROUNDS);
         // Round 0 warms up: the pull or the compile.
         for round in 0..=ROUNDS {
@@ -185,10 +324,11 @@ fn main() {
     let (wasm, oci) = (median_ms(&mut wasm), median_ms(&mut oci));
     let floor = runc_true(&cluster.dir);
     let report = format!(
-        "apply-to-first-200, {ROUNDS} rounds each, one node (scheduler and node as separate processes): \
-         component median {wasm:.1} ms, container (runc, busybox httpd) median {oci:.1} ms: \
-         the component is {:.1}x faster; `runc run` of `/bin/true` alone: median {floor:.1} ms",
-        oci / wasm
+        "on the node, assignment to first 200, {ROUNDS} rounds each: component median {direct_wasm:.2} ms, \
+         container (runc, busybox httpd) median {direct_oci:.1} ms: the component starts {:.0}x faster. \
+         End to end, apply-to-first-200 (scheduler and node as separate processes): component median {wasm:.1} ms, \
+         container median {oci:.1} ms. `runc run` of `/bin/true` alone: median {floor:.1} ms",
+        direct_oci / direct_wasm
     );
     println!("{report}");
     record("container-start", &report);

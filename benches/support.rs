@@ -161,7 +161,16 @@ pub struct Split {
 }
 
 impl Drop for Split {
+    /// Stops the node as an operator would (SIGTERM), so that it stops its
+    /// containers and removes its cgroups, then the scheduler.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.node.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while matches!(self.node.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         for child in [&mut self.node, &mut self.scheduler] {
             let _ = child.kill();
             let _ = child.wait();

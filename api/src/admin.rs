@@ -2,18 +2,22 @@
 //! (OpenMetrics text from the caller's registry), `/livez` (the process
 //! answers) and `/readyz` (the caller's readiness check holds). HTTP/1.1
 //! only, GET only, no authentication: bind it to an address only operators
-//! reach.
+//! reach. A caller may mount more read-only routes with [`serve_with`]
+//! (the scheduler's dashboard does, and checks its own token there).
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -42,12 +46,66 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept`, which is usually transient.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
 
+/// A response body: whole ([`full`]) or sent as it is produced
+/// ([`streamed`]).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A whole response body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+/// A body sent chunk by chunk as they arrive on `chunks`; it ends when
+/// every sender is dropped. When the client goes away the body, and with
+/// it the receiver, is dropped: senders see their channel closed.
+pub fn streamed(chunks: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
+    ChannelBody { chunks }.boxed_unsync()
+}
+
+struct ChannelBody {
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.chunks
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+/// What a mounted route answers, computed on the connection's task.
+pub type Answer = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// Routes a caller mounts beside the built-in ones: `Some` answers the
+/// request (GET or HEAD only reach it), `None` leaves it to the built-in
+/// routes and their 404.
+pub type Routes = Arc<dyn Fn(&http::request::Parts) -> Option<Answer> + Send + Sync>;
+
 /// Serves the admin endpoints on `listener` until `shutdown` resolves;
 /// open connections are then cut (scrapes are short).
 pub async fn serve(
     listener: TcpListener,
     metrics: impl Fn() -> String + Send + Sync + 'static,
     ready: impl Fn() -> bool + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, metrics, ready, Arc::new(|_: &_| None), shutdown).await;
+}
+
+/// As [`serve`], with `routes` tried before the built-in endpoints. Open
+/// connections, long-lived streams among them, are cut at `shutdown`.
+pub async fn serve_with(
+    listener: TcpListener,
+    metrics: impl Fn() -> String + Send + Sync + 'static,
+    ready: impl Fn() -> bool + Send + Sync + 'static,
+    routes: Routes,
     shutdown: impl Future<Output = ()>,
 ) {
     let metrics = Arc::new(metrics);
@@ -70,10 +128,21 @@ pub async fn serve(
             Ok((stream, peer)) => {
                 let metrics = Arc::clone(&metrics);
                 let ready = Arc::clone(&ready);
+                let routes = Arc::clone(&routes);
                 connections.spawn(async move {
-                    let service = service_fn(move |req| {
-                        let answer = answer(&req, &*metrics, &*ready);
-                        async move { Ok::<_, Infallible>(answer) }
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (parts, _) = req.into_parts();
+                        let mounted = (parts.method == Method::GET || parts.method == Method::HEAD)
+                            .then(|| routes(&parts))
+                            .flatten();
+                        let answer = match mounted {
+                            Some(mounted) => mounted,
+                            None => {
+                                let answer = answer(&parts, &*metrics, &*ready);
+                                Box::pin(async move { answer })
+                            }
+                        };
+                        async move { Ok::<_, Infallible>(answer.await) }
                     });
                     let result = http1::Builder::new()
                         .timer(TokioTimer::new())
@@ -96,14 +165,14 @@ pub async fn serve(
 }
 
 fn answer(
-    req: &Request<Incoming>,
+    req: &http::request::Parts,
     metrics: &dyn Fn() -> String,
     ready: &dyn Fn() -> bool,
-) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+) -> Response<Body> {
+    if req.method != Method::GET && req.method != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
     }
-    match req.uri().path() {
+    match req.uri.path() {
         "/metrics" => {
             let mut response = text(StatusCode::OK, metrics());
             response.headers_mut().insert(
@@ -119,8 +188,9 @@ fn answer(
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+/// A plain-text response.
+pub fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

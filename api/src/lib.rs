@@ -23,6 +23,7 @@ pub mod quic;
 pub mod rollout;
 pub mod scheduling;
 pub mod service;
+pub mod trace;
 pub mod validate;
 pub mod wire;
 

@@ -413,7 +413,7 @@ spec:
         assert_eq!(
             error(&text),
             "invalid manifest a.yaml: document 1: metadata: unknown field `nam`, expected one of \
-             `name`, `namespace`, `labels`, `uid`, `resourceVersion`, `generation`, \
+             `name`, `namespace`, `labels`, `annotations`, `uid`, `resourceVersion`, `generation`, \
              `creationTimestamp`, `deletionTimestamp`, `ownerReferences` at line 4 column 3"
         );
         assert_eq!(

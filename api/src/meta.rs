@@ -23,6 +23,10 @@ pub struct ObjectMeta {
     /// Free-form labels, matched by selectors.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Free-form notes for tools, not matched by selectors
+    /// (`berth.dev/traceparent`: the trace of the request that created it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     /// Unique id given by the scheduler when the object is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,

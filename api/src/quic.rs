@@ -387,7 +387,41 @@ pub async fn recv_frame_limited<T: DeserializeOwned>(
     Ok(Some(wire::decode_body(&body)?))
 }
 
-/// Sends `request` on a new stream and reads the one response.
+/// Reads one request frame and the trace context of its trailer (see
+/// [`wire::decode_request_body`]), refusing frames longer than `limit`;
+/// `None` when the peer finished the stream before a frame began.
+pub async fn recv_request_limited(
+    recv: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<Option<(Request, Option<crate::trace::TraceParent>)>, QuicError> {
+    let mut prefix = [0u8; 4];
+    match recv.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(QuicError::Stream(e.to_string())),
+    }
+    let len = wire::frame_len(prefix)?;
+    if len > limit {
+        return Err(CodecError::TooLong(len).into());
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| QuicError::Stream(e.to_string()))?;
+    Ok(Some(wire::decode_request_body(&body)?))
+}
+
+/// The trace context a request made now carries: the current span's, with
+/// the `otel` feature.
+fn outgoing_trace() -> Option<crate::trace::TraceParent> {
+    #[cfg(feature = "otel")]
+    return crate::trace::current();
+    #[cfg(not(feature = "otel"))]
+    return None;
+}
+
+/// Sends `request` on a new stream and reads the one response. The current
+/// span's trace context, if any, travels in the frame's trailer.
 pub async fn call(
     connection: &quinn::Connection,
     request: &Request,
@@ -400,7 +434,10 @@ pub async fn call(
                 addr: connection.remote_address(),
                 source,
             })?;
-    send_frame(&mut send, request).await?;
+    let frame = wire::encode_request_frame(request, outgoing_trace().as_ref())?;
+    send.write_all(&frame)
+        .await
+        .map_err(|e| QuicError::Stream(e.to_string()))?;
     send.finish()
         .map_err(|e| QuicError::Stream(e.to_string()))?;
     match recv_frame(&mut recv).await {

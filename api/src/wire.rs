@@ -15,6 +15,11 @@
 //! ```
 //!
 //! A frame longer than [`MAX_FRAME_LEN`] is refused before it is read.
+//!
+//! A request frame may carry a trailer after its envelope: the caller's
+//! trace context ([`RequestTrailer`], see [`encode_request_frame`]). postcard
+//! ignores bytes after a value, so a peer that does not know the trailer
+//! reads the request as before.
 
 use std::collections::BTreeMap;
 
@@ -153,6 +158,39 @@ pub enum Request {
         /// As in [`Request::Logs`].
         follow: bool,
     },
+    /// Live usage from the nodes' latest reports (users), as `berth top`
+    /// shows it; answered with [`Response::Top`].
+    Top {
+        /// Nodes or instances.
+        what: TopKind,
+        /// Instances of this namespace only; `None` for all (ignored for
+        /// nodes).
+        namespace: Option<String>,
+    },
+    /// Read Events (users), as `berth events` does. The scheduler answers
+    /// with one [`Response::Objects`] frame holding the events that match,
+    /// oldest `lastTimestamp` first; with `watch`, it then sends another
+    /// `Objects` frame with the events added or counted again on every
+    /// change, until the caller stops the stream. Without, it finishes the
+    /// stream after the first frame.
+    Events {
+        /// A namespace, or `None` for all. Events about Nodes are in
+        /// `default`.
+        namespace: Option<String>,
+        /// Only events about this object: its kind and name.
+        involved: Option<(Kind, String)>,
+        /// Keep the stream open and send events as they happen.
+        watch: bool,
+    },
+}
+
+/// What [`Request::Top`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopKind {
+    /// One row per node.
+    Nodes,
+    /// One row per instance a node reported usage for.
+    Instances,
 }
 
 /// A change to a Deployment's spec, as `berth scale`, `berth rollout
@@ -214,6 +252,71 @@ pub struct NodeReport {
     pub instances: Vec<InstanceReport>,
     /// Digests of the components the node holds compiled.
     pub components: ComponentDigests,
+    /// What its instances used since the previous report.
+    pub usage: NodeUsage,
+}
+
+/// What a node's instances use, measured over the interval between two
+/// reports. How a shared sandbox's usage is divided among its instances
+/// is in `docs/decisions/0017-metrics.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeUsage {
+    /// CPU of all its sandboxes, in millicores.
+    pub cpu_millicores: u64,
+    /// Memory of all its sandboxes, in bytes.
+    pub memory_bytes: u64,
+    /// Per instance, by uid.
+    pub instances: Vec<InstanceUsage>,
+}
+
+/// What one instance uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InstanceUsage {
+    /// The instance's uid.
+    pub uid: String,
+    /// CPU in millicores.
+    pub cpu_millicores: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Requests served per second, in thousandths (1500 is 1.5/s).
+    pub millirequests_per_second: u64,
+}
+
+/// One node's row of `berth top nodes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTop {
+    /// The node's name.
+    pub name: String,
+    /// Its usage, `None` when it has not reported lately.
+    pub usage: Option<NodeResources>,
+    /// What instances may use on it (the percentages' base).
+    pub allocatable: NodeResources,
+}
+
+/// One instance's row of `berth top instances`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceTop {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// The node it runs on.
+    pub node: String,
+    /// CPU in millicores.
+    pub cpu_millicores: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// Requests served per second, in thousandths.
+    pub millirequests_per_second: u64,
+}
+
+/// The answer to [`Request::Top`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopRows {
+    /// Nodes, by name.
+    Nodes(Vec<NodeTop>),
+    /// Instances, by namespace and name.
+    Instances(Vec<InstanceTop>),
 }
 
 /// State of one instance on a node.
@@ -273,7 +376,7 @@ pub struct ServiceEndpoint {
 }
 
 /// One instance a node should run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Assignment {
     /// Instance uid.
     pub uid: String,
@@ -308,6 +411,9 @@ pub struct Assignment {
     pub termination_grace_seconds: u32,
     /// Which sandbox it runs in.
     pub isolation: Isolation,
+    /// The W3C `traceparent` of the request that created the instance's
+    /// owner (its `berth.dev/traceparent` annotation); empty when none.
+    pub traceparent: String,
 }
 
 /// The scheduler's answer.
@@ -347,6 +453,8 @@ pub enum Response {
     /// `<RFC 3339 UTC time> <stdout|stderr> <text>`, prefixed with
     /// `[INSTANCE] ` when the request named a Deployment.
     LogLines(Vec<String>),
+    /// Usage rows, for [`Request::Top`].
+    Top(TopRows),
 }
 
 /// What happened to one applied object.
@@ -450,6 +558,53 @@ pub fn encode_frame<T: Serialize>(body: &T) -> Result<Vec<u8>, CodecError> {
     Ok(frame)
 }
 
+/// What may follow a request's envelope in its frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestTrailer {
+    /// The caller's W3C `traceparent` ([`crate::trace::TraceParent`]).
+    pub traceparent: String,
+}
+
+/// Encodes `request` as a frame, with a [`RequestTrailer`] after the
+/// envelope when `trace` is given (without, the frame is
+/// [`encode_frame`]'s).
+pub fn encode_request_frame(
+    request: &Request,
+    trace: Option<&crate::trace::TraceParent>,
+) -> Result<Vec<u8>, CodecError> {
+    let mut frame = encode_frame(request)?;
+    let Some(trace) = trace else {
+        return Ok(frame);
+    };
+    let trailer = RequestTrailer {
+        traceparent: trace.to_string(),
+    };
+    frame = postcard::to_extend(&trailer, frame)?;
+    let len = frame.len() - 4;
+    let prefix = u32::try_from(len)
+        .ok()
+        .filter(|_| len <= MAX_FRAME_LEN)
+        .ok_or(CodecError::TooLong(len))?;
+    if let Some(head) = frame.get_mut(..4) {
+        head.copy_from_slice(&prefix.to_be_bytes());
+    }
+    Ok(frame)
+}
+
+/// Decodes a request frame's body and its trailer's trace context. A
+/// trailer that is missing, malformed or holds an invalid `traceparent`
+/// gives `None`: trace context is advice, never a reason to refuse.
+pub fn decode_request_body(
+    bytes: &[u8],
+) -> Result<(Request, Option<crate::trace::TraceParent>), CodecError> {
+    check_version(bytes)?;
+    let (envelope, rest) = postcard::take_from_bytes::<Envelope<Request>>(bytes)?;
+    let trace = postcard::from_bytes::<RequestTrailer>(rest)
+        .ok()
+        .and_then(|t| crate::trace::TraceParent::parse(&t.traceparent));
+    Ok((envelope.body, trace))
+}
+
 /// Reads a frame's length prefix, refusing lengths over the limit.
 pub fn frame_len(prefix: [u8; 4]) -> Result<usize, CodecError> {
     let len = u32::from_be_bytes(prefix) as usize;
@@ -461,18 +616,23 @@ pub fn frame_len(prefix: [u8; 4]) -> Result<usize, CodecError> {
 
 /// Decodes a frame's body (the bytes after the length prefix).
 pub fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    check_version(bytes)?;
+    let envelope: Envelope<T> = postcard::from_bytes(bytes)?;
+    Ok(envelope.body)
+}
+
+/// Checks the envelope's version before the body, so that a newer peer
+/// gets a version error rather than a confusing decode error.
+fn check_version(bytes: &[u8]) -> Result<(), CodecError> {
     #[derive(Deserialize)]
     struct Version {
         version: u16,
     }
-    // Check the version before the body so that a newer peer gets a version
-    // error rather than a confusing decode error.
     let (head, _) = postcard::take_from_bytes::<Version>(bytes)?;
     if head.version != PROTOCOL_VERSION {
         return Err(CodecError::Version(head.version));
     }
-    let envelope: Envelope<T> = postcard::from_bytes(bytes)?;
-    Ok(envelope.body)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -531,8 +691,30 @@ mod tests {
                 exit_code: None,
             }],
             components: vec!["sha256:00".into()],
+            usage: NodeUsage {
+                cpu_millicores: 250,
+                memory_bytes: 64 << 20,
+                instances: vec![InstanceUsage {
+                    uid: "u1".into(),
+                    cpu_millicores: 250,
+                    memory_bytes: 64 << 20,
+                    millirequests_per_second: 1500,
+                }],
+            },
         });
         assert_eq!(roundtrip(&report), report);
+        let top = Request::Top {
+            what: TopKind::Instances,
+            namespace: None,
+        };
+        assert_eq!(roundtrip(&top), top);
+        let rows = Response::Top(TopRows::Nodes(vec![NodeTop {
+            name: "n".into(),
+            usage: None,
+            allocatable: NodeResources::default(),
+        }]));
+        let frame = encode_frame(&rows).unwrap();
+        assert_eq!(decode_body::<Response>(&frame[4..]).unwrap(), rows);
     }
 
     #[test]
@@ -625,6 +807,39 @@ mod tests {
         let unavailable = Response::Error(ApiError::new(ErrorCode::Unavailable, "node n1"));
         let frame = encode_frame(&unavailable).unwrap();
         assert_eq!(decode_body::<Response>(&frame[4..]).unwrap(), unavailable);
+    }
+
+    #[test]
+    fn request_trailer_carries_trace_context() {
+        let trace = crate::trace::TraceParent::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        let frame = encode_request_frame(&Request::Watch, trace.as_ref()).unwrap();
+        let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(len, frame.len() - 4);
+        // The bytes docs/wire-protocol.md shows: the plain frame, then the
+        // trailer, the length prefix counting both.
+        assert_eq!(&frame[..7], &[0, 0, 0, 58, 1, 7, 55]);
+        assert_eq!(&frame[7..9], b"00");
+        let (request, decoded) = decode_request_body(&frame[4..]).unwrap();
+        assert_eq!(request, Request::Watch);
+        assert_eq!(decoded, trace);
+        // A peer that knows no trailer reads the request all the same.
+        assert_eq!(decode_body::<Request>(&frame[4..]).unwrap(), Request::Watch);
+        // Without trace context the frame is the plain one.
+        let plain = encode_request_frame(&Request::Watch, None).unwrap();
+        assert_eq!(plain, encode_frame(&Request::Watch).unwrap());
+        assert_eq!(
+            decode_request_body(&plain[4..]).unwrap(),
+            (Request::Watch, None)
+        );
+        // A garbled trailer is ignored, not refused.
+        let mut garbled = plain.clone();
+        garbled.extend_from_slice(&[9, b'x']);
+        assert_eq!(
+            decode_request_body(&garbled[4..]).unwrap(),
+            (Request::Watch, None)
+        );
     }
 
     #[test]

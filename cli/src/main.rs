@@ -12,6 +12,7 @@ mod config;
 mod render;
 mod scheduler_config;
 mod selector;
+mod telemetry;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,7 +28,8 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::client::Client;
 use crate::commands::{
-    apply, completion, delete, dev, get, logs, node, node_admin, rollout, scheduler, version,
+    apply, completion, delete, dev, events, get, logs, node, node_admin, rollout, scheduler, top,
+    version,
 };
 use crate::config::ClientConfig;
 use crate::render::Format;
@@ -40,8 +42,29 @@ struct Cli {
     /// Client config file (default: $BERTH_CONFIG, else ~/.config/berth/config).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log line format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "BERTH_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Command {
+    /// The OpenTelemetry `service.name` of the process running this command.
+    fn service_name(&self) -> &'static str {
+        match self {
+            Command::Scheduler { .. } => "berth-scheduler",
+            Command::Node { .. } | Command::Sandbox { .. } => "berth-node",
+            Command::Dev { .. } => "berth-dev",
+            _ => "berth-cli",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +105,31 @@ enum Command {
     },
     /// Print the client version.
     Version,
+    /// Show live CPU, memory and requests per second of nodes or instances.
+    #[command(after_help = "Examples:\n  \
+        berth top nodes\n  \
+        berth top instances -A")]
+    Top {
+        /// `nodes` or `instances`.
+        #[arg(value_enum)]
+        target: top::Target,
+        /// Namespace (instances).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// All namespaces (instances).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
+    /// Print the address of the web dashboard, with its token (read from
+    /// the local scheduler's data directory; the scheduler needs --admin).
+    #[command(after_help = "Examples:\n  \
+        berth dashboard\n  \
+        berth dashboard --data /var/lib/berth/scheduler")]
+    Dashboard {
+        /// The scheduler's data directory.
+        #[arg(long, env = "BERTH_DATA", default_value_os_t = config::data_home("scheduler"))]
+        data: PathBuf,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
         berth completion bash > ~/.local/share/bash-completion/completions/berth\n  \
@@ -131,6 +179,25 @@ enum Command {
         /// Only lines newer than this: 10s, 5m, 1h, 1h30m.
         #[arg(long, value_parser = logs::parse_since)]
         since: Option<u64>,
+    },
+    /// List events, oldest first; with -w, keep printing them as they happen.
+    #[command(after_help = "Examples:\n  \
+        berth events\n  \
+        berth events -A -w\n  \
+        berth events --for deployment/hello")]
+    Events {
+        /// Namespace (events about nodes are in `default`).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// All namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Keep printing new and repeated events until interrupted.
+        #[arg(short, long)]
+        watch: bool,
+        /// Only events about this object: KIND/NAME.
+        #[arg(long = "for", value_parser = parse_for)]
+        for_object: Option<(Kind, String)>,
     },
     /// Add or remove node taints: KEY=VALUE:EFFECT adds, KEY:EFFECT- removes.
     Taint {
@@ -342,6 +409,42 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("label {text:?} must read KEY=VALUE"))
 }
 
+fn parse_for(text: &str) -> Result<(Kind, String), String> {
+    events::parse_for(text).map_err(|e| e.to_string())
+}
+
+/// Prints the events `query` asks for, as they come with `-w`.
+async fn print_events(client: &Client, query: &events::Query, all_namespaces: bool) -> Result<()> {
+    use std::io::Write as _;
+    let mut header = true;
+    events::events(client, query, |batch| {
+        if batch.first && batch.events.is_empty() && !query.watch {
+            match &query.namespace {
+                Some(ns) => eprintln!("No events found in {ns} namespace."),
+                None => eprintln!("No events found."),
+            }
+            return Ok(false);
+        }
+        if batch.events.is_empty() {
+            return Ok(true);
+        }
+        let text = render::events(
+            &batch.events,
+            header,
+            all_namespaces,
+            jiff::Timestamp::now(),
+        );
+        header = false;
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(e).context("cannot write to stdout"),
+        }
+    })
+    .await
+}
+
 /// Resolves on ctrl-c or SIGTERM.
 pub async fn shutdown_signal() {
     #[cfg(unix)]
@@ -420,8 +523,14 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Apply { files } => {
             let sources = apply::sources(&files)?;
+            // quinn's driver tasks keep the span that is current when the
+            // connection starts, past the command's end: connect first, so
+            // that `apply` ends (and is exported) with the command.
             let client = connect(cli.config.as_deref()).await?;
-            let outcomes = apply::apply(&client, &sources).await?;
+            // One trace per apply: the scheduler and the nodes continue it.
+            let span = tracing::info_span!("apply", files = ?files);
+            let outcomes =
+                tracing::Instrument::instrument(apply::apply(&client, &sources), span).await?;
             for outcome in &outcomes {
                 println!("{}", outcome_line(outcome));
             }
@@ -473,6 +582,19 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{text}");
         }
         Command::Version => print!("{}", version::version()),
+        Command::Top {
+            target,
+            namespace,
+            all_namespaces,
+        } => {
+            let namespace =
+                (!all_namespaces).then(|| namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into()));
+            let client = connect(cli.config.as_deref()).await?;
+            let rows = top::top(&client, target, namespace).await?;
+            client.close().await;
+            print!("{}", render::top(&rows, all_namespaces));
+        }
+        Command::Dashboard { data } => print!("{}", commands::dashboard::dashboard(&data)?),
         Command::Completion { shell } => {
             use std::io::Write as _;
             let script = completion::script(shell, &mut Cli::command());
@@ -515,18 +637,25 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let client = connect(cli.config.as_deref()).await?;
             let objects = get::get(&client, &query).await?;
-            let events = if kind.is_namespaced() {
-                get::get(
-                    &client,
-                    &get::Query {
-                        kind: Kind::Event,
-                        namespace: query.namespace.clone(),
-                        name: None,
-                    },
-                )
-                .await?
-            } else {
-                Vec::new()
+            // Events about a Node live in `default`, as in Kubernetes.
+            let events_namespace = match kind {
+                Kind::Node => Some(DEFAULT_NAMESPACE.to_owned()),
+                _ if kind.is_namespaced() => query.namespace.clone(),
+                _ => None,
+            };
+            let events = match events_namespace {
+                Some(namespace) => {
+                    get::get(
+                        &client,
+                        &get::Query {
+                            kind: Kind::Event,
+                            namespace: Some(namespace),
+                            name: None,
+                        },
+                    )
+                    .await?
+                }
+                None => Vec::new(),
             };
             client.close().await;
             for object in &objects {
@@ -567,6 +696,22 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let client = connect(cli.config.as_deref()).await?;
             logs::logs(&client, &query, &mut std::io::stdout().lock()).await?;
+            client.close().await;
+        }
+        Command::Events {
+            namespace,
+            all_namespaces,
+            watch,
+            for_object,
+        } => {
+            let query = events::Query {
+                namespace: (!all_namespaces)
+                    .then(|| namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into())),
+                involved: for_object,
+                watch,
+            };
+            let client = connect(cli.config.as_deref()).await?;
+            print_events(&client, &query, all_namespaces).await?;
             client.close().await;
         }
         Command::Taint {
@@ -767,16 +912,6 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(
-                    "warn,berth=info,berth_node=info,berth_scheduler=info",
-                )
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -784,7 +919,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let telemetry = telemetry::init(cli.log_format, cli.command.service_name(), runtime.handle());
+    let result = runtime.block_on(run(cli));
+    // Before exit, while the runtime still runs the exporter's requests.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -349,6 +349,106 @@ fn table(
     columns(rows)
 }
 
+/// `berth events`: events as `kubectl events` lists them, with the header
+/// line when `header` (a watch prints it above its first lines only).
+pub fn events(
+    events: &[berth_api::Event],
+    header: bool,
+    all_namespaces: bool,
+    now: Timestamp,
+) -> String {
+    let objects: Vec<Object> = events
+        .iter()
+        .map(|e| Object::Event(Box::new(e.clone())))
+        .collect();
+    let text = table(Kind::Event, &objects, all_namespaces, false, now);
+    match text.split_once('\n') {
+        Some((_, rows)) if !header => rows.to_owned(),
+        _ => text,
+    }
+}
+
+/// `berth top`: nodes as `kubectl top nodes` prints them (NAME,
+/// CPU(cores), CPU%, MEMORY(bytes), MEMORY%; `<unknown>` for a node that
+/// has not reported lately), or instances (NAME, CPU(cores),
+/// MEMORY(bytes), REQUESTS/S, after NAMESPACE with `-A`).
+pub fn top(rows: &berth_api::wire::TopRows, all_namespaces: bool) -> String {
+    use berth_api::wire::TopRows;
+    let mut table: Vec<Vec<String>> = Vec::new();
+    match rows {
+        TopRows::Nodes(nodes) => {
+            table.push(
+                ["NAME", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            );
+            for node in nodes {
+                let cells = match node.usage {
+                    Some(usage) => vec![
+                        millicores(usage.cpu_millis),
+                        percent(usage.cpu_millis, node.allocatable.cpu_millis),
+                        bytes(usage.memory_bytes),
+                        percent(usage.memory_bytes, node.allocatable.memory_bytes),
+                    ],
+                    None => vec!["<unknown>".to_owned(); 4],
+                };
+                table.push(std::iter::once(node.name.clone()).chain(cells).collect());
+            }
+        }
+        TopRows::Instances(instances) => {
+            let mut header: Vec<String> = ["NAME", "CPU(cores)", "MEMORY(bytes)", "REQUESTS/S"]
+                .map(str::to_owned)
+                .to_vec();
+            if all_namespaces {
+                header.insert(0, "NAMESPACE".into());
+            }
+            table.push(header);
+            for instance in instances {
+                let mut cells = vec![
+                    instance.name.clone(),
+                    millicores(instance.cpu_millicores),
+                    bytes(instance.memory_bytes),
+                    format!(
+                        "{}.{}",
+                        instance.millirequests_per_second / 1000,
+                        instance.millirequests_per_second % 1000 / 100
+                    ),
+                ];
+                if all_namespaces {
+                    cells.insert(0, instance.namespace.clone());
+                }
+                table.push(cells);
+            }
+        }
+    }
+    columns(table)
+}
+
+/// CPU as kubectl top prints it: `250m`.
+fn millicores(millis: u64) -> String {
+    format!("{millis}m")
+}
+
+/// Memory as kubectl top prints it, in Mi (Ki below one Mi, so that a
+/// small usage does not read as none).
+fn bytes(bytes: u64) -> String {
+    const MI: u64 = 1024 * 1024;
+    if bytes >= MI {
+        format!("{}Mi", bytes / MI)
+    } else {
+        format!("{}Ki", bytes.div_ceil(1024))
+    }
+}
+
+/// `used` as a whole percentage of `of`; `<unknown>` when `of` is 0.
+fn percent(used: u64, of: u64) -> String {
+    if of == 0 {
+        return "<unknown>".to_owned();
+    }
+    let whole = u128::from(used) * 100 / u128::from(of);
+    format!("{whole}%")
+}
+
 /// Lays rows out in columns padded to their widest cell plus three spaces.
 fn columns(rows: Vec<Vec<String>>) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
@@ -828,6 +928,48 @@ mod tests {
         assert!(
             described.contains("Endpoints:        b-1 (node-0), b-2 (node-0)"),
             "{described}"
+        );
+    }
+
+    #[test]
+    fn top_prints_kubectl_columns() {
+        use berth_api::wire::{InstanceTop, NodeTop, TopRows};
+        let nodes = TopRows::Nodes(vec![
+            NodeTop {
+                name: "a".into(),
+                usage: Some(berth_api::NodeResources {
+                    cpu_millis: 250,
+                    memory_bytes: 96 << 20,
+                }),
+                allocatable: berth_api::NodeResources {
+                    cpu_millis: 1000,
+                    memory_bytes: 1 << 30,
+                },
+            },
+            NodeTop {
+                name: "b".into(),
+                usage: None,
+                allocatable: berth_api::NodeResources::default(),
+            },
+        ]);
+        assert_eq!(
+            top(&nodes, false),
+            "NAME   CPU(cores)   CPU%        MEMORY(bytes)   MEMORY%\n\
+             a      250m         25%         96Mi            9%\n\
+             b      <unknown>    <unknown>   <unknown>       <unknown>\n"
+        );
+        let instances = TopRows::Instances(vec![InstanceTop {
+            namespace: "default".into(),
+            name: "hello-b7k2x".into(),
+            node: "a".into(),
+            cpu_millicores: 3,
+            memory_bytes: 512,
+            millirequests_per_second: 1500,
+        }]);
+        assert_eq!(
+            top(&instances, true),
+            "NAMESPACE   NAME          CPU(cores)   MEMORY(bytes)   REQUESTS/S\n\
+             default     hello-b7k2x   3m           1Ki             1.5\n"
         );
     }
 }

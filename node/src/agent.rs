@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::logs::{LogError, LogQuery};
 use crate::metrics::Metrics;
+use crate::metrics::usage::UsageTracker;
 use crate::services::ServiceRouter;
 use crate::supervisor::Supervisor;
 
@@ -52,11 +53,12 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(100);
+    let mut usage = UsageTracker::default();
     loop {
         let began = tokio::time::Instant::now();
         let outcome = tokio::select! {
             _ = &mut shutdown => break,
-            outcome = session(&endpoint, scheduler, &info, &supervisor, &services, &metrics) => outcome,
+            outcome = session(&endpoint, scheduler, &info, &supervisor, &services, &metrics, &mut usage) => outcome,
         };
         if let Err(e) = outcome {
             warn!(%scheduler, error = %format!("{e:#}"), "scheduler session ended; instances keep serving");
@@ -82,6 +84,7 @@ async fn session(
     supervisor: &Arc<Supervisor>,
     services: &ServiceRouter,
     metrics: &Metrics,
+    usage: &mut UsageTracker,
 ) -> Result<()> {
     let connection = quic::connect(endpoint, scheduler).await?;
     match quic::call(&connection, &Request::Register(info.clone())).await? {
@@ -110,9 +113,9 @@ async fn session(
             },
             _ = heartbeat.tick() => {
                 supervisor.retry_fetches(&connection);
-                report(&connection, supervisor, metrics).await?;
+                report(&connection, supervisor, metrics, usage).await?;
             }
-            () = supervisor.changed.notified() => report(&connection, supervisor, metrics).await?,
+            () = supervisor.changed.notified() => report(&connection, supervisor, metrics, usage).await?,
             incoming = connection.accept_bi() => {
                 let (send, recv) = incoming?;
                 tokio::spawn(answer(supervisor.clone(), send, recv));
@@ -125,9 +128,13 @@ async fn report(
     connection: &quinn::Connection,
     supervisor: &Supervisor,
     metrics: &Metrics,
+    usage: &mut UsageTracker,
 ) -> Result<()> {
-    let report = supervisor.report();
+    let mut report = supervisor.report();
     metrics.report(&report);
+    // Usage over the interval since the last report: sandboxes' cgroups
+    // and requests (see `crate::metrics::usage`).
+    report.usage = usage.sample(std::time::Instant::now(), &metrics.sandbox_usage());
     match quic::call(connection, &Request::Report(report)).await? {
         Response::Ok => Ok(()),
         Response::Error(e) => bail!("reporting: {e}"),

@@ -15,7 +15,6 @@ use tokio::task::AbortHandle;
 
 use crate::ingress::Routes;
 use crate::logs::GuestLog;
-use crate::probes::{ProbeEvent, ProbeTransition};
 use crate::runtime::{InstanceConfig, WasmRuntime};
 use crate::sandbox::protocol::{HostEvent, LoadSpec};
 
@@ -126,25 +125,18 @@ impl InstanceHost {
         let routes = Arc::clone(&self.routes);
         let events = self.events.clone();
         let uid = spec.uid.clone();
-        crate::probes::run(prepared, probes, move |event| match event {
-            ProbeEvent::Transition(ProbeTransition::Ready { ready, message }) => {
+        let ready = crate::probes::initially_ready(&probes);
+        let on_event = crate::probes::host_events(
+            uid.clone(),
+            ready,
+            move |event| {
+                let _ = events.send(event);
+            },
+            move |ready| {
                 routes.set_ready(&uid, ready);
-                let _ = events.send(HostEvent::Ready {
-                    uid: uid.clone(),
-                    ready,
-                    message,
-                });
-            }
-            ProbeEvent::Transition(ProbeTransition::Restart(restart)) => {
-                routes.set_ready(&uid, false);
-                let _ = events.send(HostEvent::Unhealthy {
-                    uid: uid.clone(),
-                    message: restart.message,
-                });
-            }
-            ProbeEvent::Transition(ProbeTransition::Started) | ProbeEvent::Failed { .. } => {}
-        })
-        .await;
+            },
+        );
+        crate::probes::run(prepared, probes, on_event).await;
     }
 
     async fn run_command(&self, spec: LoadSpec, config: InstanceConfig) {

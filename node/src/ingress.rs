@@ -449,7 +449,17 @@ async fn route(
         );
         return response;
     };
-    let response = match instance.handle(req).await {
+    // The request's span continues the caller's trace (a `traceparent`
+    // header); the component's outbound calls carry it on (`outbound`).
+    let span = tracing::info_span!("ingress request", %namespace, %deployment);
+    if let Some(parent) = req
+        .headers()
+        .get(berth_api::trace::HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        berth_api::trace::set_parent_text(&span, parent);
+    }
+    let response = match tracing::Instrument::instrument(instance.handle(req), span).await {
         Ok(response) => response,
         Err(e) => {
             tracing::error!(%host, error = %error_chain(&e), "component failed");

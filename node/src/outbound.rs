@@ -107,13 +107,34 @@ impl WasiHttpHooks for OutboundPolicy {
             tracing::debug!(uri = %request.uri(), "outbound request denied");
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
-        Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
-            ))
-        })
+        let span = tracing::info_span!("outbound request", uri = %request.uri());
+        inject_trace(&span, &mut request);
+        Box::new(tracing::Instrument::instrument(
+            async move {
+                let (response, io) =
+                    wasmtime_wasi_http::default_send_request(request, options).await?;
+                Ok((
+                    response.map(BodyExt::boxed_unsync),
+                    Box::new(io) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ))
+            },
+            span,
+        ))
+    }
+}
+
+/// Gives `request` a `traceparent` header naming `span`, when the span is
+/// part of a trace and the component set none of its own.
+fn inject_trace<B>(span: &tracing::Span, request: &mut http::Request<B>) {
+    if request.headers().contains_key(berth_api::trace::HEADER) {
+        return;
+    }
+    if let Some(value) =
+        berth_api::trace::of(span).and_then(|trace| HeaderValue::from_str(&trace.to_string()).ok())
+    {
+        request
+            .headers_mut()
+            .insert(berth_api::trace::HEADER, value);
     }
 }
 

@@ -34,6 +34,7 @@ use berth_api::lifecycle::{ProbeHandler, ProbeSpec, Probes};
 use http::StatusCode;
 
 use crate::runtime::{PreparedInstance, RuntimeError, Termination, error_chain};
+use crate::sandbox::protocol::HostEvent;
 
 /// The reason a restart decided by a probe is reported with (Kubernetes'
 /// event reason for a failing probe).
@@ -385,6 +386,55 @@ pub(crate) async fn run_target(
     mut on_event: impl FnMut(ProbeEvent) + Send,
 ) -> Option<Restart> {
     run_on(target, &probes, &mut on_event).await
+}
+
+/// The probe runner's callback for an instance `uid`: turns its probe
+/// events into the [`HostEvent`]s the supervisor reads, and calls
+/// `set_ready` on each readiness change (routing). A readiness probe that
+/// fails while the instance is not ready is reported too, once per new
+/// message, so that an instance that never became ready says why.
+pub(crate) fn host_events(
+    uid: String,
+    initially_ready: bool,
+    send: impl Fn(HostEvent) + Send,
+    set_ready: impl Fn(bool) + Send,
+) -> impl FnMut(ProbeEvent) + Send {
+    let mut ready = initially_ready;
+    let mut told = String::new();
+    move |event| match event {
+        ProbeEvent::Transition(ProbeTransition::Ready {
+            ready: now,
+            message,
+        }) => {
+            ready = now;
+            set_ready(now);
+            told.clone_from(&message);
+            send(HostEvent::Ready {
+                uid: uid.clone(),
+                ready: now,
+                message,
+            });
+        }
+        ProbeEvent::Transition(ProbeTransition::Restart(restart)) => {
+            set_ready(false);
+            send(HostEvent::Unhealthy {
+                uid: uid.clone(),
+                message: restart.message,
+            });
+        }
+        ProbeEvent::Failed {
+            kind: ProbeKind::Readiness,
+            message,
+        } if !ready && message != told => {
+            told.clone_from(&message);
+            send(HostEvent::Ready {
+                uid: uid.clone(),
+                ready: false,
+                message,
+            });
+        }
+        ProbeEvent::Transition(ProbeTransition::Started) | ProbeEvent::Failed { .. } => {}
+    }
 }
 
 /// What the runner probes: a [`PreparedInstance`], a container, or a
@@ -970,5 +1020,69 @@ mod tests {
         };
         let ended = tokio::time::timeout(secs(30), run(instance, probes, |_| {})).await;
         assert_eq!(ended.unwrap(), None);
+    }
+
+    #[test]
+    fn a_never_ready_instance_says_why_once_per_message() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let routed = Arc::new(Mutex::new(Vec::new()));
+        let mut on_event = {
+            let (sent, routed) = (Arc::clone(&sent), Arc::clone(&routed));
+            host_events(
+                "u1".into(),
+                false,
+                move |event| sent.lock().unwrap().push(event),
+                move |ready| routed.lock().unwrap().push(ready),
+            )
+        };
+        let failed = |message: &str| ProbeEvent::Failed {
+            kind: ProbeKind::Readiness,
+            message: message.into(),
+        };
+        on_event(failed(
+            "Readiness probe failed: HTTP probe failed with statuscode: 503",
+        ));
+        on_event(failed(
+            "Readiness probe failed: HTTP probe failed with statuscode: 503",
+        ));
+        on_event(failed(
+            "Readiness probe failed: HTTP probe failed with statuscode: 500",
+        ));
+        on_event(ProbeEvent::Transition(ProbeTransition::Ready {
+            ready: true,
+            message: String::new(),
+        }));
+        // Ready now: a single failure below the threshold changes nothing.
+        on_event(failed(
+            "Readiness probe failed: HTTP probe failed with statuscode: 500",
+        ));
+        let messages: Vec<(bool, String)> = sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|event| match event {
+                HostEvent::Ready { ready, message, .. } => (*ready, message.clone()),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (
+                    false,
+                    "Readiness probe failed: HTTP probe failed with statuscode: 503".into()
+                ),
+                (
+                    false,
+                    "Readiness probe failed: HTTP probe failed with statuscode: 500".into()
+                ),
+                (true, String::new()),
+            ]
+        );
+        assert_eq!(
+            *routed.lock().unwrap(),
+            [true],
+            "routing changes only on transitions"
+        );
     }
 }

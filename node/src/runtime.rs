@@ -273,6 +273,8 @@ pub struct WasmRuntime {
     compiled: AtomicU64,
     /// Components loaded from an artifact on disk: compile-cache hits.
     from_disk: AtomicU64,
+    /// How long request instantiations took, until taken for metrics.
+    instantiations: Arc<stats::Instantiations>,
 }
 
 impl WasmRuntime {
@@ -328,6 +330,7 @@ impl WasmRuntime {
             loaded: Mutex::new(HashMap::new()),
             compiled: AtomicU64::new(0),
             from_disk: AtomicU64::new(0),
+            instantiations: Arc::default(),
         })
     }
 
@@ -354,8 +357,16 @@ impl WasmRuntime {
                 counters: stats::Counters::default(),
                 in_flight: InFlight::default(),
                 _ticker: Arc::clone(&self.ticker),
+                instantiations: Arc::clone(&self.instantiations),
             }),
         })
+    }
+
+    /// The seconds each request's instantiation took since the last call
+    /// (probes included; at most 65,536 are
+    /// kept between calls).
+    pub fn take_instantiations(&self) -> Vec<f64> {
+        self.instantiations.take()
     }
 
     /// How many components this runtime compiled with cranelift (not loaded
@@ -642,6 +653,8 @@ struct Prepared {
     in_flight: InFlight,
     /// Keeps the engine's epoch ticking while this instance can serve.
     _ticker: Arc<EpochTicker>,
+    /// The runtime's instantiation samples.
+    instantiations: Arc<stats::Instantiations>,
 }
 
 impl PreparedInstance {
@@ -791,7 +804,12 @@ impl PreparedInstance {
         let prepared = Arc::clone(&self.inner);
         let task = tokio::spawn(async move {
             let run = async {
-                let proxy = match prepared.pre.instantiate_async(&mut store).await {
+                let began = Instant::now();
+                let instantiated = prepared.pre.instantiate_async(&mut store).await;
+                prepared
+                    .instantiations
+                    .record(began.elapsed().as_secs_f64());
+                let proxy = match instantiated {
                     Ok(proxy) => proxy,
                     Err(e) => return Err(instantiate_error(e, &store.data().limits)),
                 };

@@ -112,6 +112,11 @@ struct Member {
     cpu_millis: Option<u64>,
     /// Routed as soon as it is loaded: it has no readiness or startup probe.
     ready_at_load: bool,
+    /// Requests credited to it, for usage reports: a sandbox's samples
+    /// name the deployment, not the instance, so they are credited to the
+    /// deployment's members in turn, as the worker's round-robin spreads
+    /// them.
+    requests: u64,
 }
 
 /// One worker process.
@@ -122,6 +127,8 @@ struct Sandbox {
     connections: UnixStream,
     cgroup: Option<SandboxCgroup>,
     members: Mutex<HashMap<String, Member>>,
+    /// Turns of the request crediting among members.
+    credits: AtomicUsize,
 }
 
 impl Sandbox {
@@ -184,7 +191,8 @@ pub struct Sandboxes {
     socket_name: String,
     /// Serialises worker start-ups, so each connects back in turn.
     starting: tokio::sync::Mutex<()>,
-    sandboxes: Mutex<HashMap<SandboxKey, Arc<Sandbox>>>,
+    /// Shared with the usage source installed in the metrics.
+    sandboxes: Arc<Mutex<HashMap<SandboxKey, Arc<Sandbox>>>>,
     /// Ready instances by lowercase `(namespace, deployment)`.
     table: RwLock<RoutingTable>,
     next: AtomicUsize,
@@ -241,6 +249,8 @@ impl Sandboxes {
             listener.set_nonblocking(true)?;
             UnixListener::from_std(listener)?
         };
+        let sandboxes = Arc::new(Mutex::new(HashMap::new()));
+        metrics.set_sandbox_source(usage_source(Arc::clone(&sandboxes), subtree.clone()));
         Ok(Sandboxes {
             program,
             data_dir,
@@ -251,7 +261,7 @@ impl Sandboxes {
             listener,
             socket_name,
             starting: tokio::sync::Mutex::new(()),
-            sandboxes: Mutex::new(HashMap::new()),
+            sandboxes,
             table: RwLock::new(HashMap::new()),
             next: AtomicUsize::new(0),
             serial: AtomicU64::new(0),
@@ -309,6 +319,7 @@ impl Sandboxes {
                 memory_bytes: spec.memory_limit_bytes,
                 cpu_millis,
                 ready_at_load: spec.probes.readiness.is_none() && spec.probes.startup.is_none(),
+                requests: 0,
             },
         );
         if let Some(cgroup) = &sandbox.cgroup
@@ -388,6 +399,7 @@ impl Sandboxes {
             connections,
             cgroup,
             members: Mutex::new(HashMap::new()),
+            credits: AtomicUsize::new(0),
         });
         tracing::info!(sandbox = %id, pid, "sandbox started");
         let this = Arc::clone(self);
@@ -530,8 +542,13 @@ impl Sandboxes {
                     .fetch_add(compiled, Ordering::Relaxed);
                 self.compiles.disk.fetch_add(disk, Ordering::Relaxed);
             }
+            FromWorker::Instantiations(seconds) => {
+                for seconds in seconds {
+                    self.metrics.instantiated(seconds);
+                }
+            }
             FromWorker::Requests(samples) => {
-                let members = sandbox.members();
+                let mut members = sandbox.members();
                 for sample in samples {
                     if let Some(reason) = sample.terminated {
                         self.metrics.terminated(static_reason(&reason));
@@ -539,9 +556,19 @@ impl Sandboxes {
                     }
                     // Label values come from this node's own table, never
                     // from what a sandbox says alone.
-                    let known = members.values().any(|m| {
-                        m.namespace == sample.namespace && m.deployment == sample.deployment
-                    });
+                    let mut serving: Vec<&mut Member> = members
+                        .values_mut()
+                        .filter(|m| {
+                            m.namespace == sample.namespace && m.deployment == sample.deployment
+                        })
+                        .collect();
+                    let known = !serving.is_empty();
+                    let turn = sandbox.credits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(count) = turn.checked_rem(serving.len())
+                        && let Some(member) = serving.get_mut(count)
+                    {
+                        member.requests = member.requests.saturating_add(1);
+                    }
                     let (namespace, deployment) = if known {
                         (sample.namespace.as_str(), sample.deployment.as_str())
                     } else {
@@ -699,6 +726,57 @@ impl ConnectionDispatch for Sandboxes {
         stream: TcpStream,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<TcpStream>> + Send + '_>> {
         Box::pin(self.dispatch_stream(stream))
+    }
+}
+
+/// Reads each sandbox's cgroup usage and its members' request counts, for
+/// the metrics and the usage reports.
+/// Containers count as sandboxes of one instance each (`oci-<uid>`), from
+/// the cgroups `crate::oci` makes beside the node's subtree; their requests
+/// are not counted.
+fn usage_source(
+    sandboxes: Arc<Mutex<HashMap<SandboxKey, Arc<Sandbox>>>>,
+    subtree: String,
+) -> impl Fn() -> Vec<crate::metrics::SandboxUsage> + Send + Sync + 'static {
+    move || {
+        let all: Vec<Arc<Sandbox>> = sandboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        all.iter()
+            .map(|sandbox| {
+                let usage = sandbox
+                    .cgroup
+                    .as_ref()
+                    .map(SandboxCgroup::usage)
+                    .unwrap_or_default();
+                crate::metrics::SandboxUsage {
+                    id: sandbox.id.clone(),
+                    memory_bytes: usage.memory_bytes,
+                    cpu_nanos: usage.cpu_nanos,
+                    members: sandbox
+                        .members()
+                        .iter()
+                        .map(|(uid, member)| crate::metrics::MemberUsage {
+                            uid: uid.clone(),
+                            requests: member.requests,
+                        })
+                        .collect(),
+                }
+            })
+            .chain(
+                cgroup::container_usage(&subtree)
+                    .into_iter()
+                    .map(|(uid, usage)| crate::metrics::SandboxUsage {
+                        id: format!("oci-{uid}"),
+                        memory_bytes: usage.memory_bytes,
+                        cpu_nanos: usage.cpu_nanos,
+                        members: vec![crate::metrics::MemberUsage { uid, requests: 0 }],
+                    }),
+            )
+            .collect()
     }
 }
 

@@ -178,6 +178,8 @@ impl Supervisor {
         NodeReport {
             instances,
             components,
+            // Filled in by the agent (`crate::metrics::usage`).
+            usage: Default::default(),
         }
     }
 
@@ -257,9 +259,21 @@ impl Supervisor {
         }
     }
 
+    /// Starts the instance in a "start instance" span, a child of the trace
+    /// that created it (`Assignment::traceparent`).
+    async fn start(self: Arc<Self>, assignment: Assignment, connection: Option<quinn::Connection>) {
+        let span = tracing::info_span!("start instance", instance = %assignment.name);
+        berth_api::trace::set_parent_text(&span, &assignment.traceparent);
+        tracing::Instrument::instrument(self.start_traced(assignment, connection), span).await;
+    }
+
     /// Fetches the component (unless on disk; without a connection it must
     /// be) and loads the instance.
-    async fn start(self: Arc<Self>, assignment: Assignment, connection: Option<quinn::Connection>) {
+    async fn start_traced(
+        self: Arc<Self>,
+        assignment: Assignment,
+        connection: Option<quinn::Connection>,
+    ) {
         let uid = assignment.uid.clone();
         if assignment.container.is_some() {
             match &self.containers {

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use berth_api::wire::NodeUsage;
 use jiff::Timestamp;
 use tokio::sync::watch;
 
@@ -29,6 +30,9 @@ pub struct Cluster {
     /// Each connected node's connection, by node name: the newest one
     /// when a node reconnects before its old connection timed out.
     connections: Mutex<HashMap<String, quinn::Connection>>,
+    /// Each node's latest usage report and when it came, kept in memory
+    /// only (it is not desired state), for `berth top`.
+    usage: Mutex<HashMap<String, (Timestamp, NodeUsage)>>,
 }
 
 impl Cluster {
@@ -43,6 +47,7 @@ impl Cluster {
             changes: watch::channel(revision).0,
             liveness: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
+            usage: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -101,6 +106,22 @@ impl Cluster {
         self.connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps `usage`, reported by `node` at `now`, as its latest.
+    pub fn record_usage(&self, node: &str, now: Timestamp, usage: NodeUsage) {
+        self.usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node.to_owned(), (now, usage));
+    }
+
+    /// Every node's latest usage report and when it came.
+    pub fn usage(&self) -> HashMap<String, (Timestamp, NodeUsage)> {
+        self.usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A copy of what node connections told us.

@@ -1,16 +1,45 @@
-//! Events: what happened to an object, for `berth describe` and
-//! `berth get events`.
+//! Events: what happened to an object, for `berth events`, `berth get
+//! events` and `berth describe`.
 //!
-//! Events are derived from the writes themselves: when the reconciler or a
-//! node report changes an instance (bound to a node, found unschedulable,
-//! preempted, evicted, started, failed, restarted, backing off before a
-//! restart, failing its readiness probe), the same transaction records an
-//! Event. Repeats of the same reason and message on the same object bump
-//! `count` instead of adding rows, and events older than [`EVENT_TTL`] are
-//! removed, as Kubernetes does.
+//! Events are derived from the writes themselves ([decision 0013]): when
+//! the reconciler or a node report changes an object, the same transaction
+//! calls [`record_change`] (or [`record_created`] for a new instance), which
+//! asks [`transitions`] what the change tells of and stores it with
+//! [`record`]. The sans-IO controllers stay unaware of events.
+//!
+//! What is told, with Kubernetes' reasons and types:
+//!
+//! | object   | change                                   | type    | reason                    |
+//! |----------|------------------------------------------|---------|---------------------------|
+//! | Instance | bound to a node                          | Normal  | `Scheduled`               |
+//! | Instance | no node fits                             | Warning | `FailedScheduling`        |
+//! | Instance | evicted by a higher priority             | Normal  | `Preempted`               |
+//! | Instance | a `NoExecute` taint (node loss included) | Normal  | `TaintManagerEviction`    |
+//! | Instance | stopped by its controller                | Normal  | `Killing`                 |
+//! | Instance | container image on the node, then runs   | Normal  | `Pulled`, `Started`       |
+//! | Instance | runs (again after a restart too)         | Normal  | `Started`                 |
+//! | Instance | image cannot be pulled (`ErrImagePull`)  | Warning | `Failed`                  |
+//! | Instance | liveness or readiness probe fails        | Warning | `Unhealthy`               |
+//! | Instance | killed for a failed liveness probe       | Normal  | `Killing`                 |
+//! | Instance | killed by the kernel for memory          | Warning | `OOMKilled`               |
+//! | Instance | another failure (its reason)             | Warning | e.g. `Crashed`, `Error`   |
+//! | Instance | waits to restart (`CrashLoopBackOff`)    | Warning | `BackOff`                 |
+//! | Deployment, Job | an instance created / stopped     | Normal  | `SuccessfulCreate`, `SuccessfulDelete` |
+//! | Job      | finished                                 | Normal / Warning | `Completed` / its condition's reason |
+//! | Node     | Ready or not                             | Normal  | `NodeReady`, `NodeNotReady` |
+//! | Node     | cordoned or uncordoned                   | Normal  | `NodeNotSchedulable`, `NodeSchedulable` |
+//!
+//! Events about a Node, which has no namespace, live in `default`, as
+//! Kubernetes keeps them. Repeats of the same reason and message on the
+//! same object bump `count` instead of adding rows, and events older than
+//! [`EVENT_TTL`] are removed.
+//!
+//! [decision 0013]: ../../docs/decisions/0013-events.md
 
+use berth_api::job::{JobConditionType, JobStatus};
 use berth_api::{
-    API_VERSION, Event, Instance, InstanceStatus, Kind, Object, ObjectMeta, ObjectReference, Phase,
+    API_VERSION, DEFAULT_NAMESPACE, Event, Instance, InstanceStatus, Kind, Node, Object,
+    ObjectMeta, ObjectReference, Phase,
 };
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
@@ -25,6 +54,28 @@ pub const EVENT_TTL: SignedDuration = SignedDuration::from_hours(1);
 /// event, as in Kubernetes.
 pub const REASON_CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
 
+/// The reason of an instance stopped for a failed liveness probe (the
+/// node's `probes::REASON_UNHEALTHY`).
+pub const REASON_UNHEALTHY: &str = "Unhealthy";
+
+/// The reason of an instance (or its sandbox) killed by the kernel for
+/// going over its memory limit. Kubernetes records no Event for it (only
+/// the container's `OOMKilled` status); berth tells it as a Warning event
+/// with this same word, so `berth events` and `berth get instances` agree.
+pub const REASON_OOM_KILLED: &str = "OOMKilled";
+
+/// The reason of a container instance whose image could not be pulled.
+pub const REASON_ERR_IMAGE_PULL: &str = "ErrImagePull";
+
+/// Where the node's `CrashLoopBackOff` message names how the last run
+/// ended: `back-off 10s restarting failed instance; last termination:
+/// REASON: MESSAGE`.
+const LAST_TERMINATION: &str = "; last termination: ";
+
+/// Where the node's message of a first failure says when it restarts:
+/// `MESSAGE; restarting in 1s`.
+const RESTARTING_IN: &str = "; restarting in ";
+
 /// `Normal` or `Warning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -34,22 +85,94 @@ pub enum Severity {
     Warning,
 }
 
-/// Records (or counts again) an event about `instance`.
+impl Severity {
+    /// The event's `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Normal => "Normal",
+            Severity::Warning => "Warning",
+        }
+    }
+}
+
+/// One thing that happened, before it is stored as an [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Happening {
+    /// Normal or Warning.
+    pub severity: Severity,
+    /// A CamelCase word.
+    pub reason: String,
+    /// What happened, in a sentence.
+    pub message: String,
+}
+
+impl Happening {
+    fn new(severity: Severity, reason: &str, message: impl Into<String>) -> Happening {
+        Happening {
+            severity,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A reference to `object` as an event's `involvedObject`.
+pub fn reference(object: &Object) -> ObjectReference {
+    let meta = object.metadata();
+    ObjectReference {
+        kind: object.kind().as_str().into(),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        uid: meta.uid.clone().unwrap_or_default(),
+    }
+}
+
+fn instance_reference(instance: &Instance) -> ObjectReference {
+    ObjectReference {
+        kind: Kind::Instance.as_str().into(),
+        namespace: Some(instance.metadata.namespace_or_default().to_owned()),
+        name: instance.metadata.name.clone(),
+        uid: instance.metadata.uid.clone().unwrap_or_default(),
+    }
+}
+
+/// The Deployment or Job owning `instance`, as an event's object.
+fn owner_reference(instance: &Instance) -> Option<ObjectReference> {
+    let owner = instance
+        .metadata
+        .owner_references
+        .iter()
+        .find(|r| r.kind == Kind::Deployment.as_str() || r.kind == Kind::Job.as_str())?;
+    Some(ObjectReference {
+        kind: owner.kind.clone(),
+        namespace: Some(instance.metadata.namespace_or_default().to_owned()),
+        name: owner.name.clone(),
+        uid: owner.uid.clone(),
+    })
+}
+
+/// Records (or counts again) `happening` about `involved`.
 pub fn record(
     txn: &mut Txn<'_, '_>,
-    instance: &Instance,
-    severity: Severity,
-    reason: &str,
-    message: &str,
+    involved: &ObjectReference,
+    happening: &Happening,
     source: &str,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let namespace = instance.metadata.namespace_or_default().to_owned();
-    let uid = instance.metadata.uid.clone().unwrap_or_default();
-    let digest = Sha256::digest(format!("{uid}\n{reason}\n{message}").as_bytes());
+    let namespace = involved
+        .namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+    let digest = Sha256::digest(
+        format!(
+            "{}\n{}\n{}\n{}",
+            involved.kind, involved.uid, happening.reason, happening.message
+        )
+        .as_bytes(),
+    );
     let name = format!(
         "{}.{}",
-        instance.metadata.name,
+        involved.name,
         hex::encode(digest).get(..12).unwrap_or_default()
     );
     let existing = match txn.get(&key(Kind::Event, Some(&namespace), &name))? {
@@ -67,24 +190,15 @@ pub fn record(
             kind: Kind::Event.as_str().into(),
             metadata: ObjectMeta {
                 name,
-                namespace: Some(namespace.clone()),
+                namespace: Some(namespace),
                 uid: Some(uuid::Uuid::new_v4().to_string()),
                 creation_timestamp: Some(now),
                 ..ObjectMeta::default()
             },
-            involved_object: ObjectReference {
-                kind: Kind::Instance.as_str().into(),
-                namespace: Some(namespace),
-                name: instance.metadata.name.clone(),
-                uid,
-            },
-            reason: reason.to_owned(),
-            message: message.to_owned(),
-            type_: match severity {
-                Severity::Normal => "Normal",
-                Severity::Warning => "Warning",
-            }
-            .into(),
+            involved_object: involved.clone(),
+            reason: happening.reason.clone(),
+            message: happening.message.clone(),
+            type_: happening.severity.as_str().into(),
             count: 1,
             first_timestamp: now,
             last_timestamp: now,
@@ -95,20 +209,76 @@ pub fn record(
     Ok(())
 }
 
-/// The event, if any, that a change of `before` into `after` tells of: at
-/// most one, the most telling. In order: `Scheduled`; `BackOff` (Warning)
-/// when the reason turns `CrashLoopBackOff`; the phase's own (placement,
-/// termination, `Started`, a failure); `Restarted` when `restartCount`
-/// grew; `Unhealthy` (Warning, with the node's message) when a Running
-/// instance turns not ready, or stays not ready with a new message.
-pub fn transition(before: &Instance, after: &Instance) -> Option<(Severity, String, String)> {
-    let (b, a) = (&before.status, &after.status);
+/// Records what the change of `before` into `after` tells of: an
+/// instance's [`transitions`] (and, when it stops, `SuccessfulDelete` on
+/// its owner), a Node's readiness and cordon, a Job's end.
+pub fn record_change(
+    txn: &mut Txn<'_, '_>,
+    before: &Object,
+    after: &Object,
+    source: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let (involved, happenings) = match (before, after) {
+        (Object::Instance(b), Object::Instance(a)) => {
+            if b.status.phase != Phase::Terminating
+                && a.status.phase == Phase::Terminating
+                && let Some(owner) = owner_reference(a)
+            {
+                let deleted = Happening::new(
+                    Severity::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted instance: {}", a.metadata.name),
+                );
+                record(txn, &owner, &deleted, source, now)?;
+            }
+            (instance_reference(a), transitions(b, a))
+        }
+        (Object::Node(b), Object::Node(a)) => (reference(after), node_transitions(b, a)),
+        (Object::Job(b), Object::Job(a)) => {
+            (reference(after), job_transitions(&b.status, &a.status))
+        }
+        _ => return Ok(()),
+    };
+    for happening in &happenings {
+        record(txn, &involved, happening, source, now)?;
+    }
+    Ok(())
+}
+
+/// Records `SuccessfulCreate` on the Deployment or Job that `object`, a new
+/// instance, belongs to.
+pub fn record_created(
+    txn: &mut Txn<'_, '_>,
+    object: &Object,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Object::Instance(instance) = object else {
+        return Ok(());
+    };
+    let Some(owner) = owner_reference(instance) else {
+        return Ok(());
+    };
+    let created = Happening::new(
+        Severity::Normal,
+        "SuccessfulCreate",
+        format!("Created instance: {}", instance.metadata.name),
+    );
+    record(txn, &owner, &created, "scheduler", now)
+}
+
+/// What a change of `before` into `after` tells of, in the order it
+/// happened (see the table in the module docs). A status that did not
+/// change tells nothing, so a node reporting the same state every second
+/// adds no events.
+pub fn transitions(before: &Instance, after: &Instance) -> Vec<Happening> {
+    let mut told = Vec::new();
     if before.spec.node_name.is_none()
         && let Some(node) = &after.spec.node_name
     {
-        return Some((
+        told.push(Happening::new(
             Severity::Normal,
-            "Scheduled".into(),
+            "Scheduled",
             format!(
                 "Successfully assigned {}/{} to {node}",
                 after.metadata.namespace_or_default(),
@@ -116,42 +286,102 @@ pub fn transition(before: &Instance, after: &Instance) -> Option<(Severity, Stri
             ),
         ));
     }
+    let (b, a) = (&before.status, &after.status);
     let phase_changed = a.reason != b.reason || a.message != b.message || a.phase != b.phase;
     if !phase_changed && a.ready == b.ready && a.restart_count == b.restart_count {
-        return None;
+        return told;
     }
-    if a.reason == REASON_CRASH_LOOP_BACK_OFF && b.reason != REASON_CRASH_LOOP_BACK_OFF {
-        return Some((
+    if a.restart_count > b.restart_count {
+        // A run ended and the node restarts it: how it ended, then the
+        // back-off if the node is in one.
+        let (reason, message) = last_termination(a);
+        if reason == REASON_UNHEALTHY {
+            told.push(Happening::new(Severity::Warning, REASON_UNHEALTHY, message));
+            told.push(Happening::new(
+                Severity::Normal,
+                "Killing",
+                "Stopping instance: it failed its liveness probe and will be restarted",
+            ));
+        } else {
+            told.push(failure(after, reason, message));
+        }
+        if a.reason == REASON_CRASH_LOOP_BACK_OFF {
+            told.push(back_off(a));
+        }
+        return told;
+    }
+    if a.reason == REASON_CRASH_LOOP_BACK_OFF {
+        if b.reason != REASON_CRASH_LOOP_BACK_OFF {
+            told.push(back_off(a));
+        }
+        return told;
+    }
+    if phase_changed {
+        told.extend(phase_happenings(before, after));
+    }
+    // Kubernetes' `Unhealthy` for readiness: Running, and its readiness
+    // probe now fails (or fails for another reason than last reported).
+    if a.phase == Phase::Running
+        && b.phase == Phase::Running
+        && a.reason.is_empty()
+        && b.reason.is_empty()
+        && !a.ready
+        && (b.ready || a.message != b.message)
+    {
+        told.push(Happening::new(
             Severity::Warning,
-            "BackOff".into(),
-            or_default(&a.message, "Back-off restarting failed instance"),
-        ));
-    }
-    let restarted = a.restart_count > b.restart_count;
-    if phase_changed && let Some(event) = phase_event(b, a, restarted) {
-        return Some(event);
-    }
-    if restarted {
-        return Some((
-            Severity::Normal,
-            "Restarted".into(),
-            if a.message.is_empty() {
-                "Restarted instance".to_owned()
-            } else {
-                format!("Restarted instance: {}", a.message)
-            },
-        ));
-    }
-    // Kubernetes' `Unhealthy`: Running, and its readiness probe now fails
-    // (or fails for another reason than last reported).
-    if a.phase == Phase::Running && !a.ready && (b.ready || a.message != b.message) {
-        return Some((
-            Severity::Warning,
-            "Unhealthy".into(),
+            REASON_UNHEALTHY,
             or_default(&a.message, "Readiness probe failed"),
         ));
     }
-    None
+    told
+}
+
+/// How the last run of a restarting instance ended: its reason and message,
+/// or, in `CrashLoopBackOff`, what the node's message names after
+/// `last termination:`.
+fn last_termination(status: &InstanceStatus) -> (&str, &str) {
+    if status.reason == REASON_CRASH_LOOP_BACK_OFF {
+        return status
+            .message
+            .split_once(LAST_TERMINATION)
+            .and_then(|(_, last)| last.split_once(": "))
+            .unwrap_or(("", &status.message));
+    }
+    let message = match status.message.rfind(RESTARTING_IN) {
+        Some(at) => status.message.get(..at).unwrap_or(&status.message),
+        None => &status.message,
+    };
+    (&status.reason, message)
+}
+
+fn back_off(status: &InstanceStatus) -> Happening {
+    Happening::new(
+        Severity::Warning,
+        "BackOff",
+        or_default(&status.message, "Back-off restarting failed instance"),
+    )
+}
+
+/// A run that ended badly, told by its reason.
+fn failure(instance: &Instance, reason: &str, message: &str) -> Happening {
+    match reason {
+        REASON_ERR_IMAGE_PULL => Happening::new(
+            Severity::Warning,
+            "Failed",
+            format!(
+                "Failed to pull image {:?}: {message}",
+                instance.spec.image.as_deref().unwrap_or_default()
+            ),
+        ),
+        "" => Happening::new(
+            Severity::Warning,
+            "Failed",
+            or_default(message, "Instance failed"),
+        ),
+        "Completed" => Happening::new(Severity::Normal, "Completed", message),
+        reason => Happening::new(Severity::Warning, reason, message),
+    }
 }
 
 /// `text`, or `default` if it is empty.
@@ -159,43 +389,117 @@ fn or_default(text: &str, default: &str) -> String {
     if text.is_empty() { default } else { text }.to_owned()
 }
 
-/// The event a change of phase, reason or message from `b` to `a` tells
-/// of; a restarted instance's return to Running is told as `Restarted`,
-/// not `Started`.
-fn phase_event(
-    b: &InstanceStatus,
-    a: &InstanceStatus,
-    restarted: bool,
-) -> Option<(Severity, String, String)> {
+/// What a change of phase, reason or message tells of, restarts aside.
+fn phase_happenings(before: &Instance, after: &Instance) -> Vec<Happening> {
+    let (b, a) = (&before.status, &after.status);
     match (a.phase, a.reason.as_str()) {
-        (Phase::Pending, "Unschedulable") => Some((
+        (Phase::Pending, "Unschedulable") => vec![Happening::new(
             Severity::Warning,
-            "FailedScheduling".into(),
+            "FailedScheduling",
             a.message.clone(),
-        )),
-        (Phase::Pending, "Preempted") => {
-            Some((Severity::Normal, "Preempted".into(), a.message.clone()))
-        }
-        (Phase::Terminating, reason) if !reason.is_empty() => {
-            Some((Severity::Warning, reason.to_owned(), a.message.clone()))
-        }
-        (Phase::Terminating, _) => Some((
+        )],
+        (Phase::Pending, "Preempted") => vec![Happening::new(
             Severity::Normal,
-            "Killing".into(),
-            "Stopping instance".into(),
-        )),
-        (Phase::Running, _) if b.phase != Phase::Running && !restarted => Some((
-            Severity::Normal,
-            "Started".into(),
-            "Started instance".into(),
-        )),
-        (Phase::Failed, reason) => Some((
-            Severity::Warning,
-            if reason.is_empty() { "Failed" } else { reason }.to_owned(),
+            "Preempted",
             a.message.clone(),
-        )),
-        _ => None,
+        )],
+        (Phase::Terminating, "TaintEviction") => vec![Happening::new(
+            Severity::Normal,
+            "TaintManagerEviction",
+            format!(
+                "Marking for deletion Instance {}/{}: {}",
+                after.metadata.namespace_or_default(),
+                after.metadata.name,
+                a.message
+            ),
+        )],
+        (Phase::Terminating, reason) if b.phase != Phase::Terminating => vec![Happening::new(
+            Severity::Normal,
+            "Killing",
+            if reason.is_empty() {
+                "Stopping instance".to_owned()
+            } else {
+                format!("Stopping instance: {reason}: {}", a.message)
+            },
+        )],
+        // Running again: first start, or after a restart's back-off.
+        (Phase::Running, "") if b.phase != Phase::Running || !b.reason.is_empty() => {
+            let mut told = Vec::new();
+            if let Some(image) = &after.spec.image
+                && b.phase != Phase::Running
+                && a.restart_count == 0
+            {
+                told.push(Happening::new(
+                    Severity::Normal,
+                    "Pulled",
+                    format!("Container image {image:?} is on the node"),
+                ));
+            }
+            told.push(Happening::new(
+                Severity::Normal,
+                "Started",
+                "Started instance",
+            ));
+            told
+        }
+        (Phase::Running | Phase::Failed, reason) if !reason.is_empty() => {
+            let (reason, message) = last_termination(a);
+            vec![failure(after, reason, message)]
+        }
+        (Phase::Failed, _) => vec![failure(after, "", &a.message)],
+        _ => Vec::new(),
     }
+}
+
+/// A Node turning Ready or not (the node lifecycle), and cordoned or not.
+pub fn node_transitions(before: &Node, after: &Node) -> Vec<Happening> {
+    let mut told = Vec::new();
+    let name = &after.metadata.name;
+    if before.status.is_ready() != after.status.is_ready() {
+        let status = if after.status.is_ready() {
+            "NodeReady"
+        } else {
+            "NodeNotReady"
+        };
+        told.push(Happening::new(
+            Severity::Normal,
+            status,
+            format!("Node {name} status is now: {status}"),
+        ));
+    }
+    if before.spec.unschedulable != after.spec.unschedulable {
+        let status = if after.spec.unschedulable {
+            "NodeNotSchedulable"
+        } else {
+            "NodeSchedulable"
+        };
+        told.push(Happening::new(
+            Severity::Normal,
+            status,
+            format!("Node {name} status is now: {status}"),
+        ));
+    }
+    told
+}
+
+/// A Job reaching its end: `Completed`, or its `Failed` condition's reason.
+pub fn job_transitions(before: &JobStatus, after: &JobStatus) -> Vec<Happening> {
+    if before.finished().is_some() {
+        return Vec::new();
+    }
+    let Some(end) = after.finished() else {
+        return Vec::new();
+    };
+    vec![match end.type_ {
+        JobConditionType::Complete => {
+            Happening::new(Severity::Normal, "Completed", "Job completed")
+        }
+        JobConditionType::Failed => Happening::new(
+            Severity::Warning,
+            &or_default(&end.reason, "Failed"),
+            or_default(&end.message, "Job failed"),
+        ),
+    }]
 }
 
 /// Removes events whose last occurrence is older than [`EVENT_TTL`].
@@ -213,182 +517,4 @@ pub fn expire(txn: &mut Txn<'_, '_>, now: Timestamp) -> Result<usize, StoreError
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use berth_api::InstanceSpec;
-
-    fn instance(node: Option<&str>, phase: Phase, reason: &str) -> Instance {
-        Instance {
-            api_version: API_VERSION.into(),
-            kind: "Instance".into(),
-            metadata: ObjectMeta {
-                name: "web-abcde".into(),
-                namespace: Some("default".into()),
-                uid: Some("u1".into()),
-                ..ObjectMeta::default()
-            },
-            spec: InstanceSpec {
-                node_name: node.map(str::to_owned),
-                ..InstanceSpec::default()
-            },
-            status: InstanceStatus {
-                phase,
-                reason: reason.into(),
-                message: format!("{reason} message"),
-                ..InstanceStatus::default()
-            },
-        }
-    }
-
-    #[test]
-    fn transitions_name_what_happened() {
-        let pending = instance(None, Phase::Pending, "");
-        let bound = instance(Some("n1"), Phase::Scheduled, "");
-        let (severity, reason, message) = transition(&pending, &bound).unwrap();
-        assert_eq!((severity, reason.as_str()), (Severity::Normal, "Scheduled"));
-        assert_eq!(message, "Successfully assigned default/web-abcde to n1");
-
-        let unschedulable = instance(None, Phase::Pending, "Unschedulable");
-        let (severity, reason, _) = transition(&pending, &unschedulable).unwrap();
-        assert_eq!(
-            (severity, reason.as_str()),
-            (Severity::Warning, "FailedScheduling")
-        );
-        assert_eq!(transition(&unschedulable, &unschedulable), None);
-
-        let running = instance(Some("n1"), Phase::Running, "");
-        assert_eq!(transition(&bound, &running).unwrap().1, "Started");
-        let preempted = instance(None, Phase::Pending, "Preempted");
-        assert_eq!(transition(&running, &preempted).unwrap().1, "Preempted");
-        let evicted = instance(Some("n1"), Phase::Terminating, "TaintEviction");
-        assert_eq!(transition(&running, &evicted).unwrap().1, "TaintEviction");
-        let failed = instance(Some("n1"), Phase::Failed, "FetchFailed");
-        assert_eq!(transition(&bound, &failed).unwrap().0, Severity::Warning);
-    }
-
-    /// `running` with its status changed by `change`.
-    fn with(running: &Instance, change: impl FnOnce(&mut InstanceStatus)) -> Instance {
-        let mut after = running.clone();
-        change(&mut after.status);
-        after
-    }
-
-    #[test]
-    fn probes_and_restarts_are_told() {
-        let bound = instance(Some("n1"), Phase::Scheduled, "");
-        let mut running = instance(Some("n1"), Phase::Running, "");
-        running.status.message.clear();
-        running.status.ready = true;
-        // Started not ready (a readiness probe not passed yet): Started.
-        let unready = with(&running, |s| s.ready = false);
-        assert_eq!(transition(&bound, &unready).unwrap().1, "Started");
-        // Turning ready tells nothing.
-        assert_eq!(transition(&unready, &running), None);
-
-        let failing = "Readiness probe failed: HTTP probe failed with statuscode: 503";
-        let unhealthy = with(&running, |s| {
-            s.ready = false;
-            s.message = failing.into();
-        });
-        assert_eq!(
-            transition(&running, &unhealthy),
-            Some((Severity::Warning, "Unhealthy".into(), failing.into()))
-        );
-        assert_eq!(transition(&unhealthy, &unhealthy), None);
-        let other = with(&unhealthy, |s| {
-            s.message = "Readiness probe failed: HTTP probe failed with statuscode: 500".into();
-        });
-        assert_eq!(transition(&unhealthy, &other).unwrap().1, "Unhealthy");
-        let quiet = with(&running, |s| s.ready = false);
-        assert_eq!(
-            transition(&running, &quiet).unwrap().2,
-            "Readiness probe failed"
-        );
-
-        let backing_off = with(&running, |s| {
-            s.phase = Phase::Starting;
-            s.ready = false;
-            s.reason = REASON_CRASH_LOOP_BACK_OFF.into();
-            s.message = "back-off 10s restarting failed instance".into();
-            s.restart_count = 1;
-        });
-        assert_eq!(
-            transition(&running, &backing_off),
-            Some((
-                Severity::Warning,
-                "BackOff".into(),
-                "back-off 10s restarting failed instance".into()
-            ))
-        );
-        let failed_backoff = with(&backing_off, |s| s.phase = Phase::Failed);
-        assert_eq!(
-            transition(&backing_off, &failed_backoff).unwrap().1,
-            REASON_CRASH_LOOP_BACK_OFF,
-            "only turning to CrashLoopBackOff is BackOff"
-        );
-
-        let restarted = with(&running, |s| {
-            s.restart_count = 1;
-            s.message = "Liveness probe failed: HTTP probe failed with statuscode: 500".into();
-        });
-        assert_eq!(
-            transition(&running, &restarted),
-            Some((
-                Severity::Normal,
-                "Restarted".into(),
-                "Restarted instance: Liveness probe failed: HTTP probe failed with statuscode: 500"
-                    .into()
-            ))
-        );
-        // Back to Running after a restart: Restarted, not Started.
-        let starting = with(&running, |s| {
-            s.phase = Phase::Starting;
-            s.ready = false;
-        });
-        let again = with(&running, |s| s.restart_count = 2);
-        assert_eq!(
-            transition(&starting, &again).unwrap().2,
-            "Restarted instance"
-        );
-    }
-
-    #[test]
-    fn repeats_are_counted_and_old_events_expire() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(&dir.path().join("berth.redb")).unwrap();
-        let pending = instance(None, Phase::Pending, "Unschedulable");
-        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        for minutes in [0, 1] {
-            store
-                .write(|txn| {
-                    record(
-                        txn,
-                        &pending,
-                        Severity::Warning,
-                        "FailedScheduling",
-                        "0/1 nodes are available",
-                        "scheduler",
-                        t0 + SignedDuration::from_mins(minutes),
-                    )
-                })
-                .unwrap();
-        }
-        let events = store.list(Kind::Event, None).unwrap();
-        assert_eq!(events.len(), 1);
-        let Object::Event(event) = &events[0] else {
-            panic!()
-        };
-        assert_eq!(event.count, 2);
-        assert_eq!(event.first_timestamp, t0);
-        assert_eq!(event.involved_object.name, "web-abcde");
-        let (removed, _) = store
-            .write(|txn| expire(txn, t0 + SignedDuration::from_mins(30)))
-            .unwrap();
-        assert_eq!(removed, 0);
-        let (removed, _) = store
-            .write(|txn| expire(txn, t0 + SignedDuration::from_mins(62)))
-            .unwrap();
-        assert_eq!(removed, 1);
-        assert!(store.list(Kind::Event, None).unwrap().is_empty());
-    }
-}
+mod tests;

@@ -6,7 +6,8 @@
 //! and placement ([`placement`]) — both sans-IO — from [`reconciler`].
 //! Service endpoints, pushed to every node, come from [`services`].
 //! Prometheus series live in [`metrics`], served with `/livez` and
-//! `/readyz` by the optional admin HTTP listener ([`admin`]).
+//! `/readyz` by the optional admin HTTP listener ([`berth_api::admin`]),
+//! which also serves the web [`dashboard`].
 //! Start at [`Scheduler::start`].
 //!
 //! Out of scope here: the wasm runtime (the `berth-node` crate) and the
@@ -15,6 +16,7 @@
 pub mod admission;
 pub mod cluster;
 pub mod controller;
+pub mod dashboard;
 pub mod events;
 pub mod metrics;
 pub mod nodes;
@@ -96,6 +98,8 @@ pub struct Scheduler {
     endpoint: quinn::Endpoint,
     settings: Settings,
     admin: Option<std::net::TcpListener>,
+    /// The dashboard's token, when there is an admin listener to serve it.
+    dashboard: Option<dashboard::Token>,
 }
 
 impl Scheduler {
@@ -127,6 +131,14 @@ impl Scheduler {
                     .map_err(|source| StartError::Listen { addr, source })
             })
             .transpose()?;
+        let dashboard = admin
+            .as_ref()
+            .map(|_| dashboard::Token::load_or_create(&config.data_dir))
+            .transpose()?;
+        dashboard::auth::publish_address(
+            &config.data_dir,
+            admin.as_ref().and_then(|l| l.local_addr().ok()),
+        )?;
         let settings = Settings {
             node_grace: jiff::SignedDuration::try_from(config.node_grace)
                 .unwrap_or(jiff::SignedDuration::from_secs(5)),
@@ -142,6 +154,7 @@ impl Scheduler {
             endpoint,
             settings,
             admin,
+            dashboard,
         })
     }
 
@@ -193,13 +206,18 @@ impl Scheduler {
             // Ready while the store can be read.
             let ready = move || cluster.store.revision().is_ok();
             let mut stop = stop_rx.clone();
-            Some(tokio::spawn(berth_api::admin::serve(
+            let routes: berth_api::admin::Routes = match self.dashboard.clone() {
+                Some(token) => dashboard::routes(self.cluster.clone(), token),
+                None => Arc::new(|_: &_| None),
+            };
+            Some(tokio::spawn(berth_api::admin::serve_with(
                 listener,
                 {
                     let metrics = self.cluster.metrics.clone();
                     move || metrics.encode()
                 },
                 ready,
+                routes,
                 async move {
                     let _ = stop.wait_for(|s| *s).await;
                 },

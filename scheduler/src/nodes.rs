@@ -173,11 +173,10 @@ pub fn report(cluster: &Cluster, name: &str, report: NodeReport) -> Result<u64, 
             updated.status.ready = reported.ready;
             updated.status.restart_count = reported.restart_count;
             updated.status.exit_code = reported.exit_code;
-            if let Some((severity, reason, message)) = events::transition(instance, &updated) {
-                let source = format!("node/{name}");
-                events::record(txn, &updated, severity, &reason, &message, &source, now)?;
-            }
-            txn.put(Object::Instance(Box::new(updated)))?;
+            let before = Object::Instance(Box::new(instance.clone()));
+            let after = Object::Instance(Box::new(updated));
+            events::record_change(txn, &before, &after, &format!("node/{name}"), now)?;
+            txn.put(after)?;
         }
         Ok::<_, ApiError>(())
     })?;
@@ -213,6 +212,7 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
         })
         .collect();
     let services = service_routes(cluster, &all)?;
+    let traces = owner_traces(cluster)?;
     let mut instances: Vec<Assignment> = all
         .iter()
         .filter(|i| {
@@ -258,6 +258,13 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
                 .termination_grace_period_seconds
                 .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS),
             isolation: instance.spec.isolation.unwrap_or_default(),
+            traceparent: instance
+                .metadata
+                .owner_references
+                .iter()
+                .find_map(|r| traces.get(&r.uid))
+                .cloned()
+                .unwrap_or_default(),
         })
         .collect();
     instances.sort_by(|a, b| a.uid.cmp(&b.uid));
@@ -266,6 +273,25 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
         instances,
         services,
     })
+}
+
+/// The `berth.dev/traceparent` annotation of every Deployment and Job that
+/// has one, by uid: their instances' assignments carry it (see
+/// `server::trace`).
+fn owner_traces(cluster: &Cluster) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    let mut traces = std::collections::HashMap::new();
+    for kind in [Kind::Deployment, Kind::Job] {
+        for object in cluster.store.list(kind, None)? {
+            let meta = object.metadata();
+            if let (Some(uid), Some(trace)) = (
+                &meta.uid,
+                meta.annotations.get(berth_api::trace::ANNOTATION),
+            ) {
+                traces.insert(uid.clone(), trace.clone());
+            }
+        }
+    }
+    Ok(traces)
 }
 
 /// Every Service's ready endpoints (see [`crate::services`]).
@@ -324,7 +350,11 @@ pub fn patch(cluster: &Cluster, name: &str, patch: &NodePatch) -> Result<(Vec<u8
         let object = if node.spec == before {
             Object::Node(node)
         } else {
-            txn.put(Object::Node(node))?
+            let mut original = node.clone();
+            original.spec = before;
+            let (original, node) = (Object::Node(original), Object::Node(node));
+            events::record_change(txn, &original, &node, "scheduler", now)?;
+            txn.put(node)?
         };
         Ok(object.to_json())
     })?;

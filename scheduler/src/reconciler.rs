@@ -87,6 +87,7 @@ fn pass(cluster: &Cluster, settings: &Settings) -> Result<Option<u64>, StoreErro
     let view = View::new(snapshot.objects);
     let now = Timestamp::now();
     let imports = cluster.store.imports()?;
+    let began = std::time::Instant::now();
     let plan = controller::reconcile(
         &view,
         &cluster.liveness(),
@@ -95,6 +96,9 @@ fn pass(cluster: &Cluster, settings: &Settings) -> Result<Option<u64>, StoreErro
         now,
         &mut new_name,
     );
+    cluster
+        .metrics
+        .placement(&plan.placement, began.elapsed().as_secs_f64());
     if plan.commands.is_empty() {
         return Ok(None);
     }
@@ -118,6 +122,7 @@ fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), 
                     instance.metadata.generation = Some(1);
                     let object = Object::Instance(instance);
                     if txn.get(&object_key(&object))?.is_none() {
+                        events::record_created(txn, &object, now)?;
                         txn.put(object)?;
                         applied += 1;
                     }
@@ -129,12 +134,7 @@ fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), 
                     else {
                         continue;
                     };
-                    if let (Object::Instance(before), Object::Instance(after)) =
-                        (&current, &*object)
-                        && let Some((severity, reason, message)) = events::transition(before, after)
-                    {
-                        events::record(txn, after, severity, &reason, &message, "scheduler", now)?;
-                    }
+                    events::record_change(txn, &current, &object, "scheduler", now)?;
                     txn.put(*object)?;
                     applied += 1;
                 }

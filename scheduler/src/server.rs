@@ -1,18 +1,21 @@
 //! The API server: accepts QUIC connections, authenticates the peer by its
-//! client certificate, and serves one request per stream. `Watch` and
-//! `Logs` keep their stream open; `Logs` is relayed from the nodes in
-//! [`logs`].
+//! client certificate, and serves one request per stream. `Watch`, `Logs`
+//! and `Events` keep their stream open; `Logs` is relayed from the nodes in
+//! [`logs`], `Events` streamed from the store in [`events`].
 
+mod events;
 mod logs;
+mod top;
+mod trace;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use berth_api::quic::{recv_frame_limited, send_frame};
+use berth_api::quic::{recv_request_limited, send_frame};
 use berth_api::wire::{ApiError, ErrorCode, Request, Response};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
-use tracing::{debug, info, instrument, warn};
+use tracing::{Instrument as _, debug, info, info_span, instrument, warn};
 
 use crate::admission;
 use crate::cluster::Cluster;
@@ -155,8 +158,8 @@ async fn stream(
     } else {
         berth_api::wire::MAX_FRAME_LEN
     };
-    let request: Request = match recv_frame_limited(&mut recv, limit).await {
-        Ok(Some(request)) => request,
+    let (request, remote) = match recv_request_limited(&mut recv, limit).await {
+        Ok(Some(received)) => received,
         Ok(None) => return,
         Err(e) => {
             let error = ApiError::new(ErrorCode::Invalid, format!("malformed request: {e}"));
@@ -206,7 +209,33 @@ async fn stream(
             let _ = send.finish();
             return;
         }
-        (caller, request) => handle(&cluster, &caller, request).await,
+        (
+            Caller::User(_),
+            Request::Events {
+                namespace,
+                involved,
+                watch,
+            },
+        ) => {
+            let query = events::Query {
+                namespace,
+                involved,
+                watch,
+            };
+            events::stream(&cluster, query, &mut send).await;
+            let _ = send.finish();
+            return;
+        }
+        (caller, request) => {
+            // The request's span continues the caller's trace, and what an
+            // Apply creates carries it on to the nodes.
+            let span = info_span!("handle request", verb = request_name(&request));
+            if let Some(remote) = &remote {
+                berth_api::trace::set_parent(&span, remote);
+            }
+            let request = trace::annotate(request, berth_api::trace::of(&span));
+            handle(&cluster, &caller, request).instrument(span).await
+        }
     };
     let unauthenticated = match &response {
         Response::Error(e) if e.code == ErrorCode::Unauthenticated => Some(e.message.clone()),
@@ -257,8 +286,10 @@ async fn answer(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
             })
             .await
         }
-        (Caller::Node(name), Request::Report(report)) => {
+        (Caller::Node(name), Request::Report(mut report)) => {
             let name = name.clone();
+            let usage = std::mem::take(&mut report.usage);
+            cluster.record_usage(&name, jiff::Timestamp::now(), usage);
             blocking(move || {
                 let revision = nodes::report(&cluster, &name, report)?;
                 cluster.changed(revision);
@@ -348,6 +379,11 @@ async fn answer(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
             })
             .await
         }
+        (Caller::User(_), Request::Top { what, namespace }) => blocking(move || {
+            top::rows(&cluster, what, namespace.as_deref(), jiff::Timestamp::now())
+        })
+        .await
+        .map(Response::Top),
         (caller, Request::Join { .. }) => Err(forbidden(caller, "join: already has credentials")),
         (caller, Request::ReadLogs { .. }) => Err(forbidden(
             caller,
@@ -392,6 +428,8 @@ fn request_name(request: &Request) -> &'static str {
         Request::PatchDeployment { .. } => "patch-deployment",
         Request::Logs { .. } => "logs",
         Request::ReadLogs { .. } => "read-logs",
+        Request::Top { .. } => "top",
+        Request::Events { .. } => "events",
     }
 }
 

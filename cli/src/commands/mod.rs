@@ -2,12 +2,15 @@
 
 pub mod apply;
 pub mod completion;
+pub mod dashboard;
 pub mod delete;
 pub mod dev;
+pub mod events;
 pub mod get;
 pub mod logs;
 pub mod node;
 pub mod node_admin;
 pub mod rollout;
 pub mod scheduler;
+pub mod top;
 pub mod version;

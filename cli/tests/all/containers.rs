@@ -557,4 +557,37 @@ fn a_read_only_container_writes_to_its_volume() {
     let nodes = cluster.ok(&["get", "nodes", "-o", "yaml"]);
     assert!(nodes.contains("- oci"), "{nodes}");
     assert!(!nodes.contains("- wasm"), "an oci-only node: {nodes}");
+
+    // hostNetwork: the container listens in the node's own namespace.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host_net = web_yaml(&image, 1, "      hostNetwork: true\n")
+        .replace("name: web", "name: hostnet")
+        .replace("app: web", "app: hostnet")
+        .replace("containerPort: 8080", &format!("containerPort: {port}"))
+        .replace(
+            "      terminationGracePeriodSeconds: 2",
+            &format!(
+                "      command: [/bin/httpd, -f, -p, '127.0.0.1:{port}', -h, /www]\n      terminationGracePeriodSeconds: 2"
+            ),
+        );
+    let manifest = cluster.manifest("hostnet.yaml", &host_net);
+    cluster.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    cluster.wait_for("the host-network container ready", Duration::from_secs(90), || {
+        instances_of(&cluster, "hostnet")
+            .iter()
+            .any(|i| i.status.phase == Phase::Running && i.status.ready)
+    });
+    let direct = std::net::TcpStream::connect(("127.0.0.1", port));
+    assert!(direct.is_ok(), "it listens on the node's loopback");
+    let (status, body) = http_get_path(
+        cluster.nodes[0].ingress,
+        "hostnet.default.berth.localhost",
+        "/index.html",
+    )
+    .unwrap();
+    assert_eq!((status, body.as_str()), (200, "hello from a container\n"));
 }

@@ -41,6 +41,11 @@ impl Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Waits for the process to end on its own; returns its exit status.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait for process")
+    }
 }
 
 impl Drop for Proc {
@@ -151,6 +156,40 @@ impl Scheduler {
         }
     }
 
+    /// As [`Scheduler::start_with`], with `env` set for the process.
+    pub fn start_with_env(
+        dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Scheduler {
+        let data = dir.join("scheduler");
+        let config = dir.join("config");
+        let mut args = vec![
+            "scheduler",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            listen,
+        ];
+        args.extend_from_slice(extra);
+        let mut command = Command::new(berth_bin());
+        command.envs(env.iter().copied());
+        let (proc, line) = spawn_command(
+            "scheduler",
+            command,
+            &args,
+            &config,
+            "scheduler listening on",
+        );
+        Scheduler {
+            proc,
+            addr: addr_after(&line, "listening on "),
+            data,
+            config,
+        }
+    }
+
     pub fn token(&self) -> String {
         std::fs::read_to_string(self.data.join("join-token"))
             .unwrap()
@@ -193,6 +232,19 @@ impl NodeProc {
     /// Starts a node with extra flags (`--taint`, `--label`, ...).
     pub fn start_with(dir: &Path, scheduler: &Scheduler, name: &str, extra: &[&str]) -> NodeProc {
         NodeProc::start_through(dir, scheduler, name, Command::new(berth_bin()), extra)
+    }
+
+    /// As [`NodeProc::start_with`], with `env` set for the process.
+    pub fn start_with_env(
+        dir: &Path,
+        scheduler: &Scheduler,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> NodeProc {
+        let mut command = Command::new(berth_bin());
+        command.envs(env.iter().copied());
+        NodeProc::start_through(dir, scheduler, name, command, extra)
     }
 
     fn start_through(

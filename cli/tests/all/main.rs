@@ -10,10 +10,13 @@
 )]
 
 mod bad_input;
+mod bluegreen;
 mod cli_output;
 mod cluster;
 mod containers;
+mod dashboard;
 mod dev;
+mod events;
 mod harness;
 mod healing;
 mod jobs;
@@ -26,3 +29,5 @@ mod rollout;
 mod sandbox;
 mod services;
 mod tls;
+mod top;
+mod tracing;

@@ -290,4 +290,79 @@ fn scheduler_and_node_expose_metrics_and_health() {
             + total(&m, "berth_node_compiles_total", &[("source", "disk")]),
         1.0
     );
+
+    // Instantiations come from the sandbox's batches too; its cgroup's
+    // usage is read at scrape time; no limit was hit.
+    cluster.wait_for(
+        "the node to record the sandbox's instantiations",
+        Duration::from_secs(10),
+        || {
+            m = scrape(node_admin);
+            histogram_count(&m, "berth_node_instantiation_duration_seconds", &[]) >= 3.0
+        },
+    );
+    let memory: Vec<f64> = samples(&m, "berth_node_sandbox_memory_bytes", &[])
+        .map(value)
+        .collect();
+    assert_eq!(memory.len(), 1, "one sandbox: {memory:?}");
+    assert!(memory.iter().all(|bytes| *bytes > 0.0), "{memory:?}");
+    assert!(total(&m, "berth_node_sandbox_cpu_seconds_total", &[]) >= 0.0);
+    for limit in ["memory", "deadline", "fuel", "table"] {
+        assert_eq!(
+            total(&m, "berth_node_limit_hits_total", &[("limit", limit)]),
+            0.0
+        );
+    }
+
+    // Placement: attempts and their latency so far; then an instance no
+    // node can take is counted unschedulable by reason, and waits in the
+    // placement queue.
+    let m = scrape(scheduler_admin);
+    assert!(total(&m, "berth_placement_attempts_total", &[]) >= 1.0);
+    assert!(histogram_count(&m, "berth_placement_duration_seconds", &[]) >= 1.0);
+    let big = cluster.manifest(
+        "big",
+        "apiVersion: berth.dev/v1
+kind: Deployment
+metadata:
+  name: big
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: big}
+  template:
+    metadata:
+      labels: {app: big}
+    spec:
+      component: {component}
+      resources:
+        requests: {memory: 100000Gi}
+",
+    );
+    cluster.ok(&["apply", "-f", big.to_str().unwrap()]);
+    let mut m = scrape(scheduler_admin);
+    cluster.wait_for(
+        "an unschedulable attempt to be counted",
+        Duration::from_secs(30),
+        || {
+            m = scrape(scheduler_admin);
+            samples(
+                &m,
+                "berth_placement_unschedulable_total",
+                &[("reason", "InsufficientMemory")],
+            )
+            .map(value)
+            .sum::<f64>()
+                >= 1.0
+                && total(
+                    &m,
+                    "berth_controller_queue_depth",
+                    &[("controller", "placement")],
+                ) == 1.0
+        },
+    );
+    assert_eq!(
+        total(&m, "berth_controller_queue_depth", &[("controller", "gc")]),
+        0.0
+    );
 }

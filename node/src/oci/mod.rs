@@ -46,7 +46,6 @@ use tracing::{info, warn};
 
 use crate::ingress::ConnectionDispatch;
 use crate::logs::{GuestLog, Stream};
-use crate::probes::{ProbeEvent, ProbeTransition};
 use crate::runtime::RuntimeError;
 use crate::sandbox::Event;
 use crate::sandbox::handoff::{self, Peek};
@@ -497,28 +496,18 @@ impl Containers {
             stop: stop_rx,
         };
         let events = self.events.clone();
+        let ready = crate::probes::initially_ready(&probes);
         tokio::spawn(async move {
-            let uid = target.container.uid.clone();
             let container = Arc::clone(&target.container);
-            crate::probes::run_target(&target, probes, move |event| match event {
-                ProbeEvent::Transition(ProbeTransition::Ready { ready, message }) => {
-                    container.ready.store(ready, Ordering::SeqCst);
-                    let _ = events.send(Event::Host(HostEvent::Ready {
-                        uid: uid.clone(),
-                        ready,
-                        message,
-                    }));
-                }
-                ProbeEvent::Transition(ProbeTransition::Restart(restart)) => {
-                    container.ready.store(false, Ordering::SeqCst);
-                    let _ = events.send(Event::Host(HostEvent::Unhealthy {
-                        uid: uid.clone(),
-                        message: restart.message,
-                    }));
-                }
-                ProbeEvent::Transition(ProbeTransition::Started) | ProbeEvent::Failed { .. } => {}
-            })
-            .await;
+            let on_event = crate::probes::host_events(
+                container.uid.clone(),
+                ready,
+                move |event| {
+                    let _ = events.send(Event::Host(event));
+                },
+                move |ready| container.ready.store(ready, Ordering::SeqCst),
+            );
+            crate::probes::run_target(&target, probes, on_event).await;
         });
     }
 

@@ -86,6 +86,13 @@ impl RuntimeCli {
         self.program.display().to_string()
     }
 
+    fn spawn_failed(&self, source: std::io::Error) -> RuntimeCliError {
+        RuntimeCliError::Spawn {
+            program: self.name(),
+            source,
+        }
+    }
+
     /// Starts container `id` from `bundle` in the foreground; its first
     /// process's pid is written to `pid_file`. Output is piped.
     pub fn run(&self, id: &str, bundle: &Path, pid_file: &Path) -> Result<Child, RuntimeCliError> {
@@ -105,10 +112,7 @@ impl RuntimeCli {
             .stderr(Stdio::piped())
             .kill_on_drop(false)
             .spawn()
-            .map_err(|source| RuntimeCliError::Spawn {
-                program: self.name(),
-                source,
-            })
+            .map_err(|source| self.spawn_failed(source))
     }
 
     /// Runs `verb ARGS...` about container `id` to completion.
@@ -125,10 +129,7 @@ impl RuntimeCli {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|source| RuntimeCliError::Spawn {
-                program: self.name(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_failed(source))?;
         if output.status.success() {
             return Ok(());
         }
@@ -161,10 +162,7 @@ impl RuntimeCli {
             .kill_on_drop(true)
             .status()
             .await
-            .map_err(|source| RuntimeCliError::Spawn {
-                program: self.name(),
-                source,
-            })
+            .map_err(|source| self.spawn_failed(source))
     }
 
     /// Removes the container, killing it first if it still runs.
@@ -183,10 +181,7 @@ impl RuntimeCli {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|source| RuntimeCliError::Spawn {
-                program: self.name(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_failed(source))?;
         if !output.status.success() {
             return Err(RuntimeCliError::Failed {
                 program: self.name(),

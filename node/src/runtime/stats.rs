@@ -1,5 +1,6 @@
 //! What an instance's requests came to: counts by outcome, and the last
-//! termination, for the supervisor to report.
+//! termination, for the supervisor to report; and how long instantiations
+//! took, for the node's metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -86,6 +87,30 @@ impl Counters {
     }
 }
 
+/// Instantiation samples kept between two takes; past it, instantiations
+/// go unmeasured rather than grow memory (a worker takes them every
+/// 100 ms).
+pub const MAX_INSTANTIATION_SAMPLES: usize = 65_536;
+
+/// How long instantiations took, in seconds, until taken.
+#[derive(Debug, Default)]
+pub(crate) struct Instantiations {
+    seconds: Mutex<Vec<f64>>,
+}
+
+impl Instantiations {
+    pub(crate) fn record(&self, seconds: f64) {
+        let mut all = self.seconds.lock().unwrap_or_else(PoisonError::into_inner);
+        if all.len() < MAX_INSTANTIATION_SAMPLES {
+            all.push(seconds);
+        }
+    }
+
+    pub(crate) fn take(&self) -> Vec<f64> {
+        std::mem::take(&mut *self.seconds.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +134,18 @@ mod tests {
             stats.last_termination,
             Some(Termination::Trap("boom".into()))
         );
+    }
+
+    #[test]
+    fn instantiations_are_taken_once_and_bounded() {
+        let samples = Instantiations::default();
+        samples.record(0.5);
+        samples.record(0.25);
+        assert_eq!(samples.take(), [0.5, 0.25]);
+        assert!(samples.take().is_empty());
+        for _ in 0..=MAX_INSTANTIATION_SAMPLES {
+            samples.record(1.0);
+        }
+        assert_eq!(samples.take().len(), MAX_INSTANTIATION_SAMPLES);
     }
 }

@@ -222,6 +222,79 @@ fn oom_kills_v2(events: &str) -> Option<u64> {
     })
 }
 
+/// The `usage_usec` of a cgroup v2 `cpu.stat` file (`usage_usec 1234`
+/// among other `key value` lines); 0 when absent.
+fn usage_usec_v2(stat: &str) -> u64 {
+    stat.lines()
+        .find_map(|line| {
+            line.strip_prefix("usage_usec ")
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The usage of each container cgroup with processes under
+/// `/berth/<subtree>-oci/` (where `crate::oci` puts them), by directory
+/// name (the instance's uid), read from the files directly: v1
+/// `memory.usage_in_bytes` and `cpuacct.usage` under `/sys/fs/cgroup/`'s
+/// `memory` and `cpuacct` mounts, v2 `memory.current` and `cpu.stat`.
+pub fn container_usage(subtree: &str) -> Vec<(String, CgroupUsage)> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let base = format!("berth/{subtree}-oci");
+    let v2 = cgroups_rs::hierarchies::is_cgroup2_unified_mode();
+    let listing = if v2 {
+        root.join(&base)
+    } else {
+        root.join("memory").join(&base)
+    };
+    let Ok(entries) = std::fs::read_dir(&listing) else {
+        return Vec::new();
+    };
+    let read = |path: PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+    let mut usage: Vec<(String, CgroupUsage)> = entries
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|entry| !read(entry.path().join("cgroup.procs")).trim().is_empty())
+        .filter_map(|entry| {
+            let uid = entry.file_name().into_string().ok()?;
+            let measured = if v2 {
+                CgroupUsage {
+                    memory_bytes: read(entry.path().join("memory.current"))
+                        .trim()
+                        .parse()
+                        .unwrap_or(0),
+                    cpu_nanos: usage_usec_v2(&read(entry.path().join("cpu.stat")))
+                        .saturating_mul(1000),
+                }
+            } else {
+                let cpuacct = root.join("cpuacct").join(&base).join(&uid);
+                CgroupUsage {
+                    memory_bytes: read(entry.path().join("memory.usage_in_bytes"))
+                        .trim()
+                        .parse()
+                        .unwrap_or(0),
+                    cpu_nanos: read(cpuacct.join("cpuacct.usage"))
+                        .trim()
+                        .parse()
+                        .unwrap_or(0),
+                }
+            };
+            Some((uid, measured))
+        })
+        .collect();
+    usage.sort_by(|a, b| a.0.cmp(&b.0));
+    usage
+}
+
+/// What a sandbox's processes use, read from its cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    /// Memory charged to the cgroup now, page cache included.
+    pub memory_bytes: u64,
+    /// CPU time consumed since the cgroup was created, in nanoseconds.
+    pub cpu_nanos: u64,
+}
+
 fn memory_value(bytes: Option<u64>) -> i64 {
     bytes.and_then(|b| i64::try_from(b).ok()).unwrap_or(-1)
 }
@@ -274,6 +347,33 @@ impl SandboxCgroup {
         }
     }
 
+    /// What the cgroup's processes use now: memory in bytes (v1
+    /// `memory.usage_in_bytes`, v2 `memory.current`) and CPU time so far
+    /// (v1 `cpuacct.usage`, v2 `usage_usec` of `cpu.stat`). A file that
+    /// cannot be read counts as 0.
+    pub fn usage(&self) -> CgroupUsage {
+        match self.version {
+            Version::V1 => CgroupUsage {
+                memory_bytes: self
+                    .cgroup
+                    .controller_of::<MemController>()
+                    .map_or(0, |memory| memory.memory_stat().usage_in_bytes),
+                cpu_nanos: self
+                    .cgroup
+                    .controller_of::<cgroups_rs::cpuacct::CpuAcctController>()
+                    .map_or(0, |cpu| cpu.cpuacct().usage),
+            },
+            Version::V2 => {
+                let dir = hierarchy().root().join(self.cgroup.path());
+                let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+                CgroupUsage {
+                    memory_bytes: read("memory.current").trim().parse().unwrap_or(0),
+                    cpu_nanos: usage_usec_v2(&read("cpu.stat")).saturating_mul(1000),
+                }
+            }
+        }
+    }
+
     /// Removes the cgroup; its processes must have exited.
     pub fn delete(&self) {
         if let Err(e) = self.cgroup.delete() {
@@ -291,6 +391,9 @@ mod tests {
         let events = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
         assert_eq!(oom_kills_v2(events), Some(1));
         assert_eq!(oom_kills_v2("low 0\n"), None);
+        assert_eq!(usage_usec_v2("usage_usec 1500\nuser_usec 1000\n"), 1500);
+        assert_eq!(usage_usec_v2(""), 0);
+        assert!(container_usage("no-such-node-0000").is_empty());
         assert_eq!(memory_value(None), -1);
         assert_eq!(memory_value(Some(64 << 20)), 64 << 20);
     }

@@ -135,6 +135,9 @@ pub enum FromWorker {
     },
     /// Requests served since the last batch.
     Requests(Vec<RequestSample>),
+    /// Seconds each instantiation for a request took since the last
+    /// batch (sent with the requests).
+    Instantiations(Vec<f64>),
     /// Components compiled, and loaded from compiled artifacts on disk,
     /// since the last report.
     Compiles {

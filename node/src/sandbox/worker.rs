@@ -126,6 +126,10 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
                         if !samples.is_empty() {
                             failed |= protocol::write(&mut writer, &FromWorker::Requests(samples)).await.is_err();
                         }
+                        let instantiations = runtime.take_instantiations();
+                        if !instantiations.is_empty() {
+                            failed |= protocol::write(&mut writer, &FromWorker::Instantiations(instantiations)).await.is_err();
+                        }
                         if failed || writer.flush().await.is_err() {
                             break;
                         }

@@ -107,6 +107,20 @@ pub enum Command {
 pub struct Plan {
     /// In the order they should be applied.
     pub commands: Vec<Command>,
+    /// What placement attempted in this pass, for the metrics.
+    pub placement: PlacementStats,
+}
+
+/// What the placement step of a pass attempted: every pending instance is
+/// one attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlacementStats {
+    /// Pending instances given to the placement batch.
+    pub attempts: u64,
+    /// Of those, how many were bound to a node.
+    pub bound: u64,
+    /// The unschedulable message of each instance that fits nowhere.
+    pub unschedulable: Vec<String>,
 }
 
 /// What the scheduler knows of a node from its connection, outside the store.

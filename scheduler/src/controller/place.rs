@@ -156,6 +156,15 @@ pub(super) fn place(
         .map(|i| pending_instance(i, &owners, component_imports))
         .collect();
     let outcome = framework.place(&snapshot, &inputs);
+    plan.placement = super::PlacementStats {
+        attempts: u64::try_from(inputs.len()).unwrap_or(u64::MAX),
+        bound: u64::try_from(outcome.bindings.len()).unwrap_or(u64::MAX),
+        unschedulable: outcome
+            .unschedulable
+            .iter()
+            .map(|u| u.message.clone())
+            .collect(),
+    };
     apply_outcome(&outcome, &pending, &inputs, &by_key, plan);
 }
 
