@@ -337,6 +337,18 @@ spec:
     cluster.wait_for("the containers removed", Duration::from_secs(60), || {
         runc_list(&cluster, "node-1").is_empty()
     });
+    let subtree =
+        berth_node::sandbox::cgroup_subtree("node-1", &cluster.dir.path().join("node-node-1"));
+    let cgroups = Path::new("/sys/fs/cgroup/memory/berth").join(format!("{subtree}-oci"));
+    if cgroups.exists() {
+        let left: Vec<_> = std::fs::read_dir(&cgroups)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "container cgroups left: {left:?}");
+    }
     let containers = cluster.dir.path().join("node-node-1/oci/containers");
     cluster.wait_for(
         "container directories removed",
@@ -576,11 +588,15 @@ fn a_read_only_container_writes_to_its_volume() {
         );
     let manifest = cluster.manifest("hostnet.yaml", &host_net);
     cluster.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    cluster.wait_for("the host-network container ready", Duration::from_secs(90), || {
-        instances_of(&cluster, "hostnet")
-            .iter()
-            .any(|i| i.status.phase == Phase::Running && i.status.ready)
-    });
+    cluster.wait_for(
+        "the host-network container ready",
+        Duration::from_secs(90),
+        || {
+            instances_of(&cluster, "hostnet")
+                .iter()
+                .any(|i| i.status.phase == Phase::Running && i.status.ready)
+        },
+    );
     let direct = std::net::TcpStream::connect(("127.0.0.1", port));
     assert!(direct.is_ok(), "it listens on the node's loopback");
     let (status, body) = http_get_path(

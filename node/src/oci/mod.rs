@@ -250,11 +250,23 @@ impl Containers {
         }
     }
 
-    /// Stops every container at once (the node is shutting down).
+    /// Stops every container at once (the node is shutting down) and
+    /// removes the node's container cgroup subtree, now empty.
     pub async fn stop_all(&self) {
         let uids: Vec<String> = self.running().keys().cloned().collect();
         let stops = uids.iter().map(|uid| self.unload(uid, Duration::ZERO));
         futures::future::join_all(stops).await;
+        let relative = self.cgroup_base.trim_start_matches('/');
+        let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join(relative));
+        for dir in hierarchies.chain([Path::new("/sys/fs/cgroup").join(relative)]) {
+            // Only an empty cgroup directory can be removed; anything else
+            // stays as it is.
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 
     /// Pulls, prepares and runs the container until it exits. `Err` is a
