@@ -46,8 +46,8 @@ use berth_node::sandbox::Event;
 use berth_node::sandbox::protocol::HostEvent;
 use http_body_util::{BodyExt as _, Empty};
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use support::{Split, deployment, guest, record, status};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const ROUNDS: usize = 20;
 
@@ -103,7 +103,13 @@ fn push_image(dir: &Path, registry: &Registry) -> String {
     std::fs::write(root.join("www/index.html"), "hello\n").unwrap();
     let config = ImageConfig {
         entrypoint: vec!["/bin/httpd".into()],
-        cmd: vec!["-f".into(), "-p".into(), "8080".into(), "-h".into(), "/www".into()],
+        cmd: vec![
+            "-f".into(),
+            "-p".into(),
+            "8080".into(),
+            "-h".into(),
+            "/www".into(),
+        ],
         env: vec!["PATH=/bin".into()],
         working_dir: None,
         user: None,
@@ -130,7 +136,10 @@ fn apply_to_first_200(cluster: &Split, manifest: &Path, host: &str) -> Duration 
     let start = Instant::now();
     cluster.berth(&["apply", "-f", manifest.to_str().unwrap()]);
     while status(cluster.ingress, host) != Some(200) {
-        assert!(start.elapsed() < Duration::from_secs(60), "{host} never served");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{host} never served"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     start.elapsed()
@@ -190,7 +199,10 @@ async fn get_through(containers: &Arc<Containers>, host: &str) -> Option<u16> {
         .ok()?;
     let (server, _) = listener.accept().await.ok()?;
     client
-        .write_all(format!("GET /index.html HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET /index.html HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .ok()?;
     // The proxy runs until both ends close: the client's end closes when
@@ -245,7 +257,10 @@ async fn node_side_container(dir: &Path, image: &str) -> f64 {
         containers.load(assignment, None);
         loop {
             match events.recv().await.unwrap() {
-                Event::Host(HostEvent::Loaded { uid: loaded, result }) if loaded == uid => {
+                Event::Host(HostEvent::Loaded {
+                    uid: loaded,
+                    result,
+                }) if loaded == uid => {
                     result.unwrap();
                     break;
                 }
@@ -253,7 +268,10 @@ async fn node_side_container(dir: &Path, image: &str) -> f64 {
             }
         }
         while get_through(&containers, &host).await != Some(200) {
-            assert!(start.elapsed() < Duration::from_secs(30), "{name} never served");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{name} never served"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // Round 0 warms up: the pull.
@@ -312,7 +330,11 @@ fn main() {
             let name = format!("{kind}-{round}");
             let manifest = cluster.dir.join(format!("{name}.yaml"));
             std::fs::write(&manifest, yaml(&name)).unwrap();
-            let took = apply_to_first_200(&cluster, &manifest, &format!("{name}.default.berth.localhost"));
+            let took = apply_to_first_200(
+                &cluster,
+                &manifest,
+                &format!("{name}.default.berth.localhost"),
+            );
             if round > 0 {
                 samples.push(took);
             }

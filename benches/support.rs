@@ -228,16 +228,16 @@ impl Split {
         let addr = addr.to_string();
         let mut node_args = vec![
             "node",
-                "--join",
-                &addr,
-                "--token",
-                token.trim(),
-                "--name",
-                "bench",
-                "--ingress",
-                "127.0.0.1:0",
-                "--data",
-                node_data.to_str().unwrap(),
+            "--join",
+            &addr,
+            "--token",
+            token.trim(),
+            "--name",
+            "bench",
+            "--ingress",
+            "127.0.0.1:0",
+            "--data",
+            node_data.to_str().unwrap(),
         ];
         node_args.extend_from_slice(node_flags);
         let (node, ingress) = spawn_until(&node_args, &config, "serving http on ");

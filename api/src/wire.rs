@@ -280,6 +280,9 @@ pub struct InstanceUsage {
     pub memory_bytes: u64,
     /// Requests served per second, in thousandths (1500 is 1.5/s).
     pub millirequests_per_second: u64,
+    /// Mean time to answer those requests, in microseconds (0 when it
+    /// served none).
+    pub mean_latency_micros: u64,
 }
 
 /// One node's row of `berth top nodes`.
@@ -699,6 +702,7 @@ mod tests {
                     cpu_millicores: 250,
                     memory_bytes: 64 << 20,
                     millirequests_per_second: 1500,
+                    mean_latency_micros: 0,
                 }],
             },
         });

@@ -94,6 +94,8 @@ pub struct MemberUsage {
     pub uid: String,
     /// Requests it served since it was loaded.
     pub requests: u64,
+    /// Their summed latency, in microseconds.
+    pub latency_micros: u64,
 }
 
 /// Reads every sandbox's usage (installed by [`crate::sandbox::Sandboxes`]).

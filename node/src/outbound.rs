@@ -167,6 +167,48 @@ mod tests {
     }
 
     #[test]
+    fn outbound_calls_carry_their_span_as_traceparent() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let header = berth_api::trace::HEADER;
+        // Without an OpenTelemetry layer nothing is added.
+        let mut plain = request("http://a/");
+        inject_trace(&tracing::info_span!("outbound request"), &mut plain);
+        assert!(!plain.headers().contains_key(header));
+
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let ingress = tracing::info_span!("ingress request");
+            let parent = berth_api::trace::TraceParent::parse(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .unwrap();
+            berth_api::trace::set_parent(&ingress, &parent);
+            let span = ingress.in_scope(|| tracing::info_span!("outbound request"));
+            let mut traced = request("http://a/");
+            inject_trace(&span, &mut traced);
+            let sent =
+                berth_api::trace::TraceParent::parse(traced.headers()[header].to_str().unwrap())
+                    .unwrap();
+            assert_eq!(
+                sent.trace_id, parent.trace_id,
+                "the ingress's trace goes on"
+            );
+            assert_eq!(Some(sent), berth_api::trace::of(&span));
+            // A component's own trace context is left alone.
+            let own = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+            let mut mine = request("http://a/");
+            mine.headers_mut()
+                .insert(header, HeaderValue::from_static(own));
+            inject_trace(&span, &mut mine);
+            assert_eq!(mine.headers()[header], own);
+        });
+    }
+
+    #[test]
     fn service_calls_go_to_the_router_with_the_service_host() {
         let policy = OutboundPolicy::default().with_services(Some(Arc::new(ServiceAccess {
             router: "127.0.0.1:4000".parse().unwrap(),

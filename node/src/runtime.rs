@@ -802,7 +802,7 @@ impl PreparedInstance {
         let task_cut = Arc::clone(&cut);
         let task_guard = guard.clone();
         let prepared = Arc::clone(&self.inner);
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
             let run = async {
                 let began = Instant::now();
                 let instantiated = prepared.pre.instantiate_async(&mut store).await;
@@ -849,7 +849,7 @@ impl PreparedInstance {
             drop(store);
             drop(task_guard);
             result
-        });
+        }));
 
         match receiver.await {
             Ok(Ok(response)) => {

@@ -117,6 +117,8 @@ struct Member {
     /// deployment's members in turn, as the worker's round-robin spreads
     /// them.
     requests: u64,
+    /// The summed latency of those requests, in microseconds.
+    latency_micros: u64,
 }
 
 /// One worker process.
@@ -320,6 +322,7 @@ impl Sandboxes {
                 cpu_millis,
                 ready_at_load: spec.probes.readiness.is_none() && spec.probes.startup.is_none(),
                 requests: 0,
+                latency_micros: 0,
             },
         );
         if let Some(cgroup) = &sandbox.cgroup
@@ -568,6 +571,8 @@ impl Sandboxes {
                         && let Some(member) = serving.get_mut(count)
                     {
                         member.requests = member.requests.saturating_add(1);
+                        member.latency_micros =
+                            member.latency_micros.saturating_add(micros(sample.seconds));
                     }
                     let (namespace, deployment) = if known {
                         (sample.namespace.as_str(), sample.deployment.as_str())
@@ -762,6 +767,7 @@ fn usage_source(
                         .map(|(uid, member)| crate::metrics::MemberUsage {
                             uid: uid.clone(),
                             requests: member.requests,
+                            latency_micros: member.latency_micros,
                         })
                         .collect(),
                 }
@@ -773,10 +779,24 @@ fn usage_source(
                         id: format!("oci-{uid}"),
                         memory_bytes: usage.memory_bytes,
                         cpu_nanos: usage.cpu_nanos,
-                        members: vec![crate::metrics::MemberUsage { uid, requests: 0 }],
+                        members: vec![crate::metrics::MemberUsage {
+                            uid,
+                            ..crate::metrics::MemberUsage::default()
+                        }],
                     }),
             )
             .collect()
+    }
+}
+
+/// Seconds as whole microseconds; nonsense (negative, NaN) is 0.
+fn micros(seconds: f64) -> u64 {
+    let micros = (seconds * 1e6).round();
+    if micros.is_finite() && micros > 0.0 {
+        // In range: checked above, and u64 saturates on the cast.
+        micros as u64
+    } else {
+        0
     }
 }
 

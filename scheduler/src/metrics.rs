@@ -25,6 +25,7 @@ use crate::controller::PlacementStats;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerbCode {
     verb: &'static str,
+    kind: &'static str,
     code: &'static str,
 }
 
@@ -172,7 +173,7 @@ impl Metrics {
         let api_requests = Family::<VerbCode, Counter>::default();
         registry.register(
             "berth_api_requests",
-            "API requests answered, by verb and result code (ok or the error code)",
+            "API requests answered, by verb, kind (empty when none or several) and result code (ok or the error code)",
             api_requests.clone(),
         );
         let api_duration = Family::<Verb, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -247,10 +248,17 @@ impl Metrics {
         }
     }
 
-    /// Counts one API request of `verb` answered with `code` in `seconds`.
-    pub fn api_request(&self, verb: &'static str, code: &'static str, seconds: f64) {
+    /// Counts one API request of `verb` about `kind` answered with `code`
+    /// in `seconds`.
+    pub fn api_request(
+        &self,
+        verb: &'static str,
+        kind: &'static str,
+        code: &'static str,
+        seconds: f64,
+    ) {
         self.api_requests
-            .get_or_create(&VerbCode { verb, code })
+            .get_or_create(&VerbCode { verb, kind, code })
             .inc();
         self.api_duration
             .get_or_create(&Verb { verb })
@@ -356,15 +364,15 @@ mod tests {
     #[test]
     fn encodes_requests_commits_and_cluster_state() {
         let metrics = Metrics::new();
-        metrics.api_request("apply", "ok", 0.002);
-        metrics.api_request("apply", "ok", 0.004);
-        metrics.api_request("get", "NotFound", 0.001);
+        metrics.api_request("apply", "Deployment", "ok", 0.002);
+        metrics.api_request("apply", "Deployment", "ok", 0.004);
+        metrics.api_request("get", "Instance", "NotFound", 0.001);
         metrics.store_commit(0.01);
         metrics.reconcile_pass(&[node("a", true), node("b", false), node("c", true)]);
         let text = metrics.encode();
         for line in [
-            "berth_api_requests_total{verb=\"apply\",code=\"ok\"} 2",
-            "berth_api_requests_total{verb=\"get\",code=\"NotFound\"} 1",
+            "berth_api_requests_total{verb=\"apply\",kind=\"Deployment\",code=\"ok\"} 2",
+            "berth_api_requests_total{verb=\"get\",kind=\"Instance\",code=\"NotFound\"} 1",
             "berth_api_request_duration_seconds_count{verb=\"apply\"} 2",
             "berth_store_commit_duration_seconds_count 1",
             "berth_placement_passes_total 1",

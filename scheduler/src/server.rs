@@ -11,6 +11,7 @@ mod trace;
 use std::sync::Arc;
 use std::time::Instant;
 
+use berth_api::Kind;
 use berth_api::quic::{recv_request_limited, send_frame};
 use berth_api::wire::{ApiError, ErrorCode, Request, Response};
 use rustls::pki_types::CertificateDer;
@@ -233,7 +234,7 @@ async fn stream(
             if let Some(remote) = &remote {
                 berth_api::trace::set_parent(&span, remote);
             }
-            let request = trace::annotate(request, berth_api::trace::of(&span));
+            let request = trace::annotate(request, &span);
             handle(&cluster, &caller, request).instrument(span).await
         }
     };
@@ -253,6 +254,7 @@ async fn stream(
 /// Answers one request and records it in the API metrics.
 async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Response {
     let verb = request_name(&request);
+    let kind = request_kind(&request);
     let began = Instant::now();
     let response = answer(cluster, caller, request).await;
     let code = match &response {
@@ -261,7 +263,7 @@ async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
     };
     cluster
         .metrics
-        .api_request(verb, code, began.elapsed().as_secs_f64());
+        .api_request(verb, kind, code, began.elapsed().as_secs_f64());
     response
 }
 
@@ -410,6 +412,32 @@ fn code_name(code: ErrorCode) -> &'static str {
         ErrorCode::Unauthenticated => "Unauthenticated",
         ErrorCode::Internal => "Internal",
         ErrorCode::Unavailable => "Unavailable",
+    }
+}
+
+/// The kind a request is about, for the API metrics: empty when it names
+/// none, or an apply of several kinds.
+fn request_kind(request: &Request) -> &'static str {
+    match request {
+        Request::Get { kind, .. } | Request::Delete { kind, .. } => kind.as_str(),
+        Request::PatchDeployment { .. } => Kind::Deployment.as_str(),
+        Request::PatchNode { .. } => Kind::Node.as_str(),
+        Request::Apply { objects } => {
+            #[derive(serde::Deserialize)]
+            struct Head {
+                kind: String,
+            }
+            let mut kinds = objects.iter().map(|bytes| {
+                serde_json::from_slice::<Head>(bytes)
+                    .ok()
+                    .and_then(|head| Kind::from_manifest_name(&head.kind))
+            });
+            match kinds.next().flatten() {
+                Some(first) if kinds.all(|kind| kind == Some(first)) => first.as_str(),
+                _ => "",
+            }
+        }
+        _ => "",
     }
 }
 

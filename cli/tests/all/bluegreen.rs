@@ -101,7 +101,10 @@ fn switching_the_service_selector_moves_every_new_call_at_once() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut greens_in_a_row = 0;
     while greens_in_a_row < 50 {
-        assert!(Instant::now() < deadline, "green never took over: {answers:?}");
+        assert!(
+            Instant::now() < deadline,
+            "green never took over: {answers:?}"
+        );
         let answer = call();
         if answer.starts_with("upstream 200 OK: green!") {
             greens_in_a_row += 1;

@@ -228,7 +228,7 @@ fn scheduler_and_node_expose_metrics_and_health() {
         total(
             m,
             "berth_api_requests_total",
-            &[("verb", "apply"), ("code", "ok")]
+            &[("verb", "apply"), ("kind", "Deployment"), ("code", "ok")]
         ) >= 1.0
     );
     assert!(

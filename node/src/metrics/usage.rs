@@ -43,8 +43,8 @@ struct Reading {
     at: Instant,
     /// CPU nanoseconds by sandbox id.
     cpu: HashMap<String, u64>,
-    /// Requests by instance uid.
-    requests: HashMap<String, u64>,
+    /// Requests and their summed latency (µs) by instance uid.
+    requests: HashMap<String, (u64, u64)>,
 }
 
 impl UsageTracker {
@@ -73,22 +73,29 @@ impl UsageTracker {
                 .map_or(0, |millis| u64::try_from(millis).unwrap_or(u64::MAX));
             usage.cpu_millicores = usage.cpu_millicores.saturating_add(cpu_millicores);
             usage.memory_bytes = usage.memory_bytes.saturating_add(sandbox.memory_bytes);
-            let served: Vec<u64> = sandbox
+            // Requests served in the interval and their summed latency.
+            let intervals: Vec<(u64, u64)> = sandbox
                 .members
                 .iter()
                 .map(|member| {
-                    let before = self
+                    let (requests, latency) = self
                         .last
                         .as_ref()
                         .and_then(|l| l.requests.get(&member.uid))
                         .copied()
-                        .unwrap_or(member.requests);
-                    member.requests.saturating_sub(before)
+                        .unwrap_or((member.requests, member.latency_micros));
+                    (
+                        member.requests.saturating_sub(requests),
+                        member.latency_micros.saturating_sub(latency),
+                    )
                 })
                 .collect();
+            let served: Vec<u64> = intervals.iter().map(|(n, _)| *n).collect();
             let total_served: u64 = served.iter().sum();
             let count = u64::try_from(sandbox.members.len()).unwrap_or(u64::MAX);
-            for (member, served) in sandbox.members.iter().zip(&served) {
+            for ((member, served), (_, latency)) in
+                sandbox.members.iter().zip(&served).zip(&intervals)
+            {
                 let cpu = if total_served > 0 {
                     share(cpu_millicores, *served, total_served)
                 } else {
@@ -104,6 +111,7 @@ impl UsageTracker {
                     cpu_millicores: cpu,
                     memory_bytes: share(sandbox.memory_bytes, 1, count),
                     millirequests_per_second: rate,
+                    mean_latency_micros: latency.checked_div(*served).unwrap_or(0),
                 });
             }
         }
@@ -117,7 +125,7 @@ impl UsageTracker {
             requests: sandboxes
                 .iter()
                 .flat_map(|s| &s.members)
-                .map(|m| (m.uid.clone(), m.requests))
+                .map(|m| (m.uid.clone(), (m.requests, m.latency_micros)))
                 .collect(),
         });
         self.usage = usage.clone();
@@ -156,6 +164,8 @@ mod tests {
                 .map(|(uid, requests)| MemberUsage {
                     uid: (*uid).into(),
                     requests: *requests,
+                    // 2 ms a request.
+                    latency_micros: *requests * 2_000,
                 })
                 .collect(),
         }
@@ -204,6 +214,8 @@ mod tests {
         assert_eq!(by_uid["c"].cpu_millicores, 0);
         assert_eq!(by_uid["a"].millirequests_per_second, 1500);
         assert_eq!(by_uid["b"].millirequests_per_second, 500);
+        assert_eq!(by_uid["a"].mean_latency_micros, 2_000);
+        assert_eq!(by_uid["c"].mean_latency_micros, 0, "no requests, no mean");
         assert!(usage.instances.iter().all(|i| i.memory_bytes == 100));
     }
 
@@ -244,6 +256,26 @@ mod tests {
             &[sandbox("s", 10, 0, &[("a", 5)])],
         );
         assert_eq!(later.instances[0].millirequests_per_second, 1000);
+    }
+
+    #[test]
+    fn latency_is_the_mean_over_the_interval_only() {
+        let mut tracker = UsageTracker::default();
+        let start = Instant::now();
+        let member = |requests, latency_micros| SandboxUsage {
+            id: "s".into(),
+            memory_bytes: 0,
+            cpu_nanos: 0,
+            members: vec![MemberUsage {
+                uid: "a".into(),
+                requests,
+                latency_micros,
+            }],
+        };
+        tracker.sample(start, &[member(10, 1_000_000)]);
+        // Two requests since, 10 ms in all: the earlier slow ones don't count.
+        let usage = tracker.sample(start + Duration::from_secs(1), &[member(12, 1_010_000)]);
+        assert_eq!(usage.instances[0].mean_latency_micros, 5_000);
     }
 
     #[test]

@@ -131,7 +131,7 @@
           el("div", { title: c.message }, `${c.type}=${c.status}${c.reason ? ` (${c.reason})` : ""}`))),
         el("div", { class: "charts" },
           chart("requests/s", history.map((h) => h.rps), "req/s", "no report yet"),
-          chart("latency", history.map((h) => h.latencyMs), "ms", "not reported by nodes yet")));
+          chart("latency", history.map((h) => h.latencyMs), "ms", "no requests yet")));
     });
     replace(document.getElementById("deployments"), cards, "No deployments.");
   }

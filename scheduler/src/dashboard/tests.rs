@@ -239,12 +239,15 @@ fn the_view_keeps_only_the_latest_events() {
     );
 }
 
+/// An instance's report: `millirequests` a second, 2 ms each on average
+/// per 1,000 millirequests/s (so busier instances here are slower).
 fn usage(uid: &str, millirequests: u64) -> InstanceUsage {
     InstanceUsage {
         uid: uid.into(),
         cpu_millicores: 10,
         memory_bytes: 1 << 20,
         millirequests_per_second: millirequests,
+        mean_latency_micros: millirequests * 2,
     }
 }
 
@@ -275,6 +278,8 @@ fn request_rates_are_summed_over_a_deployments_instances_from_fresh_reports() {
     ]);
     let view = View::build(1, &objects, &reports, now);
     assert_eq!(view.deployments[0].requests_per_second, Some(2.0));
+    // 1.5/s at 3 ms and 0.5/s at 1 ms: 2.5 ms weighted by rate.
+    assert_eq!(view.deployments[0].latency_ms, Some(2.5));
     assert_eq!(view.nodes[0].used.unwrap().cpu_millis, 30);
 
     let long_ago = now - view::USAGE_STALE - jiff::SignedDuration::from_secs(1);

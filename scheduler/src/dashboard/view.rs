@@ -4,10 +4,10 @@
 //! (camelCase, read by `app.js` only), not an API: it may change with the
 //! page.
 //!
-//! Request rates come from the nodes' reports (`NodeUsage`, requests per
-//! second per instance, summed over a Deployment's instances). Latency is
-//! not reported to the scheduler (only to each node's `/metrics`), so
-//! `latencyMs` stays `null` until it is.
+//! Request rates and latency come from the nodes' reports (`NodeUsage`:
+//! requests per second and their mean latency per instance): a
+//! Deployment's rate is the sum over its instances, its latency their mean
+//! weighted by rate (`null` while it serves nothing).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -194,25 +194,30 @@ impl View {
             .filter(|(_, (at, _))| now.duration_since(*at) <= USAGE_STALE)
             .map(|(node, (_, usage))| (node.as_str(), usage))
             .collect();
-        let millirequests: HashMap<&str, u64> = usage
+        let reported: HashMap<&str, (u64, u64)> = usage
             .values()
             .flat_map(|u| &u.instances)
-            .map(|i| (i.uid.as_str(), i.millirequests_per_second))
+            .map(|i| {
+                (
+                    i.uid.as_str(),
+                    (i.millirequests_per_second, i.mean_latency_micros),
+                )
+            })
             .collect();
         // Requests per second (in thousandths) by owner uid, over the live
-        // instances a fresh report covers.
-        let mut rates: HashMap<&str, u64> = HashMap::new();
+        // instances a fresh report covers, with their latency summed
+        // weighted by rate (µs × millirequests/s) for the owner's mean.
+        let mut rates: HashMap<&str, (u64, u128)> = HashMap::new();
         for object in objects {
             if let Object::Instance(i) = object
                 && i.metadata.deletion_timestamp.is_none()
-                && let Some(rate) = i
-                    .metadata
-                    .uid
-                    .as_deref()
-                    .and_then(|uid| millirequests.get(uid))
+                && let Some((rate, latency)) =
+                    i.metadata.uid.as_deref().and_then(|uid| reported.get(uid))
             {
                 for owner in &i.metadata.owner_references {
-                    *rates.entry(owner.uid.as_str()).or_default() += rate;
+                    let entry = rates.entry(owner.uid.as_str()).or_default();
+                    entry.0 += rate;
+                    entry.1 += u128::from(*rate) * u128::from(*latency);
                 }
             }
         }
@@ -271,8 +276,11 @@ impl View {
                                 message: c.message,
                             })
                             .collect(),
-                        requests_per_second: rate.map(|r| *r as f64 / 1000.0),
-                        latency_ms: None,
+                        requests_per_second: rate.map(|(r, _)| *r as f64 / 1000.0),
+                        // Only where requests were served to average over.
+                        latency_ms: rate
+                            .filter(|(r, _)| *r > 0)
+                            .map(|(r, weighted)| *weighted as f64 / *r as f64 / 1000.0),
                     });
                 }
                 Object::Event(e) => events.push(EventView {

@@ -138,6 +138,7 @@ mod tests {
                     cpu_millicores: 500,
                     memory_bytes: 256,
                     millirequests_per_second: 2000,
+                    mean_latency_micros: 0,
                 },
                 InstanceUsage {
                     uid: "gone".into(),

@@ -16,10 +16,18 @@ use serde_json::Value;
 /// Kinds whose instances inherit the trace of the request that made them.
 const TRACED_KINDS: [&str; 2] = ["Deployment", "Job"];
 
-/// `request` with `trace` recorded on each Deployment and Job of an
-/// `Apply`; any other request, or an object that is not a JSON object, is
-/// left as it is (admission reports malformed objects).
-pub(super) fn annotate(request: Request, trace: Option<TraceParent>) -> Request {
+/// `request` with the trace context of `span` recorded on each Deployment
+/// and Job of an `Apply`; any other request, an untraced span, or an object
+/// that is not a JSON object is left as it is (admission reports malformed
+/// objects).
+pub(super) fn annotate(request: Request, span: &tracing::Span) -> Request {
+    let Request::Apply { .. } = &request else {
+        return request;
+    };
+    with_trace(request, berth_api::trace::of(span))
+}
+
+fn with_trace(request: Request, trace: Option<TraceParent>) -> Request {
     let (Request::Apply { objects }, Some(trace)) = (&request, trace) else {
         return request;
     };
@@ -66,7 +74,7 @@ mod tests {
                 b"[".to_vec(),
             ],
         };
-        let Request::Apply { objects } = annotate(request, Some(trace)) else {
+        let Request::Apply { objects } = with_trace(request, Some(trace)) else {
             panic!("not an apply");
         };
         let read = |raw: &[u8]| serde_json::from_slice::<Value>(raw).unwrap();
@@ -83,6 +91,10 @@ mod tests {
         let untouched = Request::Apply {
             objects: vec![job.to_vec()],
         };
-        assert_eq!(annotate(untouched.clone(), None), untouched);
+        assert_eq!(with_trace(untouched.clone(), None), untouched);
+        assert_eq!(
+            annotate(untouched.clone(), &tracing::Span::none()),
+            untouched
+        );
     }
 }
