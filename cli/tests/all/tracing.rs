@@ -251,6 +251,81 @@ fn one_trace_spans_cli_apply_scheduler_and_node() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // A component's outbound call carries the trace on: the caller
+    // component fetches a server here that answers with the traceparent
+    // it received.
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{BufRead as _, Write as _};
+        for stream in echo.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut seen = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("traceparent:") {
+                    seen = value.trim().to_owned();
+                }
+                line.clear();
+            }
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{seen}",
+                seen.len()
+            );
+        }
+    });
+    let caller = format!(
+        "apiVersion: berth.dev/v1
+kind: Deployment
+metadata:
+  name: caller
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: caller}}
+  template:
+    metadata:
+      labels: {{app: caller}}
+    spec:
+      component: {}
+      env:
+        - {{name: UPSTREAM, value: \"http://{echo_addr}/\"}}
+      allowedOutboundHosts: [\"http://{echo_addr}\"]
+",
+        berth_test_programs::CALLER
+    );
+    let path = cluster.manifest("caller.yaml", &caller);
+    cluster.ok(&["apply", "-f", path.to_str().unwrap()]);
+    let traceparent = format!("00-{caller_trace}-{caller_span}-01");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let (status, body) = traced_get(
+            cluster.nodes[0].ingress,
+            "caller.default.berth.localhost",
+            &traceparent,
+        );
+        if status == 200 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the caller never answered: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let sent = body
+        .strip_prefix("upstream 200 OK: ")
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        sent.starts_with(&format!("00-{caller_trace}-")),
+        "the outbound call is in the caller's trace: {sent}"
+    );
+    assert!(
+        !sent.contains(caller_span),
+        "its parent is the node's span, not the caller's: {sent}"
+    );
 }
 
 /// `GET /` with `Host: host` and a `traceparent` header; the status and body.
