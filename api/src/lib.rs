@@ -11,6 +11,7 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod container;
+pub mod daemonset;
 pub mod job;
 pub mod lifecycle;
 pub mod manifest;

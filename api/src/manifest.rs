@@ -160,6 +160,9 @@ pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Object>, ManifestEr
         if let Object::Job(job) = &mut object {
             job.status = crate::job::JobStatus::default();
         }
+        if let Object::DaemonSet(daemonset) = &mut object {
+            daemonset.status = crate::daemonset::DaemonSetStatus::default();
+        }
         if let Object::Service(service) = &mut object {
             service.status = crate::service::ServiceStatus::default();
         }
@@ -267,6 +270,7 @@ fn read_object(
         Kind::Event => Object::Event(Box::new(read(document)?)),
         Kind::Job => Object::Job(Box::new(read(document)?)),
         Kind::Service => Object::Service(Box::new(read(document)?)),
+        Kind::DaemonSet => Object::DaemonSet(Box::new(read(document)?)),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The kinds berth stores: `Namespace`, `Deployment`, `Instance`, `Node`,
-//! `PriorityClass`, `Event`, `Job` (its types are in [`crate::job`]) and
-//! `Service` (in [`crate::service`]).
+//! `PriorityClass`, `Event`, `Job` (its types are in [`crate::job`]),
+//! `Service` (in [`crate::service`]) and `DaemonSet` (in
+//! [`crate::daemonset`]).
 //!
 //! Field names follow Kubernetes wherever the concept is the same, so a
 //! Deployment manifest reads like one a Kubernetes user already knows.
@@ -11,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::container::{ContainerPort, SecurityContext, Volume, VolumeMount};
+use crate::daemonset::DaemonSet;
 use crate::job::Job;
 use crate::lifecycle::{Isolation, Probe, RestartPolicy};
 use crate::meta::{LabelSelector, ObjectMeta};
@@ -39,11 +41,13 @@ pub enum Kind {
     Job,
     /// A stable name for the ready instances a selector matches.
     Service,
+    /// One instance on every matching node.
+    DaemonSet,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::Instance,
@@ -52,6 +56,7 @@ impl Kind {
         Kind::Event,
         Kind::Job,
         Kind::Service,
+        Kind::DaemonSet,
     ];
 
     /// The kind's name as written in manifests.
@@ -65,6 +70,7 @@ impl Kind {
             Kind::Event => "Event",
             Kind::Job => "Job",
             Kind::Service => "Service",
+            Kind::DaemonSet => "DaemonSet",
         }
     }
 
@@ -72,7 +78,12 @@ impl Kind {
     pub fn is_namespaced(self) -> bool {
         matches!(
             self,
-            Kind::Deployment | Kind::Instance | Kind::Event | Kind::Job | Kind::Service
+            Kind::Deployment
+                | Kind::Instance
+                | Kind::Event
+                | Kind::Job
+                | Kind::Service
+                | Kind::DaemonSet
         )
     }
 
@@ -81,7 +92,12 @@ impl Kind {
     pub fn is_user_managed(self) -> bool {
         matches!(
             self,
-            Kind::Namespace | Kind::Deployment | Kind::PriorityClass | Kind::Job | Kind::Service
+            Kind::Namespace
+                | Kind::Deployment
+                | Kind::PriorityClass
+                | Kind::Job
+                | Kind::Service
+                | Kind::DaemonSet
         )
     }
 
@@ -102,6 +118,7 @@ impl Kind {
             "event" | "events" | "ev" => Some(Kind::Event),
             "job" | "jobs" => Some(Kind::Job),
             "service" | "services" | "svc" => Some(Kind::Service),
+            "daemonset" | "daemonsets" | "ds" => Some(Kind::DaemonSet),
             _ => None,
         }
     }
@@ -696,6 +713,8 @@ pub enum Object {
     Job(Box<Job>),
     /// A Service.
     Service(Box<Service>),
+    /// A DaemonSet.
+    DaemonSet(Box<DaemonSet>),
 }
 
 impl Object {
@@ -710,6 +729,7 @@ impl Object {
             Object::Event(_) => Kind::Event,
             Object::Job(_) => Kind::Job,
             Object::Service(_) => Kind::Service,
+            Object::DaemonSet(_) => Kind::DaemonSet,
         }
     }
 
@@ -724,6 +744,7 @@ impl Object {
             Object::Event(o) => &o.metadata,
             Object::Job(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
         }
     }
 
@@ -738,15 +759,17 @@ impl Object {
             Object::Event(o) => &mut o.metadata,
             Object::Job(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
+            Object::DaemonSet(o) => &mut o.metadata,
         }
     }
 
     /// The template instances are made from, for the kinds that have one
-    /// (Deployment, Job).
+    /// (Deployment, Job, DaemonSet).
     pub fn template(&self) -> Option<&InstanceTemplate> {
         match self {
             Object::Deployment(d) => Some(&d.spec.template),
             Object::Job(j) => Some(&j.spec.template),
+            Object::DaemonSet(d) => Some(&d.spec.template),
             _ => None,
         }
     }
@@ -756,6 +779,7 @@ impl Object {
         match self {
             Object::Deployment(d) => Some(&mut d.spec.template),
             Object::Job(j) => Some(&mut j.spec.template),
+            Object::DaemonSet(d) => Some(&mut d.spec.template),
             _ => None,
         }
     }
@@ -795,6 +819,7 @@ impl Object {
             "Event" => Object::Event(serde_json::from_slice(bytes)?),
             "Job" => Object::Job(serde_json::from_slice(bytes)?),
             "Service" => Object::Service(serde_json::from_slice(bytes)?),
+            "DaemonSet" => Object::DaemonSet(serde_json::from_slice(bytes)?),
             other => {
                 return Err(serde::de::Error::custom(format!("unknown kind {other:?}")));
             }

@@ -87,6 +87,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::Event(o) => (&o.api_version, &o.kind),
         Object::Job(o) => (&o.api_version, &o.kind),
         Object::Service(o) => (&o.api_version, &o.kind),
+        Object::DaemonSet(o) => (&o.api_version, &o.kind),
     };
     if api_version != API_VERSION {
         return Err(FieldError::new(
@@ -148,6 +149,30 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
             scheduling::validate_template_priority(path, &template.spec)
         }
         Object::Service(service) => crate::service::validate_service_spec(&service.spec),
+        Object::DaemonSet(daemonset) => {
+            let spec = &daemonset.spec;
+            let selector = &spec.selector.match_labels;
+            if selector.is_empty() {
+                return Err(FieldError::new(
+                    "spec.selector.matchLabels",
+                    "must not be empty",
+                ));
+            }
+            validate_labels("spec.selector.matchLabels", selector)?;
+            let template_labels = &spec.template.metadata.labels;
+            validate_labels("spec.template.metadata.labels", template_labels)?;
+            if !spec.selector.matches(template_labels) {
+                return Err(FieldError::new(
+                    "spec.selector.matchLabels",
+                    "does not match spec.template.metadata.labels",
+                ));
+            }
+            crate::daemonset::validate_daemonset_spec(spec)?;
+            let path = "spec.template.spec";
+            validate_instance_spec(path, &spec.template.spec)?;
+            crate::lifecycle::validate_deployment_restart_policy(path, &spec.template.spec)?;
+            scheduling::validate_template_priority(path, &spec.template.spec)
+        }
     }
 }
 

@@ -103,6 +103,7 @@ fn wide_headers(kind: Kind) -> &'static [&'static str] {
         Kind::Node => &["LABELS", "TAINTS"],
         Kind::Job => &["COMPONENT"],
         Kind::Service => &["PORT(S)"],
+        Kind::DaemonSet => &["COMPONENT", "SELECTOR"],
         Kind::Namespace | Kind::PriorityClass | Kind::Event => &[],
     }
 }
@@ -134,6 +135,17 @@ fn wide_cells(object: &Object) -> Vec<String> {
             vec![
                 n.metadata.labels.len().to_string(),
                 or_none(taints.join(",")),
+            ]
+        }
+        Object::DaemonSet(d) => {
+            let spec = &d.spec.template.spec;
+            let runs = spec
+                .image
+                .clone()
+                .unwrap_or_else(|| short_digest(&spec.component));
+            vec![
+                or_none(runs),
+                or_none(label_pairs(&d.spec.selector.match_labels)),
             ]
         }
         Object::Namespace(_) | Object::PriorityClass(_) | Object::Event(_) => Vec::new(),
@@ -209,6 +221,19 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
             job_duration(&j.status, now),
             age,
         ],
+        Object::DaemonSet(d) => {
+            let status = &d.status;
+            vec![
+                meta.name.clone(),
+                status.desired_number_scheduled.to_string(),
+                status.current_number_scheduled.to_string(),
+                status.number_ready.to_string(),
+                status.updated_number_scheduled.to_string(),
+                status.number_available.to_string(),
+                or_none(label_pairs(&d.spec.template.spec.node_selector)),
+                age,
+            ]
+        }
         Object::Service(s) => vec![
             meta.name.clone(),
             or_none(label_pairs(&s.spec.selector)),
@@ -263,6 +288,16 @@ fn headers(kind: Kind) -> &'static [&'static str] {
         Kind::Event => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         Kind::Job => &["NAME", "COMPLETIONS", "DURATION", "AGE"],
         Kind::Service => &["NAME", "SELECTOR", "ENDPOINTS", "AGE"],
+        Kind::DaemonSet => &[
+            "NAME",
+            "DESIRED",
+            "CURRENT",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "NODE SELECTOR",
+            "AGE",
+        ],
     }
 }
 
@@ -601,6 +636,55 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
                 .map(|e| format!("{} ({})", e.instance, e.node))
                 .collect();
             field("Endpoints", &or_none(&endpoints.join(", ")));
+        }
+        Object::DaemonSet(d) => {
+            let status = &d.status;
+            field(
+                "Selector",
+                &or_none(&label_pairs(&d.spec.selector.match_labels)),
+            );
+            field(
+                "Node-Selector",
+                &or_none(&label_pairs(&d.spec.template.spec.node_selector)),
+            );
+            let strategy = &d.spec.update_strategy;
+            let strategy = match strategy.type_ {
+                berth_api::daemonset::DaemonSetStrategyType::RollingUpdate => format!(
+                    "RollingUpdate (maxUnavailable {})",
+                    strategy.max_unavailable(
+                        usize::try_from(status.desired_number_scheduled).unwrap_or(0)
+                    )
+                ),
+                berth_api::daemonset::DaemonSetStrategyType::OnDelete => "OnDelete".to_owned(),
+            };
+            field("Update Strategy", &strategy);
+            field(
+                "Nodes",
+                &format!(
+                    "{} desired / {} current / {} up-to-date / {} available / {} misscheduled",
+                    status.desired_number_scheduled,
+                    status.current_number_scheduled,
+                    status.updated_number_scheduled,
+                    status.number_available,
+                    status.number_misscheduled
+                ),
+            );
+            field(
+                "Instances",
+                &format!(
+                    "{} Ready / {} Unavailable",
+                    status.number_ready, status.number_unavailable
+                ),
+            );
+            field(
+                "Placement Errors",
+                &or_none(&status.failed_placements.join("; ")),
+            );
+            let spec = &d.spec.template.spec;
+            match &spec.image {
+                Some(image) => field("Image", image),
+                None => field("Component", &spec.component),
+            }
         }
         Object::PriorityClass(c) => {
             field("Value", &c.value.to_string());

@@ -161,7 +161,7 @@ pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u
 /// and at most one PriorityClass may be the global default.
 fn check_priority_class(txn: &Txn<'_, '_>, object: &Object) -> Result<(), ApiError> {
     match object {
-        Object::Deployment(_) | Object::Job(_) => {
+        Object::Deployment(_) | Object::Job(_) | Object::DaemonSet(_) => {
             if let Some(class) = object
                 .template()
                 .and_then(|t| t.spec.priority_class_name.as_ref())
@@ -220,6 +220,9 @@ fn apply_one(
             if let Object::Service(s) = &mut object {
                 s.status = berth_api::service::ServiceStatus::default();
             }
+            if let Object::DaemonSet(d) = &mut object {
+                d.status = berth_api::daemonset::DaemonSetStatus::default();
+            }
             txn.put(object)?;
             ApplyAction::Created
         }
@@ -261,6 +264,21 @@ fn apply_one(
                     updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
                 }
                 txn.put(Object::Job(updated))?;
+                ApplyAction::Configured
+            }
+        }
+        (Some(Object::DaemonSet(old)), Object::DaemonSet(new)) => {
+            // The counts in `status` stay: the controller owns them.
+            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
+                ApplyAction::Unchanged
+            } else {
+                let mut updated = old.clone();
+                updated.metadata.labels = new.metadata.labels.clone();
+                if old.spec != new.spec {
+                    updated.spec = new.spec.clone();
+                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+                }
+                txn.put(Object::DaemonSet(updated))?;
                 ApplyAction::Configured
             }
         }
@@ -433,6 +451,7 @@ pub fn delete(
                     .into_iter()
                     .chain(txn.list(Kind::Job, Some(name))?)
                     .chain(txn.list(Kind::Service, Some(name))?)
+                    .chain(txn.list(Kind::DaemonSet, Some(name))?)
                 {
                     txn.delete(&object_key(&owner))?;
                 }
@@ -441,6 +460,7 @@ pub fn delete(
             Object::Deployment(_)
             | Object::Job(_)
             | Object::Service(_)
+            | Object::DaemonSet(_)
             | Object::Node(_)
             | Object::PriorityClass(_) => {
                 txn.delete(&key)?;

@@ -24,7 +24,8 @@
 //! | Instance | killed by the kernel for memory          | Warning | `OOMKilled`               |
 //! | Instance | another failure (its reason)             | Warning | e.g. `Crashed`, `Error`   |
 //! | Instance | waits to restart (`CrashLoopBackOff`)    | Warning | `BackOff`                 |
-//! | Deployment, Job | an instance created / stopped     | Normal  | `SuccessfulCreate`, `SuccessfulDelete` |
+//! | Deployment, Job, DaemonSet | an instance created / stopped | Normal | `SuccessfulCreate`, `SuccessfulDelete` |
+//! | DaemonSet | a matching node refuses it (taint)      | Warning | `FailedPlacement`         |
 //! | Job      | finished                                 | Normal / Warning | `Completed` / its condition's reason |
 //! | Node     | Ready or not                             | Normal  | `NodeReady`, `NodeNotReady` |
 //! | Node     | cordoned or uncordoned                   | Normal  | `NodeNotSchedulable`, `NodeSchedulable` |
@@ -136,13 +137,13 @@ fn instance_reference(instance: &Instance) -> ObjectReference {
     }
 }
 
-/// The Deployment or Job owning `instance`, as an event's object.
+/// The Deployment, Job or DaemonSet owning `instance`, as an event's object.
 fn owner_reference(instance: &Instance) -> Option<ObjectReference> {
-    let owner = instance
-        .metadata
-        .owner_references
-        .iter()
-        .find(|r| r.kind == Kind::Deployment.as_str() || r.kind == Kind::Job.as_str())?;
+    let owner = instance.metadata.owner_references.iter().find(|r| {
+        r.kind == Kind::Deployment.as_str()
+            || r.kind == Kind::Job.as_str()
+            || r.kind == Kind::DaemonSet.as_str()
+    })?;
     Some(ObjectReference {
         kind: owner.kind.clone(),
         namespace: Some(instance.metadata.namespace_or_default().to_owned()),
@@ -238,6 +239,22 @@ pub fn record_change(
         (Object::Job(b), Object::Job(a)) => {
             (reference(after), job_transitions(&b.status, &a.status))
         }
+        (Object::DaemonSet(b), Object::DaemonSet(a)) => {
+            let failed = a
+                .status
+                .failed_placements
+                .iter()
+                .filter(|f| !b.status.failed_placements.contains(f))
+                .map(|f| {
+                    Happening::new(
+                        Severity::Warning,
+                        "FailedPlacement",
+                        format!("failed to place instance on node {f}"),
+                    )
+                })
+                .collect();
+            (reference(after), failed)
+        }
         _ => return Ok(()),
     };
     for happening in &happenings {
@@ -246,8 +263,9 @@ pub fn record_change(
     Ok(())
 }
 
-/// Records `SuccessfulCreate` on the Deployment or Job that `object`, a new
-/// instance, belongs to.
+/// Records `SuccessfulCreate` on the Deployment, Job or DaemonSet that
+/// `object`, a new instance, belongs to, and `Scheduled` on an instance
+/// created bound to its node (a DaemonSet's).
 pub fn record_created(
     txn: &mut Txn<'_, '_>,
     object: &Object,
@@ -256,6 +274,24 @@ pub fn record_created(
     let Object::Instance(instance) = object else {
         return Ok(());
     };
+    if let Some(node) = &instance.spec.node_name {
+        let scheduled = Happening::new(
+            Severity::Normal,
+            "Scheduled",
+            format!(
+                "Successfully assigned {}/{} to {node}",
+                instance.metadata.namespace_or_default(),
+                instance.metadata.name
+            ),
+        );
+        record(
+            txn,
+            &instance_reference(instance),
+            &scheduled,
+            "scheduler",
+            now,
+        )?;
+    }
     let Some(owner) = owner_reference(instance) else {
         return Ok(());
     };

@@ -228,7 +228,7 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
                 .metadata
                 .owner_references
                 .iter()
-                .find(|r| r.kind == Kind::Deployment.as_str())
+                .find(|r| r.kind == Kind::Deployment.as_str() || r.kind == Kind::DaemonSet.as_str())
                 .map(|r| r.name.clone())
                 .unwrap_or_default(),
             workload: if controller::job_owner(instance).is_some() {
@@ -280,7 +280,7 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
 /// `server::trace`).
 fn owner_traces(cluster: &Cluster) -> Result<std::collections::HashMap<String, String>, ApiError> {
     let mut traces = std::collections::HashMap::new();
-    for kind in [Kind::Deployment, Kind::Job] {
+    for kind in [Kind::Deployment, Kind::Job, Kind::DaemonSet] {
         for object in cluster.store.list(kind, None)? {
             let meta = object.metadata();
             if let (Some(uid), Some(trace)) = (

@@ -116,13 +116,13 @@ pub fn is_serving(instance: &Instance) -> bool {
         && instance.metadata.deletion_timestamp.is_none()
 }
 
-/// The Deployment owning `instance`, by name.
+/// The Deployment (or DaemonSet) owning `instance`, by name.
 fn deployment_of(instance: &Instance) -> Option<&str> {
     instance
         .metadata
         .owner_references
         .iter()
-        .find(|r| r.kind == Kind::Deployment.as_str())
+        .find(|r| r.kind == Kind::Deployment.as_str() || r.kind == Kind::DaemonSet.as_str())
         .map(|r| r.name.as_str())
 }
 

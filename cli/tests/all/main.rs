@@ -14,6 +14,7 @@ mod bluegreen;
 mod cli_output;
 mod cluster;
 mod containers;
+mod daemonset;
 mod dashboard;
 mod dev;
 mod events;

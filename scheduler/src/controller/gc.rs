@@ -1,4 +1,4 @@
-//! Garbage collection: instances whose Deployment or Job is gone
+//! Garbage collection: instances whose Deployment, Job or DaemonSet is gone
 //! terminate, and terminating instances are removed once their node no
 //! longer runs them.
 
@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::daemonset::daemonset_owner;
 use super::job::job_owner;
 use super::{Command, Liveness, Plan, View, instance_key, owner_uid, rv, terminate, terminated_by};
 
@@ -25,11 +26,18 @@ pub(super) fn collect_garbage(
         .iter()
         .filter_map(|d| d.metadata.uid.as_deref())
         .chain(view.jobs.iter().filter_map(|j| j.metadata.uid.as_deref()))
+        .chain(
+            view.daemonsets
+                .iter()
+                .filter_map(|d| d.metadata.uid.as_deref()),
+        )
         .collect();
     let terminated = terminated_by(plan);
     for instance in &view.instances {
         let Some(since) = instance.metadata.deletion_timestamp else {
-            let owner = owner_uid(instance).or_else(|| job_owner(instance));
+            let owner = owner_uid(instance)
+                .or_else(|| job_owner(instance))
+                .or_else(|| daemonset_owner(instance));
             if owner.is_none_or(|uid| !owners.contains(uid))
                 && !terminated.contains(&instance_key(instance))
             {

@@ -25,16 +25,21 @@
 //!    `completions` succeeded, count failures against `backoffLimit`, stop
 //!    at `activeDeadlineSeconds`, and update `status` and its `Complete` or
 //!    `Failed` condition;
-//! 5. garbage collection (`gc.rs`): instances whose Deployment or Job is
-//!    gone terminate, and terminating instances are removed once their
-//!    node no longer runs them;
-//! 6. placement (`place.rs`, over [`crate::placement`]): pending instances
+//! 5. DaemonSets (`daemonset.rs`): one instance bound to every node that
+//!    matches the template and tolerates its taints, new nodes included,
+//!    instances on nodes that stop matching terminated, template changes
+//!    rolled out node by node within `maxUnavailable`;
+//! 6. garbage collection (`gc.rs`): instances whose Deployment, Job or
+//!    DaemonSet is gone terminate, and terminating instances are removed
+//!    once their node no longer runs them;
+//! 7. placement (`place.rs`, over [`crate::placement`]): pending instances
 //!    are bound (or left Pending with the reason), and preemption victims go
 //!    back to Pending.
 //!
 //! This file holds the types the passes share and [`reconcile`]; `tests/`
 //! drives the whole pipeline, one file a topic.
 
+mod daemonset;
 mod deployment;
 mod gc;
 mod job;
@@ -46,6 +51,7 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use berth_api::daemonset::DaemonSet;
 use berth_api::job::Job;
 use berth_api::quantity::{parse_cpu, parse_memory};
 use berth_api::{Deployment, Instance, InstanceSpec, Kind, Node, Object, ObjectMeta, Phase};
@@ -55,6 +61,7 @@ use sha2::{Digest, Sha256};
 use crate::placement::{Demand, Framework};
 use crate::store::key;
 
+pub use daemonset::{daemonset_owner, daemonset_template_hash};
 pub use deployment::{RolloutLimits, is_available};
 pub use gc::TERMINATION_TIMEOUT;
 pub use job::{
@@ -70,6 +77,7 @@ pub use status::{
     REASON_PROGRESS_DEADLINE_EXCEEDED, REASON_REVISION_UPDATED,
 };
 
+use daemonset::reconcile_daemonset;
 use deployment::reconcile_deployment;
 use gc::collect_garbage;
 use job::reconcile_job;
@@ -158,6 +166,8 @@ pub struct View {
     pub nodes: Vec<Node>,
     /// Jobs.
     pub jobs: Vec<Job>,
+    /// DaemonSets.
+    pub daemonsets: Vec<DaemonSet>,
 }
 
 impl View {
@@ -170,6 +180,7 @@ impl View {
                 Object::Instance(i) => view.instances.push(*i),
                 Object::Node(n) => view.nodes.push(*n),
                 Object::Job(j) => view.jobs.push(*j),
+                Object::DaemonSet(d) => view.daemonsets.push(*d),
                 // Services are read where endpoints are needed (`crate::services`).
                 Object::Namespace(_)
                 | Object::PriorityClass(_)
@@ -256,6 +267,9 @@ pub fn reconcile(
     }
     for job in &view.jobs {
         reconcile_job(job, view, &evicted, now, new_name, &mut plan);
+    }
+    for daemonset in &view.daemonsets {
+        reconcile_daemonset(daemonset, view, &ready, &evicted, now, new_name, &mut plan);
     }
     collect_garbage(view, liveness, &ready, now, &mut plan);
     place(

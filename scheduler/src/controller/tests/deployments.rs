@@ -96,6 +96,7 @@ fn negative_replicas_count_as_zero() {
     let web = deployment("web", -3);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
         deployments: vec![web],
         nodes: vec![node("n1", true)],
@@ -110,6 +111,7 @@ fn steady_deployment_produces_no_commands() {
     let web = deployment("web", 2);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&web, "a", 1, Phase::Running, Some("n1")),
             instance(&web, "b", 2, Phase::Starting, Some("n1")),
@@ -155,6 +157,7 @@ fn status_follows_a_new_generation() {
     });
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
         deployments: vec![web],
         nodes: vec![node("n1", true)],
@@ -179,6 +182,7 @@ fn scale_down_terminates_unplaced_instances_then_the_newest() {
     let web = deployment("web", 2);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&web, "r1", 1, Phase::Running, Some("n1")),
             instance(&web, "r2", 3, Phase::Running, Some("n1")),
@@ -218,6 +222,7 @@ fn scale_down_of_running_instances_terminates_the_newest() {
     let web = deployment("web", 1);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&web, "c5", 5, Phase::Running, Some("n1")),
             instance(&web, "c1", 1, Phase::Running, Some("n1")),
@@ -237,6 +242,7 @@ fn scale_down_terminates_failed_and_starting_before_running() {
     let web = deployment("web", 1);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&web, "running", 9, Phase::Running, Some("n1")),
             instance(&web, "starting", 1, Phase::Starting, Some("n1")),
@@ -254,6 +260,7 @@ fn terminating_instances_do_not_count_as_replicas() {
     let web = deployment("web", 2);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&web, "a", 1, Phase::Running, Some("n1")),
             terminating(instance(&web, "b", 2, Phase::Running, Some("n1")), now()),
@@ -303,6 +310,7 @@ fn recreate_terminates_every_old_instance_first() {
         }
         let view = View {
             jobs: Vec::new(),
+            daemonsets: Vec::new(),
             instances: vec![
                 instance(&old, "a", 1, Phase::Running, Some("n1")),
                 instance(&old, "b", 2, Phase::Running, Some("n1")),
@@ -327,6 +335,7 @@ fn rolling_update_keeps_instances_already_current() {
     web.spec.template.spec.component = "sha256:v2".into();
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&old, "old1", 1, Phase::Running, Some("n1")),
             instance(&old, "old2", 2, Phase::Running, Some("n1")),

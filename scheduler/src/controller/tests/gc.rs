@@ -13,6 +13,7 @@ fn orphans_are_terminated() {
     renamed.metadata.uid = Some("web-old-uid".into());
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&web, "kept", 1, Phase::Running, Some("n1")),
             instance(&gone, "orphan", 1, Phase::Running, Some("n1")),

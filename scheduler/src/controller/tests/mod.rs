@@ -1,6 +1,7 @@
 //! The controllers driven through [`reconcile`] over hand-built
 //! clusters, one file a topic; the fixtures they share are here.
 
+mod daemonset;
 mod deployments;
 mod gc;
 mod invariants;

@@ -100,6 +100,7 @@ fn unconnected_node_inside_the_allowance_takes_no_new_instances_when_not_ready()
     let web = deployment("web", 1);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("up", true), node("down", false)],

@@ -12,6 +12,7 @@ fn pending_instances_are_bound_to_ready_nodes_only() {
     big_but_silent.status.allocatable.cpu_millis = 64_000;
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&web, "a", 1, Phase::Pending, None),
             instance(&web, "b", 2, Phase::Pending, None),
@@ -49,6 +50,7 @@ fn placement_counts_what_bound_instances_reserve() {
     // Were `a-full` seen as empty, it would win the tie on its name.
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&web, "running", 1, Phase::Running, Some("a-full")),
             instance(&web, "pending", 2, Phase::Pending, None),
@@ -72,6 +74,7 @@ fn unschedulable_instance_says_why_once() {
     web.spec.template.spec.resources.requests.cpu = Some(Quantity("8".into()));
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("n1", true), node("n2", false)],
@@ -140,6 +143,7 @@ fn placement_skips_instances_the_same_pass_terminates() {
     web.spec.template.spec.resources.requests.cpu = Some(Quantity("1".into()));
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&old, "old-a", 1, Phase::Pending, None),
             instance(&old, "old-b", 2, Phase::Pending, None),
@@ -189,6 +193,7 @@ fn memory_request_larger_than_every_node_stays_pending() {
     web.spec.template.spec.resources.requests.memory = Some(Quantity("8000Mi".into()));
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("n1", true), node("n2", true), node("n3", true)],
@@ -210,6 +215,7 @@ fn tainted_node_takes_only_instances_that_tolerate_it() {
     tolerant.spec.template.spec.tolerations = vec![gpu_toleration()];
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&plain, "plain-a", 1, Phase::Pending, None),
             instance(&tolerant, "tolerant-a", 2, Phase::Pending, None),
@@ -242,6 +248,7 @@ fn node_selector_and_cordon_are_honoured() {
     web.spec.template.spec.node_selector = BTreeMap::from([("disktype".into(), "ssd".into())]);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: (0..3)
             .map(|k| instance(&web, &format!("w{k}"), k, Phase::Pending, None))
             .collect(),
@@ -262,6 +269,7 @@ fn the_templates_node_name_pins_its_instances() {
     web.spec.template.spec.node_name = Some("n2".into());
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("n1", true), node("n2", true)],
@@ -277,6 +285,7 @@ fn components_go_only_where_their_imports_are_provided() {
     cli_only.status.interfaces = vec!["wasi:cli/environment@0.2".into()];
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web.clone()],
         nodes: vec![cli_only.clone()],
@@ -307,6 +316,7 @@ fn higher_priority_preempts_and_the_victims_go_pending() {
     high.spec.template.spec.priority = Some(1000);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&low, "low-a", 1, Phase::Running, Some("n1")),
             instance(&low, "low-b", 2, Phase::Running, Some("n1")),
@@ -352,6 +362,7 @@ fn equal_priority_never_preempts() {
     same.spec.template.spec.priority = Some(5);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&low, "low-a", 1, Phase::Running, Some("n1")),
             instance(&same, "same-a", 3, Phase::Pending, None),
@@ -374,6 +385,7 @@ fn no_execute_taint_evicts_and_the_deployment_replaces() {
     tainted.spec.taints = vec![Taint::parse("maintenance=now:NoExecute").unwrap()];
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
         deployments: vec![web.clone()],
         nodes: vec![tainted.clone(), node("n2", true)],
@@ -413,6 +425,7 @@ fn no_execute_taint_evicts_and_the_deployment_replaces() {
     tainted.spec.taints[0].time_added = Some(now() - SignedDuration::from_secs(30));
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![instance(&patient, "b", 1, Phase::Running, Some("n1"))],
         deployments: vec![patient],
         nodes: vec![tainted.clone()],
@@ -429,6 +442,7 @@ fn anti_affinity_replicas_take_distinct_nodes() {
     web.spec.template.spec.affinity = Some(anti_affinity("app", "web", HOSTNAME_LABEL));
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: (0..5)
             .map(|k| instance(&web, &format!("w{k}"), k, Phase::Pending, None))
             .collect(),

@@ -48,6 +48,7 @@ fn rolling_update_with_surge_never_drops_below_replicas() {
     let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -66,6 +67,7 @@ fn rolling_update_with_surge_never_drops_below_replicas() {
     let mut order = Vec::new();
     let mut view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), 10 - k, 0))
             .collect(),
@@ -107,6 +109,7 @@ fn rolling_update_without_surge_keeps_replicas_less_max_unavailable() {
     );
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -127,6 +130,7 @@ fn rolling_update_waits_for_new_instances_to_be_available() {
     let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -150,6 +154,7 @@ fn rolling_update_replaces_old_instances_that_never_became_available() {
     let web = rolling(upgraded(&old), IntOrPercent::Int(1), IntOrPercent::Int(0));
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![
             instance(&old, "broken1", 1, Phase::Failed, Some("n1")),
             instance(&old, "broken2", 2, Phase::Failed, Some("n1")),
@@ -175,6 +180,7 @@ fn scale_down_mid_rollout_respects_the_surge() {
     web.spec.replicas = 2;
     let mut view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -202,6 +208,7 @@ fn recreate_waits_for_old_instances_to_be_removed() {
     web.spec.strategy.type_ = StrategyType::Recreate;
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: (0..3)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -219,6 +226,7 @@ fn recreate_waits_for_old_instances_to_be_removed() {
     assert!(terminated(&plan).is_empty(), "{plan:#?}");
     let one_left = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![terminating_view.instances[0].clone()],
         deployments: terminating_view.deployments.clone(),
         nodes: vec![],
@@ -243,6 +251,7 @@ fn paused_rollout_stops_and_resumes() {
     let hash = template_hash(&web);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -289,6 +298,7 @@ fn paused_deployment_still_scales() {
     web.spec.replicas = 3;
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![running(&old, "old0", 0, 0), running(&old, "old1", 1, 0)],
         deployments: vec![web.clone()],
         nodes: vec![],

@@ -10,6 +10,7 @@ fn stalled_rollout_exceeds_its_progress_deadline() {
     web.spec.progress_deadline_seconds = Some(60);
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![running(&old, "old0", 0, 0), running(&old, "old1", 1, 0)],
         deployments: vec![web],
         nodes: vec![],
@@ -65,6 +66,7 @@ fn min_ready_seconds_delays_availability() {
     // Started 10 s ago.
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![running(&old, "old", 0, 0), running(&web, "new", 1, 990)],
         deployments: vec![web],
         nodes: vec![],
@@ -96,6 +98,7 @@ fn running_instances_count_only_once_ready() {
     new.status.message = "Readiness probe failed: HTTP probe failed with statuscode: 503".into();
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![running(&old, "old", 0, 0), new],
         deployments: vec![web],
         nodes: vec![],
@@ -135,6 +138,7 @@ fn available_condition_follows_the_minimum() {
     instances.push(instance(&web, "w3", 3, Phase::Starting, Some("n1")));
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances,
         deployments: vec![web],
         nodes: vec![],
@@ -244,6 +248,7 @@ fn status_keeps_the_history_and_the_revision() {
     });
     let view = View {
         jobs: Vec::new(),
+        daemonsets: Vec::new(),
         instances: vec![running(&v1, "old", 0, 0)],
         deployments: vec![web.clone()],
         nodes: vec![],
