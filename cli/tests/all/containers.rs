@@ -606,4 +606,23 @@ fn a_read_only_container_writes_to_its_volume() {
     )
     .unwrap();
     assert_eq!((status, body.as_str()), (200, "hello from a container\n"));
+
+    // Deleted while its container may still be starting: nothing is left
+    // running once the node has caught up.
+    let flash = web_yaml(&image, 2, "")
+        .replace("name: web", "name: flash")
+        .replace("app: web", "app: flash");
+    let manifest = cluster.manifest("flash.yaml", &flash);
+    cluster.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    cluster.ok(&["delete", "deployment", "flash"]);
+    cluster.ok(&["delete", "deployment", "web"]);
+    cluster.ok(&["delete", "deployment", "hostnet"]);
+    cluster.wait_for("no container left", Duration::from_secs(60), || {
+        runc_list(&cluster, "node-1").is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        runc_list(&cluster, "node-1").is_empty(),
+        "a container started after its delete"
+    );
 }

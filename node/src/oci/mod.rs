@@ -104,6 +104,10 @@ pub struct Containers {
     cgroup_base: String,
     routing_domain: Arc<str>,
     running: Mutex<HashMap<String, Arc<Container>>>,
+    /// Uids loaded and not unloaded since: a container whose start
+    /// finishes after its unload is stopped at once rather than left
+    /// running unassigned.
+    wanted: Mutex<std::collections::HashSet<String>>,
     next: AtomicUsize,
     events: mpsc::UnboundedSender<Event>,
     /// Who serves connections no container takes (the sandboxes).
@@ -163,6 +167,7 @@ impl Containers {
             dir,
             routing_domain: crate::ingress::normalize_domain(&setup.domain),
             running: Mutex::new(HashMap::new()),
+            wanted: Mutex::new(std::collections::HashSet::new()),
             next: AtomicUsize::new(0),
             events,
             fallback,
@@ -175,9 +180,10 @@ impl Containers {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `uid` is one of this node's containers.
+    /// Whether `uid` is one of this node's containers, running or still
+    /// starting.
     pub fn has(&self, uid: &str) -> bool {
-        self.running().contains_key(uid)
+        self.wanted().contains(uid) || self.running().contains_key(uid)
     }
 
     /// Deletes every container the runtime lists in the node's state
@@ -215,8 +221,13 @@ impl Containers {
         }
     }
 
+    fn wanted(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.wanted.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Starts the assigned container; the outcome comes as events.
     pub fn load(self: &Arc<Self>, assignment: Assignment, log: Option<GuestLog>) {
+        self.wanted().insert(assignment.uid.clone());
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let uid = assignment.uid.clone();
@@ -232,6 +243,7 @@ impl Containers {
     /// Stops routing to the container, sends it SIGTERM, gives it `grace`
     /// to exit, then SIGKILL; returns once it is gone.
     pub async fn unload(&self, uid: &str, grace: Duration) {
+        self.wanted().remove(uid);
         let Some(container) = self.running().get(uid).cloned() else {
             return;
         };
@@ -372,6 +384,14 @@ impl Containers {
             probes_stop: Mutex::new(None),
         });
         self.running().insert(uid.clone(), Arc::clone(&container));
+        if !self.wanted().contains(&uid) {
+            // Unloaded while it was starting: stop it now; its exit is
+            // then no failure.
+            container.stopping.store(true, Ordering::SeqCst);
+            if let Err(e) = self.cli.kill(&uid, "KILL").await {
+                warn!(container = %uid, error = %e, "cannot stop a container no longer assigned");
+            }
+        }
         info!(instance = %assignment.name, pid, "container running");
         let _ = self.events.send(Event::Host(HostEvent::Loaded {
             uid: uid.clone(),
