@@ -11,7 +11,9 @@
 #[cfg(feature = "admin")]
 pub mod admin;
 pub mod container;
+pub mod cronjob;
 pub mod daemonset;
+pub mod ingress;
 pub mod job;
 pub mod lifecycle;
 pub mod manifest;

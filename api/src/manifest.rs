@@ -163,6 +163,9 @@ pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Object>, ManifestEr
         if let Object::DaemonSet(daemonset) = &mut object {
             daemonset.status = crate::daemonset::DaemonSetStatus::default();
         }
+        if let Object::CronJob(cronjob) = &mut object {
+            cronjob.status = crate::cronjob::CronJobStatus::default();
+        }
         if let Object::Service(service) = &mut object {
             service.status = crate::service::ServiceStatus::default();
         }
@@ -271,6 +274,8 @@ fn read_object(
         Kind::Job => Object::Job(Box::new(read(document)?)),
         Kind::Service => Object::Service(Box::new(read(document)?)),
         Kind::DaemonSet => Object::DaemonSet(Box::new(read(document)?)),
+        Kind::Ingress => Object::Ingress(Box::new(read(document)?)),
+        Kind::CronJob => Object::CronJob(Box::new(read(document)?)),
     })
 }
 

@@ -1,7 +1,7 @@
 //! The kinds berth stores: `Namespace`, `Deployment`, `Instance`, `Node`,
 //! `PriorityClass`, `Event`, `Job` (its types are in [`crate::job`]),
-//! `Service` (in [`crate::service`]) and `DaemonSet` (in
-//! [`crate::daemonset`]).
+//! `Service` (in [`crate::service`]), `DaemonSet` (in
+//! [`crate::daemonset`]) and `CronJob` (in [`crate::cronjob`]).
 //!
 //! Field names follow Kubernetes wherever the concept is the same, so a
 //! Deployment manifest reads like one a Kubernetes user already knows.
@@ -12,7 +12,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::container::{ContainerPort, SecurityContext, Volume, VolumeMount};
+use crate::cronjob::CronJob;
 use crate::daemonset::DaemonSet;
+use crate::ingress::Ingress;
 use crate::job::Job;
 use crate::lifecycle::{Isolation, Probe, RestartPolicy};
 use crate::meta::{LabelSelector, ObjectMeta};
@@ -43,11 +45,15 @@ pub enum Kind {
     Service,
     /// One instance on every matching node.
     DaemonSet,
+    /// Jobs created on a cron schedule.
+    CronJob,
+    /// Host and path rules to Services.
+    Ingress,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::Instance,
@@ -57,6 +63,8 @@ impl Kind {
         Kind::Job,
         Kind::Service,
         Kind::DaemonSet,
+        Kind::CronJob,
+        Kind::Ingress,
     ];
 
     /// The kind's name as written in manifests.
@@ -71,6 +79,8 @@ impl Kind {
             Kind::Job => "Job",
             Kind::Service => "Service",
             Kind::DaemonSet => "DaemonSet",
+            Kind::Ingress => "Ingress",
+            Kind::CronJob => "CronJob",
         }
     }
 
@@ -84,6 +94,8 @@ impl Kind {
                 | Kind::Job
                 | Kind::Service
                 | Kind::DaemonSet
+                | Kind::Ingress
+                | Kind::CronJob
         )
     }
 
@@ -98,6 +110,8 @@ impl Kind {
                 | Kind::Job
                 | Kind::Service
                 | Kind::DaemonSet
+                | Kind::Ingress
+                | Kind::CronJob
         )
     }
 
@@ -119,6 +133,8 @@ impl Kind {
             "job" | "jobs" => Some(Kind::Job),
             "service" | "services" | "svc" => Some(Kind::Service),
             "daemonset" | "daemonsets" | "ds" => Some(Kind::DaemonSet),
+            "ingress" | "ingresses" | "ing" => Some(Kind::Ingress),
+            "cronjob" | "cronjobs" | "cj" => Some(Kind::CronJob),
             _ => None,
         }
     }
@@ -715,6 +731,10 @@ pub enum Object {
     Service(Box<Service>),
     /// A DaemonSet.
     DaemonSet(Box<DaemonSet>),
+    /// A CronJob.
+    CronJob(Box<CronJob>),
+    /// An Ingress.
+    Ingress(Box<Ingress>),
 }
 
 impl Object {
@@ -730,6 +750,8 @@ impl Object {
             Object::Job(_) => Kind::Job,
             Object::Service(_) => Kind::Service,
             Object::DaemonSet(_) => Kind::DaemonSet,
+            Object::Ingress(_) => Kind::Ingress,
+            Object::CronJob(_) => Kind::CronJob,
         }
     }
 
@@ -745,6 +767,8 @@ impl Object {
             Object::Job(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::DaemonSet(o) => &o.metadata,
+            Object::Ingress(o) => &o.metadata,
+            Object::CronJob(o) => &o.metadata,
         }
     }
 
@@ -760,6 +784,8 @@ impl Object {
             Object::Job(o) => &mut o.metadata,
             Object::Service(o) => &mut o.metadata,
             Object::DaemonSet(o) => &mut o.metadata,
+            Object::Ingress(o) => &mut o.metadata,
+            Object::CronJob(o) => &mut o.metadata,
         }
     }
 
@@ -770,6 +796,7 @@ impl Object {
             Object::Deployment(d) => Some(&d.spec.template),
             Object::Job(j) => Some(&j.spec.template),
             Object::DaemonSet(d) => Some(&d.spec.template),
+            Object::CronJob(c) => Some(&c.spec.job_template.spec.template),
             _ => None,
         }
     }
@@ -780,6 +807,7 @@ impl Object {
             Object::Deployment(d) => Some(&mut d.spec.template),
             Object::Job(j) => Some(&mut j.spec.template),
             Object::DaemonSet(d) => Some(&mut d.spec.template),
+            Object::CronJob(c) => Some(&mut c.spec.job_template.spec.template),
             _ => None,
         }
     }
@@ -820,6 +848,8 @@ impl Object {
             "Job" => Object::Job(serde_json::from_slice(bytes)?),
             "Service" => Object::Service(serde_json::from_slice(bytes)?),
             "DaemonSet" => Object::DaemonSet(serde_json::from_slice(bytes)?),
+            "Ingress" => Object::Ingress(serde_json::from_slice(bytes)?),
+            "CronJob" => Object::CronJob(serde_json::from_slice(bytes)?),
             other => {
                 return Err(serde::de::Error::custom(format!("unknown kind {other:?}")));
             }

@@ -87,7 +87,9 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::Event(o) => (&o.api_version, &o.kind),
         Object::Job(o) => (&o.api_version, &o.kind),
         Object::Service(o) => (&o.api_version, &o.kind),
+        Object::Ingress(o) => (&o.api_version, &o.kind),
         Object::DaemonSet(o) => (&o.api_version, &o.kind),
+        Object::CronJob(o) => (&o.api_version, &o.kind),
     };
     if api_version != API_VERSION {
         return Err(FieldError::new(
@@ -149,6 +151,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
             scheduling::validate_template_priority(path, &template.spec)
         }
         Object::Service(service) => crate::service::validate_service_spec(&service.spec),
+        Object::Ingress(ingress) => crate::ingress::validate_ingress_spec(&ingress.spec),
         Object::DaemonSet(daemonset) => {
             let spec = &daemonset.spec;
             let selector = &spec.selector.match_labels;
@@ -172,6 +175,24 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
             validate_instance_spec(path, &spec.template.spec)?;
             crate::lifecycle::validate_deployment_restart_policy(path, &spec.template.spec)?;
             scheduling::validate_template_priority(path, &spec.template.spec)
+        }
+        Object::CronJob(cronjob) => {
+            let spec = &cronjob.spec;
+            crate::cronjob::validate_cronjob(&cronjob.metadata.name, spec)?;
+            let job = &spec.job_template;
+            validate_labels("spec.jobTemplate.metadata.labels", &job.metadata.labels)?;
+            let template = &job.spec.template;
+            validate_labels(
+                "spec.jobTemplate.spec.template.metadata.labels",
+                &template.metadata.labels,
+            )?;
+            let path = "spec.jobTemplate.spec.template.spec";
+            validate_instance_spec(path, &template.spec)?;
+            crate::job::validate_job_spec(&job.spec).map_err(|mut error| {
+                error.path = format!("spec.jobTemplate.{}", error.path);
+                error
+            })?;
+            scheduling::validate_template_priority(path, &template.spec)
         }
     }
 }

@@ -351,6 +351,43 @@ pub struct Assignments {
     /// Every Service in the cluster with its ready endpoints, sorted by
     /// namespace and name, so that any node can route any call.
     pub services: Vec<ServiceRoute>,
+    /// Every Ingress in the cluster, sorted by namespace and name, so that
+    /// any node's ingress serves every rule.
+    pub ingresses: Vec<IngressRoute>,
+}
+
+/// One Ingress as nodes route it: its host rules, each path pointing at a
+/// Service of its namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressRoute {
+    /// The Ingress's namespace, which is its Services' too.
+    pub namespace: String,
+    /// The Ingress's name.
+    pub name: String,
+    /// Its rules, in the order written.
+    pub rules: Vec<IngressHostRoute>,
+    /// The Service serving the rules' hosts when no path matches.
+    pub default_service: Option<String>,
+}
+
+/// One host of an Ingress and its paths.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressHostRoute {
+    /// `shop.example.com` or `*.example.com`, lowercase.
+    pub host: String,
+    /// Its paths, in the order written.
+    pub paths: Vec<IngressPathRoute>,
+}
+
+/// One path of an Ingress rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngressPathRoute {
+    /// An absolute path.
+    pub path: String,
+    /// `Exact` rather than `Prefix` (or `ImplementationSpecific`).
+    pub exact: bool,
+    /// The backend Service's name.
+    pub service: String,
 }
 
 /// Where a node's service router sends calls to one Service.
@@ -743,6 +780,19 @@ mod tests {
                     endpoints: Vec::new(),
                 },
             ],
+            ingresses: vec![IngressRoute {
+                namespace: "default".into(),
+                name: "shop".into(),
+                rules: vec![IngressHostRoute {
+                    host: "shop.example.com".into(),
+                    paths: vec![IngressPathRoute {
+                        path: "/api".into(),
+                        exact: false,
+                        service: "api".into(),
+                    }],
+                }],
+                default_service: Some("web".into()),
+            }],
         });
         let frame = encode_frame(&assignments).unwrap();
         assert_eq!(decode_body::<Response>(&frame[4..]).unwrap(), assignments);
@@ -751,10 +801,11 @@ mod tests {
             revision: 300,
             instances: Vec::new(),
             services: Vec::new(),
+            ingresses: Vec::new(),
         });
         assert_eq!(
             encode_frame(&empty).unwrap(),
-            [0, 0, 0, 6, 1, 8, 0xac, 2, 0, 0]
+            [0, 0, 0, 7, 1, 8, 0xac, 2, 0, 0, 0]
         );
     }
 

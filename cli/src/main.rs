@@ -86,7 +86,7 @@ enum Command {
         berth get instances -l app=hello -o wide\n  \
         berth get deployment hello -o yaml")]
     Get {
-        /// Kind: namespaces, deployments, daemonsets, jobs, services, instances, nodes, priorityclasses, events (or ns, deploy, ds, svc, inst, no, pc, ev).
+        /// Kind: namespaces, deployments, daemonsets, jobs, cronjobs, services, instances, nodes, priorityclasses, events (or ns, deploy, ds, cj, svc, inst, no, pc, ev).
         kind: String,
         /// One object by name.
         name: Option<String>,
@@ -479,7 +479,7 @@ pub fn outcome_line(outcome: &ApplyOutcome) -> String {
 
 fn kind(name: &str) -> Result<Kind> {
     Kind::from_cli_name(name).with_context(|| {
-        format!("unknown kind {name:?}: expected namespaces, deployments, daemonsets, jobs, services, instances, nodes, priorityclasses or events")
+        format!("unknown kind {name:?}: expected namespaces, deployments, daemonsets, jobs, cronjobs, services, ingresses, instances, nodes, priorityclasses or events")
     })
 }
 

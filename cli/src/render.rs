@@ -102,8 +102,10 @@ fn wide_headers(kind: Kind) -> &'static [&'static str] {
         Kind::Instance => &["REASON", "MESSAGE"],
         Kind::Node => &["LABELS", "TAINTS"],
         Kind::Job => &["COMPONENT"],
+        Kind::Ingress => &[],
         Kind::Service => &["PORT(S)"],
         Kind::DaemonSet => &["COMPONENT", "SELECTOR"],
+        Kind::CronJob => &["COMPONENT"],
         Kind::Namespace | Kind::PriorityClass | Kind::Event => &[],
     }
 }
@@ -111,6 +113,7 @@ fn wide_headers(kind: Kind) -> &'static [&'static str] {
 fn wide_cells(object: &Object) -> Vec<String> {
     match object {
         Object::Job(j) => vec![or_none(short_digest(&j.spec.template.spec.component))],
+        Object::Ingress(_) => vec![],
         Object::Service(s) => {
             let ports: Vec<String> = s.spec.ports.iter().map(|p| p.port.to_string()).collect();
             vec![or_none(ports.join(","))]
@@ -147,6 +150,14 @@ fn wide_cells(object: &Object) -> Vec<String> {
                 or_none(runs),
                 or_none(label_pairs(&d.spec.selector.match_labels)),
             ]
+        }
+        Object::CronJob(c) => {
+            let spec = &c.spec.job_template.spec.template.spec;
+            let runs = spec
+                .image
+                .clone()
+                .unwrap_or_else(|| short_digest(&spec.component));
+            vec![or_none(runs)]
         }
         Object::Namespace(_) | Object::PriorityClass(_) | Object::Event(_) => Vec::new(),
     }
@@ -234,6 +245,21 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
                 age,
             ]
         }
+        Object::CronJob(c) => vec![
+            meta.name.clone(),
+            c.spec.schedule.clone(),
+            or_none(c.spec.time_zone.clone().unwrap_or_default()),
+            if c.spec.suspend { "True" } else { "False" }.to_owned(),
+            c.status.active.len().to_string(),
+            c.status
+                .last_schedule_time
+                .map_or_else(|| "<none>".to_owned(), |t| self::age(Some(t), now)),
+            age,
+        ],
+        Object::Ingress(i) => {
+            let (hosts, paths, backends) = ingress_columns(i);
+            vec![meta.name.clone(), hosts, paths, backends, age]
+        }
         Object::Service(s) => vec![
             meta.name.clone(),
             or_none(label_pairs(&s.spec.selector)),
@@ -287,6 +313,7 @@ fn headers(kind: Kind) -> &'static [&'static str] {
         Kind::PriorityClass => &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE"],
         Kind::Event => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
         Kind::Job => &["NAME", "COMPLETIONS", "DURATION", "AGE"],
+        Kind::Ingress => &["NAME", "HOSTS", "PATHS", "BACKENDS", "AGE"],
         Kind::Service => &["NAME", "SELECTOR", "ENDPOINTS", "AGE"],
         Kind::DaemonSet => &[
             "NAME",
@@ -298,7 +325,44 @@ fn headers(kind: Kind) -> &'static [&'static str] {
             "NODE SELECTOR",
             "AGE",
         ],
+        Kind::CronJob => &[
+            "NAME",
+            "SCHEDULE",
+            "TIMEZONE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST SCHEDULE",
+            "AGE",
+        ],
     }
+}
+
+/// An Ingress's HOSTS, PATHS and BACKENDS cells: each comma-separated,
+/// in manifest order, duplicates left out.
+fn ingress_columns(ingress: &berth_api::ingress::Ingress) -> (String, String, String) {
+    let mut hosts: Vec<String> = Vec::new();
+    let mut paths: Vec<String> = Vec::new();
+    let mut backends: Vec<String> = Vec::new();
+    let add = |list: &mut Vec<String>, value: &str| {
+        if !list.iter().any(|v| v == value) {
+            list.push(value.to_owned());
+        }
+    };
+    for rule in &ingress.spec.rules {
+        add(&mut hosts, rule.host.as_deref().unwrap_or("*"));
+        for path in rule.http.iter().flat_map(|h| h.paths.iter()) {
+            add(&mut paths, path.path());
+            add(&mut backends, &path.backend.service.name);
+        }
+    }
+    if let Some(default) = &ingress.spec.default_backend {
+        add(&mut backends, &default.service.name);
+    }
+    (
+        or_none(hosts.join(",")),
+        or_none(paths.join(",")),
+        or_none(backends.join(",")),
+    )
 }
 
 /// `key=value` pairs, comma-separated.
@@ -614,6 +678,28 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
             field("Conditions", &or_none(&conditions.join(", ")));
             field("Component", &j.spec.template.spec.component);
         }
+        Object::Ingress(i) => {
+            let default = i.spec.default_backend.as_ref();
+            field(
+                "Default backend",
+                default.map_or("<none>", |b| b.service.name.as_str()),
+            );
+            for rule in &i.spec.rules {
+                let host = rule.host.as_deref().unwrap_or("*");
+                let paths = rule.http.iter().flat_map(|h| h.paths.iter());
+                let lines: Vec<String> = paths
+                    .map(|p| {
+                        format!(
+                            "{} ({:?}) -> {}",
+                            p.path(),
+                            p.path_type,
+                            p.backend.service.name
+                        )
+                    })
+                    .collect();
+                field(&format!("Rule {host}"), &or_none(&lines.join(", ")));
+            }
+        }
         Object::Service(s) => {
             field("Selector", &label_pairs(&s.spec.selector));
             let ports: Vec<String> = s
@@ -684,6 +770,37 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
             match &spec.image {
                 Some(image) => field("Image", image),
                 None => field("Component", &spec.component),
+            }
+        }
+        Object::CronJob(c) => {
+            let spec = &c.spec;
+            field("Schedule", &spec.schedule);
+            field("Time Zone", spec.time_zone.as_deref().unwrap_or("UTC"));
+            field("Concurrency Policy", spec.concurrency_policy.as_str());
+            field("Suspend", &spec.suspend.to_string());
+            field(
+                "Successful Job History Limit",
+                &spec.successful_jobs_history_limit().to_string(),
+            );
+            field(
+                "Failed Job History Limit",
+                &spec.failed_jobs_history_limit().to_string(),
+            );
+            field(
+                "Starting Deadline Seconds",
+                &spec
+                    .starting_deadline_seconds
+                    .map_or_else(|| "<unset>".to_owned(), |s| format!("{s}s")),
+            );
+            let when =
+                |t: Option<Timestamp>| t.map_or_else(|| "<unset>".to_owned(), |t| t.to_string());
+            field("Last Schedule Time", &when(c.status.last_schedule_time));
+            field("Last Successful Time", &when(c.status.last_successful_time));
+            field("Active Jobs", &or_none(&c.status.active.join(", ")));
+            let template = &spec.job_template.spec.template.spec;
+            match &template.image {
+                Some(image) => field("Image", image),
+                None => field("Component", &template.component),
             }
         }
         Object::PriorityClass(c) => {

@@ -105,6 +105,7 @@ async fn session(
                     // Every Service's endpoints; kept when the scheduler
                     // is gone, as the instances are.
                     services.update(&assignments.services);
+                    services.update_ingresses(&assignments.ingresses);
                     supervisor.apply(assignments, &connection);
                 }
                 Some(Response::Error(e)) => bail!("watch: {e}"),

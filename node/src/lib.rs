@@ -22,6 +22,7 @@ pub mod backoff;
 pub mod credentials;
 pub mod host;
 pub mod ingress;
+pub mod ingress_rules;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
@@ -314,6 +315,10 @@ impl Node {
             Some(containers) => Some(containers.clone() as Arc<dyn ingress::ConnectionDispatch>),
             None => dispatch,
         };
+        // Ingress hosts first: their connections are served per request.
+        let dispatch: Option<Arc<dyn ingress::ConnectionDispatch>> = Some(
+            ingress_rules::IngressDispatch::new(Arc::clone(&services), dispatch),
+        );
         let supervisor =
             Supervisor::new(executor, containers.clone(), logs, &config.data_dir, events)?;
         supervisor.route_services_through(services_listener.local_addr()?);

@@ -21,7 +21,8 @@
 //! Service), 503 (no ready endpoint), 502 (no endpoint reachable).
 //!
 //! Out of scope for now: node-to-node QUIC (calls travel as plain HTTP to
-//! the other node's ingress), routing by `ports`, and Ingress objects. See
+//! the other node's ingress) and routing by `ports`. Ingress objects use
+//! [`ServiceRouter::call`] too (`crate::ingress_rules`). See
 //! `docs/decisions/0021-services.md`.
 
 pub mod forward;
@@ -50,6 +51,9 @@ pub struct ServiceRouter {
     seed: AtomicU64,
     /// Idle connections to endpoints' ingresses.
     pool: Arc<forward::Pool>,
+    /// Every Ingress's rules, which the node's ingress serves
+    /// (`crate::ingress_rules`).
+    pub(crate) ingresses: RwLock<Arc<[berth_api::wire::IngressRoute]>>,
 }
 
 impl std::fmt::Debug for ServiceRouter {
@@ -88,6 +92,7 @@ impl ServiceRouter {
             in_flight: Mutex::new(HashMap::new()),
             seed: AtomicU64::new(seed),
             pool: Arc::default(),
+            ingresses: RwLock::new(Arc::from([])),
         })
     }
 

@@ -161,7 +161,7 @@ pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u
 /// and at most one PriorityClass may be the global default.
 fn check_priority_class(txn: &Txn<'_, '_>, object: &Object) -> Result<(), ApiError> {
     match object {
-        Object::Deployment(_) | Object::Job(_) | Object::DaemonSet(_) => {
+        Object::Deployment(_) | Object::Job(_) | Object::DaemonSet(_) | Object::CronJob(_) => {
             if let Some(class) = object
                 .template()
                 .and_then(|t| t.spec.priority_class_name.as_ref())
@@ -222,6 +222,9 @@ fn apply_one(
             }
             if let Object::DaemonSet(d) = &mut object {
                 d.status = berth_api::daemonset::DaemonSetStatus::default();
+            }
+            if let Object::CronJob(c) = &mut object {
+                c.status = berth_api::cronjob::CronJobStatus::default();
             }
             txn.put(object)?;
             ApplyAction::Created
@@ -294,6 +297,35 @@ fn apply_one(
                     updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
                 }
                 txn.put(Object::Service(updated))?;
+                ApplyAction::Configured
+            }
+        }
+        (Some(Object::CronJob(old)), Object::CronJob(new)) => {
+            // `status` stays: the controller owns it.
+            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
+                ApplyAction::Unchanged
+            } else {
+                let mut updated = old.clone();
+                updated.metadata.labels = new.metadata.labels.clone();
+                if old.spec != new.spec {
+                    updated.spec = new.spec.clone();
+                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+                }
+                txn.put(Object::CronJob(updated))?;
+                ApplyAction::Configured
+            }
+        }
+        (Some(Object::Ingress(old)), Object::Ingress(new)) => {
+            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
+                ApplyAction::Unchanged
+            } else {
+                let mut updated = old.clone();
+                updated.metadata.labels = new.metadata.labels.clone();
+                if old.spec != new.spec {
+                    updated.spec = new.spec.clone();
+                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
+                }
+                txn.put(Object::Ingress(updated))?;
                 ApplyAction::Configured
             }
         }
@@ -451,7 +483,9 @@ pub fn delete(
                     .into_iter()
                     .chain(txn.list(Kind::Job, Some(name))?)
                     .chain(txn.list(Kind::Service, Some(name))?)
+                    .chain(txn.list(Kind::Ingress, Some(name))?)
                     .chain(txn.list(Kind::DaemonSet, Some(name))?)
+                    .chain(txn.list(Kind::CronJob, Some(name))?)
                 {
                     txn.delete(&object_key(&owner))?;
                 }
@@ -460,7 +494,9 @@ pub fn delete(
             Object::Deployment(_)
             | Object::Job(_)
             | Object::Service(_)
+            | Object::Ingress(_)
             | Object::DaemonSet(_)
+            | Object::CronJob(_)
             | Object::Node(_)
             | Object::PriorityClass(_) => {
                 txn.delete(&key)?;

@@ -27,6 +27,8 @@
 //! | Deployment, Job, DaemonSet | an instance created / stopped | Normal | `SuccessfulCreate`, `SuccessfulDelete` |
 //! | DaemonSet | a matching node refuses it (taint)      | Warning | `FailedPlacement`         |
 //! | Job      | finished                                 | Normal / Warning | `Completed` / its condition's reason |
+//! | CronJob  | a Job created / removed                  | Normal  | `SuccessfulCreate`, `SuccessfulDelete` |
+//! | CronJob  | a Job of it no longer active             | Normal  | `SawCompletedJob`         |
 //! | Node     | Ready or not                             | Normal  | `NodeReady`, `NodeNotReady` |
 //! | Node     | cordoned or uncordoned                   | Normal  | `NodeNotSchedulable`, `NodeSchedulable` |
 //!
@@ -239,6 +241,22 @@ pub fn record_change(
         (Object::Job(b), Object::Job(a)) => {
             (reference(after), job_transitions(&b.status, &a.status))
         }
+        (Object::CronJob(b), Object::CronJob(a)) => {
+            let saw = b
+                .status
+                .active
+                .iter()
+                .filter(|name| !a.status.active.contains(name))
+                .map(|name| {
+                    Happening::new(
+                        Severity::Normal,
+                        "SawCompletedJob",
+                        format!("Saw completed job: {name}"),
+                    )
+                })
+                .collect();
+            (reference(after), saw)
+        }
         (Object::DaemonSet(b), Object::DaemonSet(a)) => {
             let failed = a
                 .status
@@ -271,6 +289,9 @@ pub fn record_created(
     object: &Object,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    if let Object::Job(job) = object {
+        return record_on_cronjob(txn, job, "SuccessfulCreate", "Created job", now);
+    }
     let Object::Instance(instance) = object else {
         return Ok(());
     };
@@ -301,6 +322,50 @@ pub fn record_created(
         format!("Created instance: {}", instance.metadata.name),
     );
     record(txn, &owner, &created, "scheduler", now)
+}
+
+/// Records `SuccessfulDelete` on the CronJob of `object`, a Job the
+/// reconciler removes (past the history limit, or replaced).
+pub fn record_removed(
+    txn: &mut Txn<'_, '_>,
+    object: &Object,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    match object {
+        Object::Job(job) => record_on_cronjob(txn, job, "SuccessfulDelete", "Deleted job", now),
+        _ => Ok(()),
+    }
+}
+
+/// Records `reason` with "`what` NAME" on the CronJob owning `job`, if one
+/// does.
+fn record_on_cronjob(
+    txn: &mut Txn<'_, '_>,
+    job: &berth_api::job::Job,
+    reason: &str,
+    what: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(owner) = job
+        .metadata
+        .owner_references
+        .iter()
+        .find(|r| r.kind == Kind::CronJob.as_str())
+    else {
+        return Ok(());
+    };
+    let involved = ObjectReference {
+        kind: owner.kind.clone(),
+        namespace: Some(job.metadata.namespace_or_default().to_owned()),
+        name: owner.name.clone(),
+        uid: owner.uid.clone(),
+    };
+    let happening = Happening::new(
+        Severity::Normal,
+        reason,
+        format!("{what}: {}", job.metadata.name),
+    );
+    record(txn, &involved, &happening, "scheduler", now)
 }
 
 /// What a change of `before` into `after` tells of, in the order it

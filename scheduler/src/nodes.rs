@@ -212,6 +212,16 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
         })
         .collect();
     let services = service_routes(cluster, &all)?;
+    let ingresses = crate::services::ingress_routes(
+        cluster
+            .store
+            .list(Kind::Ingress, None)?
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Ingress(i) => Some(*i),
+                _ => None,
+            }),
+    );
     let traces = owner_traces(cluster)?;
     let mut instances: Vec<Assignment> = all
         .iter()
@@ -272,6 +282,7 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
         revision,
         instances,
         services,
+        ingresses,
     })
 }
 

@@ -127,6 +127,17 @@ fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), 
                         applied += 1;
                     }
                 }
+                Command::CreateJob(mut job) => {
+                    job.metadata.uid = Some(uuid::Uuid::new_v4().to_string());
+                    job.metadata.creation_timestamp = Some(now);
+                    job.metadata.generation = Some(1);
+                    let object = Object::Job(job);
+                    if txn.get(&object_key(&object))?.is_none() {
+                        events::record_created(txn, &object, now)?;
+                        txn.put(object)?;
+                        applied += 1;
+                    }
+                }
                 Command::Update { seen, object } => {
                     let current = txn.get(&object_key(&object))?;
                     let Some(current) =
@@ -140,9 +151,10 @@ fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), 
                 }
                 Command::Remove { key, seen } => {
                     let current = txn.get(&key)?;
-                    if current
-                        .is_some_and(|c| c.metadata().resource_version.as_deref() == Some(&seen))
+                    if let Some(current) =
+                        current.filter(|c| c.metadata().resource_version.as_deref() == Some(&seen))
                     {
+                        events::record_removed(txn, &current, now)?;
                         txn.delete(&key)?;
                         applied += 1;
                     }

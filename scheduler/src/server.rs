@@ -482,8 +482,8 @@ async fn watch(cluster: &Arc<Cluster>, node: &str, send: &mut quinn::SendStream)
         // Service's endpoints sends nothing.
         if last
             .as_ref()
-            .map(|a: &berth_api::wire::Assignments| (&a.instances, &a.services))
-            != Some((&current.instances, &current.services))
+            .map(|a: &berth_api::wire::Assignments| (&a.instances, &a.services, &a.ingresses))
+            != Some((&current.instances, &current.services, &current.ingresses))
         {
             if send_frame(send, &Response::Assignments(current.clone()))
                 .await

@@ -15,8 +15,11 @@
 
 use std::collections::HashMap;
 
+use berth_api::ingress::Ingress;
 use berth_api::service::{EndpointStatus, Service};
-use berth_api::wire::{ServiceEndpoint, ServiceRoute};
+use berth_api::wire::{
+    IngressHostRoute, IngressPathRoute, IngressRoute, ServiceEndpoint, ServiceRoute,
+};
 use berth_api::{Instance, Kind, Node, Phase};
 
 /// One endpoint, borrowed from the snapshot.
@@ -153,6 +156,44 @@ pub fn routes(services: &[Service], instances: &[Instance], nodes: &[Node]) -> V
             namespace: service.metadata.namespace_or_default().to_owned(),
             name: service.metadata.name.clone(),
             endpoints: endpoints.of(service).map(Endpoint::to_wire).collect(),
+        })
+        .collect();
+    routes.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    routes
+}
+
+/// Every Ingress's rules, sorted by namespace and name: what each node's
+/// ingress serves (see `docs/decisions/0027-ingress-objects.md`).
+pub fn ingress_routes(ingresses: impl IntoIterator<Item = Ingress>) -> Vec<IngressRoute> {
+    let mut routes: Vec<IngressRoute> = ingresses
+        .into_iter()
+        .filter(|ingress| ingress.metadata.deletion_timestamp.is_none())
+        .map(|ingress| IngressRoute {
+            namespace: ingress.metadata.namespace_or_default().to_owned(),
+            name: ingress.metadata.name.clone(),
+            rules: ingress
+                .spec
+                .rules
+                .iter()
+                .map(|rule| IngressHostRoute {
+                    host: rule.host.clone().unwrap_or_default().to_ascii_lowercase(),
+                    paths: rule
+                        .http
+                        .iter()
+                        .flat_map(|http| http.paths.iter())
+                        .map(|path| IngressPathRoute {
+                            path: path.path().to_owned(),
+                            exact: path.path_type.is_exact(),
+                            service: path.backend.service.name.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            default_service: ingress
+                .spec
+                .default_backend
+                .as_ref()
+                .map(|backend| backend.service.name.clone()),
         })
         .collect();
     routes.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -365,6 +406,62 @@ mod tests {
                 instance: "b-1".into(),
                 node: "n1".into(),
             }]
+        );
+    }
+
+    #[test]
+    fn ingress_routes_flatten_rules_sorted_by_namespace_and_name() {
+        let yaml = "apiVersion: berth.dev/v1
+kind: Ingress
+metadata: {name: shop, namespace: team}
+spec:
+  defaultBackend: {service: {name: web}}
+  rules:
+    - host: shop.example.com
+      http:
+        paths:
+          - {path: /api, pathType: Exact, backend: {service: {name: api}}}
+          - {pathType: ImplementationSpecific, backend: {service: {name: web}}}
+---
+apiVersion: berth.dev/v1
+kind: Ingress
+metadata: {name: blog}
+spec:
+  rules:
+    - host: \"*.example.com\"
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: blog}}}
+";
+        let ingresses = berth_api::manifest::parse_manifests("ing.yaml", yaml)
+            .unwrap()
+            .into_iter()
+            .filter_map(|o| match o {
+                berth_api::Object::Ingress(i) => Some(*i),
+                _ => None,
+            });
+        let routes = ingress_routes(ingresses);
+        assert_eq!(routes.len(), 2);
+        assert_eq!(
+            (routes[0].namespace.as_str(), routes[0].name.as_str()),
+            ("default", "blog")
+        );
+        let shop = &routes[1];
+        assert_eq!(shop.default_service.as_deref(), Some("web"));
+        assert_eq!(
+            shop.rules[0].paths,
+            [
+                IngressPathRoute {
+                    path: "/api".into(),
+                    exact: true,
+                    service: "api".into(),
+                },
+                IngressPathRoute {
+                    path: "/".into(),
+                    exact: false,
+                    service: "web".into(),
+                },
+            ]
         );
     }
 }

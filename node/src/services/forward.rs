@@ -264,6 +264,19 @@ impl ServiceRouter {
                 format!("host {host:?} names no service: expected NAME.NAMESPACE.svc\n"),
             );
         };
+        self.call(namespace, name, req).await
+    }
+
+    /// Sends one call to Service `name` of `namespace`: to endpoints until
+    /// one answers or none is left to try. The node's ingress uses it for
+    /// Ingress rules (`crate::ingress_rules`).
+    pub async fn call(
+        self: &Arc<Self>,
+        namespace: &str,
+        name: &str,
+        req: Request<Incoming>,
+    ) -> Response<RouterBody> {
+        let host = format!("{name}.{namespace}.svc");
         let endpoints = match self.lookup(namespace, name) {
             Lookup::Unknown => {
                 return text(
@@ -421,7 +434,7 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// A short `text/plain` answer of the router itself.
-fn text(status: StatusCode, body: String) -> Response<RouterBody> {
+pub(crate) fn text(status: StatusCode, body: String) -> Response<RouterBody> {
     let mut response = Response::new(
         Full::new(Bytes::from(body))
             .map_err(|never| match never {})

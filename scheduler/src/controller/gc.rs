@@ -1,11 +1,13 @@
 //! Garbage collection: instances whose Deployment, Job or DaemonSet is gone
-//! terminate, and terminating instances are removed once their node no
-//! longer runs them.
+//! terminate, Jobs whose CronJob is gone are removed (their instances
+//! follow in the next pass), and terminating instances are removed once
+//! their node no longer runs them.
 
 use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::cronjob::{cronjob_owner, remove};
 use super::daemonset::daemonset_owner;
 use super::job::job_owner;
 use super::{Command, Liveness, Plan, View, instance_key, owner_uid, rv, terminate, terminated_by};
@@ -32,6 +34,16 @@ pub(super) fn collect_garbage(
                 .filter_map(|d| d.metadata.uid.as_deref()),
         )
         .collect();
+    let cronjobs: HashSet<&str> = view
+        .cronjobs
+        .iter()
+        .filter_map(|c| c.metadata.uid.as_deref())
+        .collect();
+    for job in &view.jobs {
+        if cronjob_owner(job).is_some_and(|uid| !cronjobs.contains(uid)) {
+            remove(job, plan);
+        }
+    }
     let terminated = terminated_by(plan);
     for instance in &view.instances {
         let Some(since) = instance.metadata.deletion_timestamp else {

@@ -29,16 +29,21 @@
 //!    matches the template and tolerates its taints, new nodes included,
 //!    instances on nodes that stop matching terminated, template changes
 //!    rolled out node by node within `maxUnavailable`;
-//! 6. garbage collection (`gc.rs`): instances whose Deployment, Job or
-//!    DaemonSet is gone terminate, and terminating instances are removed
-//!    once their node no longer runs them;
-//! 7. placement (`place.rs`, over [`crate::placement`]): pending instances
+//! 6. CronJobs (`cronjob.rs`): a Job for the latest scheduled time
+//!    passed, by `concurrencyPolicy`, and finished Jobs beyond the history
+//!    limits removed;
+//! 7. garbage collection (`gc.rs`): instances whose Deployment, Job or
+//!    DaemonSet is gone terminate, Jobs whose CronJob is gone are removed,
+//!    and terminating instances are removed once their node no longer
+//!    runs them;
+//! 8. placement (`place.rs`, over [`crate::placement`]): pending instances
 //!    are bound (or left Pending with the reason), and preemption victims go
 //!    back to Pending.
 //!
 //! This file holds the types the passes share and [`reconcile`]; `tests/`
 //! drives the whole pipeline, one file a topic.
 
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod gc;
@@ -51,6 +56,7 @@ mod tests;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use berth_api::cronjob::CronJob;
 use berth_api::daemonset::DaemonSet;
 use berth_api::job::Job;
 use berth_api::quantity::{parse_cpu, parse_memory};
@@ -61,6 +67,7 @@ use sha2::{Digest, Sha256};
 use crate::placement::{Demand, Framework};
 use crate::store::key;
 
+pub use cronjob::{cronjob_owner, scheduled_job_name};
 pub use daemonset::{daemonset_owner, daemonset_template_hash};
 pub use deployment::{RolloutLimits, is_available};
 pub use gc::TERMINATION_TIMEOUT;
@@ -77,6 +84,7 @@ pub use status::{
     REASON_PROGRESS_DEADLINE_EXCEEDED, REASON_REVISION_UPDATED,
 };
 
+use cronjob::reconcile_cronjob;
 use daemonset::reconcile_daemonset;
 use deployment::reconcile_deployment;
 use gc::collect_garbage;
@@ -94,6 +102,8 @@ pub const TEMPLATE_HASH_LABEL: &str = "berth.dev/template-hash";
 pub enum Command {
     /// Store a new instance.
     Create(Box<Instance>),
+    /// Store a new Job (a CronJob's run), unless one of its name exists.
+    CreateJob(Box<Job>),
     /// Replace an object (status updates, bindings, terminations).
     Update {
         /// The `resourceVersion` the change was computed from.
@@ -168,6 +178,8 @@ pub struct View {
     pub jobs: Vec<Job>,
     /// DaemonSets.
     pub daemonsets: Vec<DaemonSet>,
+    /// CronJobs.
+    pub cronjobs: Vec<CronJob>,
 }
 
 impl View {
@@ -181,11 +193,13 @@ impl View {
                 Object::Node(n) => view.nodes.push(*n),
                 Object::Job(j) => view.jobs.push(*j),
                 Object::DaemonSet(d) => view.daemonsets.push(*d),
+                Object::CronJob(c) => view.cronjobs.push(*c),
                 // Services are read where endpoints are needed (`crate::services`).
                 Object::Namespace(_)
                 | Object::PriorityClass(_)
                 | Object::Event(_)
-                | Object::Service(_) => {}
+                | Object::Service(_)
+                | Object::Ingress(_) => {}
             }
         }
         view
@@ -267,6 +281,9 @@ pub fn reconcile(
     }
     for job in &view.jobs {
         reconcile_job(job, view, &evicted, now, new_name, &mut plan);
+    }
+    for cronjob in &view.cronjobs {
+        reconcile_cronjob(cronjob, view, now, &mut plan);
     }
     for daemonset in &view.daemonsets {
         reconcile_daemonset(daemonset, view, &ready, &evicted, now, new_name, &mut plan);

@@ -97,6 +97,7 @@ fn negative_replicas_count_as_zero() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
         deployments: vec![web],
         nodes: vec![node("n1", true)],
@@ -112,6 +113,7 @@ fn steady_deployment_produces_no_commands() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&web, "a", 1, Phase::Running, Some("n1")),
             instance(&web, "b", 2, Phase::Starting, Some("n1")),
@@ -158,6 +160,7 @@ fn status_follows_a_new_generation() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
         deployments: vec![web],
         nodes: vec![node("n1", true)],
@@ -183,6 +186,7 @@ fn scale_down_terminates_unplaced_instances_then_the_newest() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&web, "r1", 1, Phase::Running, Some("n1")),
             instance(&web, "r2", 3, Phase::Running, Some("n1")),
@@ -223,6 +227,7 @@ fn scale_down_of_running_instances_terminates_the_newest() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&web, "c5", 5, Phase::Running, Some("n1")),
             instance(&web, "c1", 1, Phase::Running, Some("n1")),
@@ -243,6 +248,7 @@ fn scale_down_terminates_failed_and_starting_before_running() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&web, "running", 9, Phase::Running, Some("n1")),
             instance(&web, "starting", 1, Phase::Starting, Some("n1")),
@@ -261,6 +267,7 @@ fn terminating_instances_do_not_count_as_replicas() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&web, "a", 1, Phase::Running, Some("n1")),
             terminating(instance(&web, "b", 2, Phase::Running, Some("n1")), now()),
@@ -311,6 +318,7 @@ fn recreate_terminates_every_old_instance_first() {
         let view = View {
             jobs: Vec::new(),
             daemonsets: Vec::new(),
+            cronjobs: Vec::new(),
             instances: vec![
                 instance(&old, "a", 1, Phase::Running, Some("n1")),
                 instance(&old, "b", 2, Phase::Running, Some("n1")),
@@ -336,6 +344,7 @@ fn rolling_update_keeps_instances_already_current() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&old, "old1", 1, Phase::Running, Some("n1")),
             instance(&old, "old2", 2, Phase::Running, Some("n1")),

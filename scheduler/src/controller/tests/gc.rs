@@ -14,6 +14,7 @@ fn orphans_are_terminated() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&web, "kept", 1, Phase::Running, Some("n1")),
             instance(&gone, "orphan", 1, Phase::Running, Some("n1")),

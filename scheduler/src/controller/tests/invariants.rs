@@ -33,6 +33,9 @@ pub(super) fn check_plan(view: &View, plan: &Plan, case: usize) {
                 assert_eq!(i.metadata.namespace, owner.metadata.namespace);
                 assert_eq!(i.spec.node_name, None);
             }
+            Command::CreateJob(j) => {
+                panic!("case {case}: job {} without a cronjob", j.metadata.name)
+            }
             Command::Update { seen, .. } | Command::Remove { seen, .. } => {
                 let before = objects
                     .get(&key)

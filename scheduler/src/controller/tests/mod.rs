@@ -1,6 +1,7 @@
 //! The controllers driven through [`reconcile`] over hand-built
 //! clusters, one file a topic; the fixtures they share are here.
 
+mod cronjob;
 mod daemonset;
 mod deployments;
 mod gc;
@@ -304,6 +305,7 @@ fn key_of(name: &str) -> String {
 fn command_key(command: &Command) -> String {
     match command {
         Command::Create(i) => object_key(&Object::Instance(i.clone())),
+        Command::CreateJob(j) => object_key(&Object::Job(j.clone())),
         Command::Update { object, .. } => object_key(object),
         Command::Remove { key, .. } => key.clone(),
     }
@@ -441,6 +443,13 @@ fn apply(view: &View, plan: &Plan) -> View {
                 i.metadata.creation_timestamp = Some(now());
                 i.metadata.resource_version = Some(revision.clone());
                 let object = Object::Instance(i);
+                objects.entry(object_key(&object)).or_insert(object);
+            }
+            Command::CreateJob(mut j) => {
+                j.metadata.uid = Some(format!("{}-uid", j.metadata.name));
+                j.metadata.creation_timestamp = Some(now());
+                j.metadata.resource_version = Some(revision.clone());
+                let object = Object::Job(j);
                 objects.entry(object_key(&object)).or_insert(object);
             }
             Command::Update { seen, mut object } => {

@@ -101,6 +101,7 @@ fn unconnected_node_inside_the_allowance_takes_no_new_instances_when_not_ready()
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("up", true), node("down", false)],

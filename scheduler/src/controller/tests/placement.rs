@@ -13,6 +13,7 @@ fn pending_instances_are_bound_to_ready_nodes_only() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&web, "a", 1, Phase::Pending, None),
             instance(&web, "b", 2, Phase::Pending, None),
@@ -51,6 +52,7 @@ fn placement_counts_what_bound_instances_reserve() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&web, "running", 1, Phase::Running, Some("a-full")),
             instance(&web, "pending", 2, Phase::Pending, None),
@@ -75,6 +77,7 @@ fn unschedulable_instance_says_why_once() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("n1", true), node("n2", false)],
@@ -144,6 +147,7 @@ fn placement_skips_instances_the_same_pass_terminates() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&old, "old-a", 1, Phase::Pending, None),
             instance(&old, "old-b", 2, Phase::Pending, None),
@@ -194,6 +198,7 @@ fn memory_request_larger_than_every_node_stays_pending() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("n1", true), node("n2", true), node("n3", true)],
@@ -216,6 +221,7 @@ fn tainted_node_takes_only_instances_that_tolerate_it() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&plain, "plain-a", 1, Phase::Pending, None),
             instance(&tolerant, "tolerant-a", 2, Phase::Pending, None),
@@ -249,6 +255,7 @@ fn node_selector_and_cordon_are_honoured() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: (0..3)
             .map(|k| instance(&web, &format!("w{k}"), k, Phase::Pending, None))
             .collect(),
@@ -270,6 +277,7 @@ fn the_templates_node_name_pins_its_instances() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web],
         nodes: vec![node("n1", true), node("n2", true)],
@@ -286,6 +294,7 @@ fn components_go_only_where_their_imports_are_provided() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Pending, None)],
         deployments: vec![web.clone()],
         nodes: vec![cli_only.clone()],
@@ -317,6 +326,7 @@ fn higher_priority_preempts_and_the_victims_go_pending() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&low, "low-a", 1, Phase::Running, Some("n1")),
             instance(&low, "low-b", 2, Phase::Running, Some("n1")),
@@ -363,6 +373,7 @@ fn equal_priority_never_preempts() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&low, "low-a", 1, Phase::Running, Some("n1")),
             instance(&same, "same-a", 3, Phase::Pending, None),
@@ -386,6 +397,7 @@ fn no_execute_taint_evicts_and_the_deployment_replaces() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![instance(&web, "a", 1, Phase::Running, Some("n1"))],
         deployments: vec![web.clone()],
         nodes: vec![tainted.clone(), node("n2", true)],
@@ -426,6 +438,7 @@ fn no_execute_taint_evicts_and_the_deployment_replaces() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![instance(&patient, "b", 1, Phase::Running, Some("n1"))],
         deployments: vec![patient],
         nodes: vec![tainted.clone()],
@@ -443,6 +456,7 @@ fn anti_affinity_replicas_take_distinct_nodes() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: (0..5)
             .map(|k| instance(&web, &format!("w{k}"), k, Phase::Pending, None))
             .collect(),

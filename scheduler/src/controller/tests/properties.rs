@@ -173,6 +173,7 @@ fn random_cluster(rng: &mut Rng) -> (View, HashMap<String, Liveness>, Settings) 
         View {
             jobs: Vec::new(),
             daemonsets: Vec::new(),
+            cronjobs: Vec::new(),
             deployments,
             instances,
             nodes,

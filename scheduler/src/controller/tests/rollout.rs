@@ -49,6 +49,7 @@ fn rolling_update_with_surge_never_drops_below_replicas() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -68,6 +69,7 @@ fn rolling_update_with_surge_never_drops_below_replicas() {
     let mut view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), 10 - k, 0))
             .collect(),
@@ -110,6 +112,7 @@ fn rolling_update_without_surge_keeps_replicas_less_max_unavailable() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -131,6 +134,7 @@ fn rolling_update_waits_for_new_instances_to_be_available() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -155,6 +159,7 @@ fn rolling_update_replaces_old_instances_that_never_became_available() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![
             instance(&old, "broken1", 1, Phase::Failed, Some("n1")),
             instance(&old, "broken2", 2, Phase::Failed, Some("n1")),
@@ -181,6 +186,7 @@ fn scale_down_mid_rollout_respects_the_surge() {
     let mut view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -209,6 +215,7 @@ fn recreate_waits_for_old_instances_to_be_removed() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: (0..3)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -227,6 +234,7 @@ fn recreate_waits_for_old_instances_to_be_removed() {
     let one_left = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![terminating_view.instances[0].clone()],
         deployments: terminating_view.deployments.clone(),
         nodes: vec![],
@@ -252,6 +260,7 @@ fn paused_rollout_stops_and_resumes() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: (0..4)
             .map(|k| running(&old, &format!("old{k}"), k, 0))
             .collect(),
@@ -299,6 +308,7 @@ fn paused_deployment_still_scales() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![running(&old, "old0", 0, 0), running(&old, "old1", 1, 0)],
         deployments: vec![web.clone()],
         nodes: vec![],

@@ -11,6 +11,7 @@ fn stalled_rollout_exceeds_its_progress_deadline() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![running(&old, "old0", 0, 0), running(&old, "old1", 1, 0)],
         deployments: vec![web],
         nodes: vec![],
@@ -67,6 +68,7 @@ fn min_ready_seconds_delays_availability() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![running(&old, "old", 0, 0), running(&web, "new", 1, 990)],
         deployments: vec![web],
         nodes: vec![],
@@ -99,6 +101,7 @@ fn running_instances_count_only_once_ready() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![running(&old, "old", 0, 0), new],
         deployments: vec![web],
         nodes: vec![],
@@ -139,6 +142,7 @@ fn available_condition_follows_the_minimum() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances,
         deployments: vec![web],
         nodes: vec![],
@@ -249,6 +253,7 @@ fn status_keeps_the_history_and_the_revision() {
     let view = View {
         jobs: Vec::new(),
         daemonsets: Vec::new(),
+        cronjobs: Vec::new(),
         instances: vec![running(&v1, "old", 0, 0)],
         deployments: vec![web.clone()],
         nodes: vec![],
