@@ -435,11 +435,15 @@ pub async fn call(
                 source,
             })?;
     let frame = wire::encode_request_frame(request, outgoing_trace().as_ref())?;
+    // A write fails when the peer closed the connection (a refused client
+    // certificate, say): its reason says more than "connection lost".
+    let stream_failed = |e: &dyn std::fmt::Display| {
+        close_reason(connection).unwrap_or_else(|| QuicError::Stream(e.to_string()))
+    };
     send.write_all(&frame)
         .await
-        .map_err(|e| QuicError::Stream(e.to_string()))?;
-    send.finish()
-        .map_err(|e| QuicError::Stream(e.to_string()))?;
+        .map_err(|e| stream_failed(&e))?;
+    send.finish().map_err(|e| stream_failed(&e))?;
     match recv_frame(&mut recv).await {
         Ok(Some(response)) => Ok(response),
         Ok(None) => Err(close_reason(connection).unwrap_or(QuicError::NoAnswer)),
