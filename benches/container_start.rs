@@ -208,7 +208,8 @@ async fn get_through(containers: &Arc<Containers>, host: &str) -> Option<u16> {
     // The proxy runs until both ends close: the client's end closes when
     // this function returns.
     let proxy = Arc::clone(containers);
-    tokio::spawn(async move { proxy.dispatch(server).await });
+    let host = host.to_ascii_lowercase();
+    tokio::spawn(async move { proxy.dispatch(server, host).await });
     let mut head = [0u8; 12];
     client.read_exact(&mut head).await.ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse::<u16>().ok()

@@ -34,6 +34,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::metrics::{CompileCounts, Metrics};
 use crate::runtime::{PreparedInstance, RuntimeError, Termination, error_chain};
+use crate::sandbox::handoff::Peek;
 
 /// Open connections the ingress serves at once; further clients wait in the
 /// listen backlog until one closes.
@@ -280,14 +281,21 @@ impl Observer for Metrics {
     }
 }
 
-/// Hands an accepted connection to whoever serves its host (a sandbox):
-/// `None` when handed over, the stream back when the ingress itself should
-/// answer it.
+/// How long the ingress waits for a connection's first request head
+/// before dispatching it.
+pub(crate) const PEEK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Hands an accepted connection to whoever serves its host (Ingress rules,
+/// a container, a sandbox): `None` when handed over, the stream back when
+/// the ingress itself should answer it. The ingress peeks the first
+/// request's host once and passes it along the chain.
 pub trait ConnectionDispatch: Send + Sync + 'static {
-    /// Takes the connection or gives it back.
+    /// Takes the connection whose first request names `host` (lowercase,
+    /// without port), or gives it back.
     fn dispatch(
         &self,
         stream: TcpStream,
+        host: String,
     ) -> std::pin::Pin<Box<dyn Future<Output = Option<TcpStream>> + Send + '_>>;
 }
 
@@ -326,7 +334,14 @@ pub async fn serve_with(
                 let dispatch = dispatch.clone();
                 connections.spawn(async move {
                     let stream = match dispatch {
-                        Some(dispatch) => dispatch.dispatch(stream).await,
+                        Some(dispatch) => {
+                            let deadline = Instant::now() + PEEK_TIMEOUT;
+                            match crate::sandbox::handoff::peek_host(&stream, deadline).await {
+                                Peek::Host(host) => dispatch.dispatch(stream, host).await,
+                                Peek::Local => Some(stream),
+                                Peek::Closed => None,
+                            }
+                        }
                         None => Some(stream),
                     };
                     if let Some(stream) = stream {

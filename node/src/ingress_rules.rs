@@ -27,7 +27,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_api::wire::IngressRoute;
 use http::StatusCode;
@@ -38,12 +38,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::ingress::ConnectionDispatch;
-use crate::sandbox::handoff::{self, Peek};
 use crate::services::ServiceRouter;
 use crate::services::forward::{RouterBody, text};
-
-/// How long a client may take to send its first request head.
-const PEEK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a client may take to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -212,15 +208,10 @@ impl IngressDispatch {
         Arc::new(IngressDispatch { router, inner })
     }
 
-    async fn dispatch_stream(&self, stream: TcpStream) -> Option<TcpStream> {
-        let ingress_host = match handoff::peek_host(&stream, Instant::now() + PEEK_TIMEOUT).await {
-            Peek::Host(host) => serves_host(&self.router.ingresses(), &host),
-            Peek::Local => false,
-            Peek::Closed => return None,
-        };
-        if !ingress_host {
+    async fn dispatch_stream(&self, stream: TcpStream, host: String) -> Option<TcpStream> {
+        if !serves_host(&self.router.ingresses(), &host) {
             return match &self.inner {
-                Some(inner) => inner.dispatch(stream).await,
+                Some(inner) => inner.dispatch(stream, host).await,
                 None => Some(stream),
             };
         }
@@ -249,8 +240,9 @@ impl ConnectionDispatch for IngressDispatch {
     fn dispatch(
         &self,
         stream: TcpStream,
+        host: String,
     ) -> Pin<Box<dyn Future<Output = Option<TcpStream>> + Send + '_>> {
-        Box::pin(self.dispatch_stream(stream))
+        Box::pin(self.dispatch_stream(stream, host))
     }
 }
 

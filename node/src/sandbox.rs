@@ -42,9 +42,6 @@ use crate::metrics::Metrics;
 /// How long a started worker gets to connect back.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the node waits for a request head before answering itself.
-const PEEK_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How to start a worker: the `berth` binary and `sandbox`.
 #[derive(Debug, Clone)]
 pub struct SandboxProgram {
@@ -680,12 +677,7 @@ impl Sandboxes {
         entries.get(index).map(|(_, sandbox)| Arc::clone(sandbox))
     }
 
-    async fn dispatch_stream(&self, stream: TcpStream) -> Option<TcpStream> {
-        let host = match handoff::peek_host(&stream, Instant::now() + PEEK_TIMEOUT).await {
-            handoff::Peek::Host(host) => host,
-            handoff::Peek::Local => return Some(stream),
-            handoff::Peek::Closed => return None,
-        };
+    async fn dispatch_stream(&self, stream: TcpStream, host: String) -> Option<TcpStream> {
         let Some((deployment, namespace)) =
             crate::ingress::deployment_of(&host, &self.routing_domain)
         else {
@@ -729,8 +721,9 @@ impl ConnectionDispatch for Sandboxes {
     fn dispatch(
         &self,
         stream: TcpStream,
+        host: String,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<TcpStream>> + Send + '_>> {
-        Box::pin(self.dispatch_stream(stream))
+        Box::pin(self.dispatch_stream(stream, host))
     }
 }
 

@@ -48,7 +48,6 @@ use crate::ingress::ConnectionDispatch;
 use crate::logs::{GuestLog, Stream};
 use crate::runtime::RuntimeError;
 use crate::sandbox::Event;
-use crate::sandbox::handoff::{self, Peek};
 use crate::sandbox::protocol::HostEvent;
 use image::ImageStore;
 use netns::Network;
@@ -59,9 +58,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the node waits for a container to go after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(10);
-
-/// How long the ingress waits for a request head before routing.
-const PEEK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Lines of a container's stderr kept to explain a failed start.
 const KEPT_STDERR_LINES: usize = 5;
@@ -565,17 +561,12 @@ impl Containers {
 
     /// Proxies a client connection for a container deployment to one of
     /// its containers; others go to the fallback or back to the ingress.
-    async fn dispatch_stream(&self, stream: TcpStream) -> Option<TcpStream> {
-        let host = match handoff::peek_host(&stream, Instant::now() + PEEK_TIMEOUT).await {
-            Peek::Host(host) => host,
-            Peek::Local => return Some(stream),
-            Peek::Closed => return None,
-        };
+    async fn dispatch_stream(&self, stream: TcpStream, host: String) -> Option<TcpStream> {
         let container = crate::ingress::deployment_of(&host, &self.routing_domain)
             .and_then(|(deployment, namespace)| self.pick(namespace, deployment));
         let Some(container) = container else {
             return match &self.fallback {
-                Some(fallback) => fallback.dispatch(stream).await,
+                Some(fallback) => fallback.dispatch(stream, host).await,
                 None => Some(stream),
             };
         };
@@ -603,8 +594,9 @@ impl ConnectionDispatch for Containers {
     fn dispatch(
         &self,
         stream: TcpStream,
+        host: String,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<TcpStream>> + Send + '_>> {
-        Box::pin(self.dispatch_stream(stream))
+        Box::pin(self.dispatch_stream(stream, host))
     }
 }
 
