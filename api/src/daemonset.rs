@@ -165,11 +165,46 @@ pub(crate) fn validate_daemonset_spec(spec: &DaemonSetSpec) -> Result<(), FieldE
     }
 }
 
+/// A DaemonSet's instances run for as long as their node does: its
+/// template takes only `restartPolicy: Always`, as a Deployment's.
+pub(crate) fn validate_daemonset_restart_policy(
+    path: &str,
+    spec: &crate::objects::InstanceSpec,
+) -> Result<(), FieldError> {
+    use crate::lifecycle::RestartPolicy;
+    match spec.restart_policy {
+        None | Some(RestartPolicy::Always) => Ok(()),
+        Some(other) => Err(FieldError::new(
+            format!("{path}.restartPolicy"),
+            format!(
+                "unsupported value {:?}: a DaemonSet takes only \"Always\"",
+                other.as_str()
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::manifest::parse_manifests;
+
+    #[test]
+    fn restart_policy_errors_name_the_daemonset() {
+        let text = "apiVersion: berth.dev/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  \
+                    selector:\n    matchLabels:\n      app: agent\n  template:\n    metadata:\n      \
+                    labels:\n        app: agent\n    spec:\n      component: sha256:ab\n      \
+                    restartPolicy: Never\n";
+        let error = parse_manifests("ds.yaml", text).unwrap_err().to_string();
+        assert!(
+            error.ends_with(
+                "spec.template.spec.restartPolicy: unsupported value \"Never\": a DaemonSet \
+                 takes only \"Always\""
+            ),
+            "{error}"
+        );
+    }
 
     #[test]
     fn max_unavailable_defaults_to_one_and_rounds_down() {

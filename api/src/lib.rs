@@ -10,9 +10,12 @@
 
 #[cfg(feature = "admin")]
 pub mod admin;
+pub mod autoscaler;
+pub mod canary;
 pub mod container;
 pub mod cronjob;
 pub mod daemonset;
+pub mod disruption;
 pub mod ingress;
 pub mod job;
 pub mod lifecycle;
@@ -23,6 +26,7 @@ pub mod outbound;
 pub mod quantity;
 #[cfg(feature = "quic")]
 pub mod quic;
+pub mod quota;
 pub mod rollout;
 pub mod scheduling;
 pub mod service;

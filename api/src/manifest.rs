@@ -10,6 +10,10 @@
 //! invalid manifest app.yaml: document 2: spec.template.spec: unknown field `componnt`, expected one of `component`, `env`, `resources`, `nodeName` at line 9 column 7
 //! ```
 //!
+//! A document may also be a `List` (`apiVersion: v1`, `kind: List`,
+//! `items: [...]`), as `get -o yaml|json` prints several objects: each
+//! item is read as a document of its own.
+//!
 //! Each document is read twice: once loosely, to learn its `kind` and
 //! `apiVersion`, then strictly into the kind's struct, whose
 //! `deny_unknown_fields` catches typos. Only user-managed kinds
@@ -137,6 +141,12 @@ pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Object>, ManifestEr
             let (path, message, location) = yaml_message(&error, None);
             invalid(path, message, location)
         })?;
+        if let Some(items) = list_items(&value)
+            .map_err(|(path, message)| invalid(path.map(str::to_owned), message, None))?
+        {
+            objects.extend(list_objects(file, document, items)?);
+            continue;
+        }
         let kind = match read_kind(&value) {
             Ok(Some(kind)) => kind,
             Ok(None) => continue,
@@ -169,11 +179,117 @@ pub fn parse_manifests(file: &str, text: &str) -> Result<Vec<Object>, ManifestEr
         if let Object::Service(service) = &mut object {
             service.status = crate::service::ServiceStatus::default();
         }
+        if let Object::ResourceQuota(quota) = &mut object {
+            quota.status = crate::quota::ResourceQuotaStatus::default();
+        }
         validate_object(&object).map_err(|error| InvalidManifest {
             object: (!object.metadata().name.is_empty()).then(|| object.describe()),
             ..invalid(Some(error.path), error.message, None)
         })?;
         objects.push(object);
+    }
+    Ok(objects)
+}
+
+/// The `apiVersion` a `List` may carry: kubectl's `v1`, or berth's own.
+const LIST_API_VERSIONS: [&str; 2] = ["v1", API_VERSION];
+
+/// The items of a document that is a `List` (`kind: List`, `items: [...]`,
+/// as `kubectl get -o yaml` and `berth get -o yaml` print several
+/// objects), `None` for any other document, or the field to blame and why.
+fn list_items(value: &Value) -> Result<Option<&[Value]>, (Option<&'static str>, String)> {
+    let Value::Mapping(mapping) = value else {
+        return Ok(None);
+    };
+    if !matches!(mapping.get("kind"), Some(Value::String(kind)) if kind == "List") {
+        return Ok(None);
+    }
+    match mapping.get("apiVersion") {
+        Some(Value::String(version)) if LIST_API_VERSIONS.contains(&version.as_str()) => {}
+        _ => {
+            return Err((
+                Some("apiVersion"),
+                format!("a List must have apiVersion \"v1\" or {API_VERSION:?}"),
+            ));
+        }
+    }
+    for key in mapping.keys() {
+        let known = ["apiVersion", "kind", "metadata", "items"];
+        match key {
+            Value::String(key) if known.contains(&key.as_str()) => {}
+            Value::String(key) => {
+                return Err((
+                    None,
+                    format!(
+                        "unknown field `{key}` in a List, expected `apiVersion`, `kind`, `metadata` or `items`"
+                    ),
+                ));
+            }
+            other => {
+                return Err((
+                    None,
+                    format!("a List's keys must be strings, found {}", value_type(other)),
+                ));
+            }
+        }
+    }
+    match mapping.get("items") {
+        None | Some(Value::Null) => Ok(Some(&[])),
+        Some(Value::Sequence(items)) => Ok(Some(items.as_slice())),
+        Some(other) => Err((
+            Some("items"),
+            format!("expected a sequence, found {}", value_type(other)),
+        )),
+    }
+}
+
+/// The objects of a `List`'s `items`, each read, defaulted and checked as
+/// a document of its own. Errors name the List's document and, until the
+/// object is known, the item (`items[2].spec`); YAML positions are left
+/// out, since they would point into the re-encoded item.
+fn list_objects(
+    file: &str,
+    document: usize,
+    items: &[Value],
+) -> Result<Vec<Object>, ManifestError> {
+    let mut objects = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let at = |path: Option<String>| match path {
+            Some(path) => format!("items[{index}].{path}"),
+            None => format!("items[{index}]"),
+        };
+        let invalid = |path: Option<String>, message: String| InvalidManifest {
+            file: file.to_owned(),
+            document,
+            object: None,
+            path: Some(at(path)),
+            message,
+            location: None,
+        };
+        if !matches!(item, Value::Mapping(_)) {
+            return Err(invalid(
+                None,
+                format!(
+                    "expected a mapping with apiVersion and kind, found {}",
+                    value_type(item)
+                ),
+            )
+            .into());
+        }
+        let text = serde_yaml_ng::to_string(item)
+            .map_err(|error| invalid(None, format!("cannot re-encode the item: {error}")))?;
+        match parse_manifests(file, &text) {
+            Ok(found) => objects.extend(found),
+            Err(ManifestError::Invalid(mut error)) => {
+                error.document = document;
+                error.location = None;
+                if error.object.is_none() {
+                    error.path = Some(at(error.path.take()));
+                }
+                return Err(ManifestError::Invalid(error));
+            }
+            Err(error) => return Err(error),
+        }
     }
     Ok(objects)
 }
@@ -276,6 +392,10 @@ fn read_object(
         Kind::DaemonSet => Object::DaemonSet(Box::new(read(document)?)),
         Kind::Ingress => Object::Ingress(Box::new(read(document)?)),
         Kind::CronJob => Object::CronJob(Box::new(read(document)?)),
+        Kind::PodDisruptionBudget => Object::PodDisruptionBudget(Box::new(read(document)?)),
+        Kind::HorizontalAutoscaler => Object::HorizontalAutoscaler(Box::new(read(document)?)),
+        Kind::ResourceQuota => Object::ResourceQuota(Box::new(read(document)?)),
+        Kind::LimitRange => Object::LimitRange(Box::new(read(document)?)),
     })
 }
 
@@ -443,6 +563,79 @@ spec:
         assert_eq!(
             error(&text),
             "invalid manifest a.yaml: document 1: metadata.name: must not be empty"
+        );
+    }
+
+    /// The DEPLOYMENT document indented as the item of a List.
+    fn item(text: &str) -> String {
+        let mut lines = text.lines();
+        let first = lines.next().unwrap_or_default();
+        let mut out = format!("- {first}\n");
+        for line in lines {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out
+    }
+
+    #[test]
+    fn reads_the_items_of_a_list() {
+        let namespace = "apiVersion: berth.dev/v1\nkind: Namespace\nmetadata: {name: team}\n";
+        for version in ["v1", "berth.dev/v1"] {
+            let text = format!(
+                "apiVersion: {version}\nkind: List\nmetadata: {{}}\nitems:\n{}{}",
+                item(DEPLOYMENT),
+                item(namespace)
+            );
+            let objects = parse_manifests("a.yaml", &text).map_err(|e| e.to_string());
+            let Ok([Object::Deployment(d), Object::Namespace(n)]) = objects.as_deref() else {
+                unreachable!("expected a deployment and a namespace, got {objects:?}");
+            };
+            assert_eq!(d.metadata.namespace.as_deref(), Some("default"));
+            assert_eq!(n.metadata.name, "team");
+        }
+        // A List among other documents, and an empty one, as JSON.
+        let text = format!(
+            "{DEPLOYMENT}---\n{{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": []}}\n"
+        );
+        assert_eq!(error(&text), "parsed 1 objects");
+    }
+
+    #[test]
+    fn list_errors_name_the_item() {
+        let list = |items: &str| format!("apiVersion: v1\nkind: List\nitems:\n{items}");
+        let bad = DEPLOYMENT.replace("  replicas: 2", "  replicas: two");
+        assert_eq!(
+            error(&format!("{DEPLOYMENT}---\n{}", list(&item(&bad)))),
+            "invalid manifest a.yaml: document 2: items[0].spec.replicas: \
+             invalid type: string \"two\", expected i64"
+        );
+        let negative = DEPLOYMENT.replace("  replicas: 2", "  replicas: -1");
+        assert_eq!(
+            error(&list(&format!("{}{}", item(DEPLOYMENT), item(&negative)))),
+            "invalid manifest a.yaml: Deployment default/hello: spec.replicas: must be >= 0"
+        );
+        assert_eq!(
+            error(&list("- kind: Deployment\n")),
+            "invalid manifest a.yaml: document 1: items[0].apiVersion: must be set to \"berth.dev/v1\""
+        );
+        assert_eq!(
+            error(&list("- 3\n")),
+            "invalid manifest a.yaml: document 1: items[0]: \
+             expected a mapping with apiVersion and kind, found a number"
+        );
+        assert_eq!(
+            error("apiVersion: v2\nkind: List\nitems: []\n"),
+            "invalid manifest a.yaml: document 1: apiVersion: \
+             a List must have apiVersion \"v1\" or \"berth.dev/v1\""
+        );
+        assert_eq!(
+            error("apiVersion: v1\nkind: List\nitems: {}\n"),
+            "invalid manifest a.yaml: document 1: items: expected a sequence, found a mapping"
+        );
+        assert_eq!(
+            error("apiVersion: v1\nkind: List\nitem: []\n"),
+            "invalid manifest a.yaml: document 1: unknown field `item` in a List, \
+             expected `apiVersion`, `kind`, `metadata` or `items`"
         );
     }
 

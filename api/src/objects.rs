@@ -1,7 +1,8 @@
 //! The kinds berth stores: `Namespace`, `Deployment`, `Instance`, `Node`,
 //! `PriorityClass`, `Event`, `Job` (its types are in [`crate::job`]),
 //! `Service` (in [`crate::service`]), `DaemonSet` (in
-//! [`crate::daemonset`]) and `CronJob` (in [`crate::cronjob`]).
+//! [`crate::daemonset`]), `CronJob` (in [`crate::cronjob`]) and
+//! `PodDisruptionBudget` (in [`crate::disruption`]).
 //!
 //! Field names follow Kubernetes wherever the concept is the same, so a
 //! Deployment manifest reads like one a Kubernetes user already knows.
@@ -11,13 +12,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::autoscaler::HorizontalAutoscaler;
 use crate::container::{ContainerPort, SecurityContext, Volume, VolumeMount};
 use crate::cronjob::CronJob;
 use crate::daemonset::DaemonSet;
+use crate::disruption::PodDisruptionBudget;
 use crate::ingress::Ingress;
 use crate::job::Job;
 use crate::lifecycle::{Isolation, Probe, RestartPolicy};
 use crate::meta::{LabelSelector, ObjectMeta};
+use crate::quota::{LimitRange, ResourceQuota};
 use crate::rollout::{DeploymentCondition, DeploymentStrategy, Revision};
 use crate::scheduling::{
     Affinity, NodeSpec, PreemptionPolicy, Toleration, TopologySpreadConstraint,
@@ -49,11 +53,19 @@ pub enum Kind {
     CronJob,
     /// Host and path rules to Services.
     Ingress,
+    /// How many selected instances voluntary disruptions may take down.
+    PodDisruptionBudget,
+    /// Scales a Deployment by load, to zero and back.
+    HorizontalAutoscaler,
+    /// A namespace's ceiling on resources and object counts.
+    ResourceQuota,
+    /// Defaults and bounds for a namespace's instances.
+    LimitRange,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::Instance,
@@ -65,6 +77,10 @@ impl Kind {
         Kind::DaemonSet,
         Kind::CronJob,
         Kind::Ingress,
+        Kind::PodDisruptionBudget,
+        Kind::HorizontalAutoscaler,
+        Kind::ResourceQuota,
+        Kind::LimitRange,
     ];
 
     /// The kind's name as written in manifests.
@@ -81,6 +97,10 @@ impl Kind {
             Kind::DaemonSet => "DaemonSet",
             Kind::Ingress => "Ingress",
             Kind::CronJob => "CronJob",
+            Kind::PodDisruptionBudget => "PodDisruptionBudget",
+            Kind::HorizontalAutoscaler => "HorizontalAutoscaler",
+            Kind::ResourceQuota => "ResourceQuota",
+            Kind::LimitRange => "LimitRange",
         }
     }
 
@@ -96,6 +116,10 @@ impl Kind {
                 | Kind::DaemonSet
                 | Kind::Ingress
                 | Kind::CronJob
+                | Kind::PodDisruptionBudget
+                | Kind::HorizontalAutoscaler
+                | Kind::ResourceQuota
+                | Kind::LimitRange
         )
     }
 
@@ -112,6 +136,10 @@ impl Kind {
                 | Kind::DaemonSet
                 | Kind::Ingress
                 | Kind::CronJob
+                | Kind::PodDisruptionBudget
+                | Kind::HorizontalAutoscaler
+                | Kind::ResourceQuota
+                | Kind::LimitRange
         )
     }
 
@@ -135,6 +163,16 @@ impl Kind {
             "daemonset" | "daemonsets" | "ds" => Some(Kind::DaemonSet),
             "ingress" | "ingresses" | "ing" => Some(Kind::Ingress),
             "cronjob" | "cronjobs" | "cj" => Some(Kind::CronJob),
+            "poddisruptionbudget" | "poddisruptionbudgets" | "pdb" => {
+                Some(Kind::PodDisruptionBudget)
+            }
+            "horizontalautoscaler"
+            | "horizontalautoscalers"
+            | "hpa"
+            | "autoscaler"
+            | "autoscalers" => Some(Kind::HorizontalAutoscaler),
+            "resourcequota" | "resourcequotas" | "quota" | "quotas" => Some(Kind::ResourceQuota),
+            "limitrange" | "limitranges" | "limits" => Some(Kind::LimitRange),
             _ => None,
         }
     }
@@ -448,6 +486,9 @@ pub struct DeploymentStatus {
     /// `revisionHistoryLimit` old ones plus the current one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Revision>,
+    /// Where a `Canary` release stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::canary::CanaryStatus>,
 }
 
 /// One replica of a Deployment, as Kubernetes' Pod.
@@ -591,6 +632,10 @@ pub struct NodeStatus {
     /// Where the node's HTTP ingress listens.
     #[serde(default)]
     pub ingress_address: String,
+    /// Where the node takes Service calls from other nodes (QUIC); empty
+    /// when it takes none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub peer_address: String,
     /// `Ready` and friends.
     #[serde(default)]
     pub conditions: Vec<NodeCondition>,
@@ -735,6 +780,14 @@ pub enum Object {
     CronJob(Box<CronJob>),
     /// An Ingress.
     Ingress(Box<Ingress>),
+    /// A PodDisruptionBudget.
+    PodDisruptionBudget(Box<PodDisruptionBudget>),
+    /// A HorizontalAutoscaler.
+    HorizontalAutoscaler(Box<HorizontalAutoscaler>),
+    /// A ResourceQuota.
+    ResourceQuota(Box<ResourceQuota>),
+    /// A LimitRange.
+    LimitRange(Box<LimitRange>),
 }
 
 impl Object {
@@ -752,6 +805,10 @@ impl Object {
             Object::DaemonSet(_) => Kind::DaemonSet,
             Object::Ingress(_) => Kind::Ingress,
             Object::CronJob(_) => Kind::CronJob,
+            Object::PodDisruptionBudget(_) => Kind::PodDisruptionBudget,
+            Object::HorizontalAutoscaler(_) => Kind::HorizontalAutoscaler,
+            Object::ResourceQuota(_) => Kind::ResourceQuota,
+            Object::LimitRange(_) => Kind::LimitRange,
         }
     }
 
@@ -769,6 +826,10 @@ impl Object {
             Object::DaemonSet(o) => &o.metadata,
             Object::Ingress(o) => &o.metadata,
             Object::CronJob(o) => &o.metadata,
+            Object::PodDisruptionBudget(o) => &o.metadata,
+            Object::HorizontalAutoscaler(o) => &o.metadata,
+            Object::ResourceQuota(o) => &o.metadata,
+            Object::LimitRange(o) => &o.metadata,
         }
     }
 
@@ -786,6 +847,10 @@ impl Object {
             Object::DaemonSet(o) => &mut o.metadata,
             Object::Ingress(o) => &mut o.metadata,
             Object::CronJob(o) => &mut o.metadata,
+            Object::PodDisruptionBudget(o) => &mut o.metadata,
+            Object::HorizontalAutoscaler(o) => &mut o.metadata,
+            Object::ResourceQuota(o) => &mut o.metadata,
+            Object::LimitRange(o) => &mut o.metadata,
         }
     }
 
@@ -850,6 +915,10 @@ impl Object {
             "DaemonSet" => Object::DaemonSet(serde_json::from_slice(bytes)?),
             "Ingress" => Object::Ingress(serde_json::from_slice(bytes)?),
             "CronJob" => Object::CronJob(serde_json::from_slice(bytes)?),
+            "PodDisruptionBudget" => Object::PodDisruptionBudget(serde_json::from_slice(bytes)?),
+            "HorizontalAutoscaler" => Object::HorizontalAutoscaler(serde_json::from_slice(bytes)?),
+            "ResourceQuota" => Object::ResourceQuota(serde_json::from_slice(bytes)?),
+            "LimitRange" => Object::LimitRange(serde_json::from_slice(bytes)?),
             other => {
                 return Err(serde::de::Error::custom(format!("unknown kind {other:?}")));
             }

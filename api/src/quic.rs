@@ -7,6 +7,9 @@
 //! has no certificate yet, so it connects without one and pins the cluster
 //! CA by the SHA-256 in its bootstrap token instead; the scheduler accepts
 //! only a `Join` request on such a connection.
+//!
+//! Nodes also connect to each other, to forward Service calls ([`peer`]):
+//! another ALPN, both ends presenting node certificates.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +25,9 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::wire::{self, ALPN, CodecError, Request, Response, SERVER_NAME};
+
+pub mod peer;
+pub use peer::{peer_client_config, peer_server_config, peer_server_name, serves_peers};
 
 /// How often an idle connection sends a keep-alive.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
@@ -130,10 +136,17 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn transport() -> Arc<quinn::TransportConfig> {
+    transport_with(|_| {})
+}
+
+/// The keep-alive and idle timeout every connection has, with `adjust`'s
+/// changes.
+fn transport_with(adjust: impl FnOnce(&mut quinn::TransportConfig)) -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));
     // Six seconds fit in a VarInt, so the conversion cannot fail.
     transport.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    adjust(&mut transport);
     Arc::new(transport)
 }
 
@@ -188,6 +201,17 @@ pub fn server_config(identity: &Identity, ca_pem: &str) -> Result<quinn::ServerC
         rustls::server::WebPkiClientVerifier::builder_with_provider(roots(ca_pem)?, provider())
             .allow_unauthenticated()
             .build()?;
+    server_with(identity, verifier, ALPN, transport())
+}
+
+/// A QUIC server configuration: TLS 1.3 presenting `identity`, client
+/// certificates checked by `verifier`, protocol `alpn`.
+fn server_with(
+    identity: &Identity,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    alpn: &[u8],
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ServerConfig, QuicError> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -195,23 +219,27 @@ pub fn server_config(identity: &Identity, ca_pem: &str) -> Result<quinn::ServerC
             certs("certificate chain", &identity.cert_chain_pem)?,
             key(&identity.key_pem)?,
         )?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = vec![alpn.to_vec()];
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-    config.transport_config(transport());
+    config.transport_config(transport);
     Ok(config)
 }
 
 /// A client configuration that trusts `ca_pem` for the scheduler and
 /// presents `identity`.
 pub fn client_config(identity: &Identity, ca_pem: &str) -> Result<quinn::ClientConfig, QuicError> {
-    let tls = rustls::ClientConfig::builder_with_provider(provider())
+    finish_client(client_tls(identity, ca_pem)?)
+}
+
+/// TLS 1.3 trusting certificates under `ca_pem` and presenting `identity`.
+fn client_tls(identity: &Identity, ca_pem: &str) -> Result<rustls::ClientConfig, QuicError> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(ca_pem)?)
         .with_client_auth_cert(
             certs("certificate chain", &identity.cert_chain_pem)?,
             key(&identity.key_pem)?,
-        )?;
-    finish_client(tls)
+        )?)
 }
 
 /// A client configuration that trusts `ca_pem` but presents no certificate:
@@ -240,10 +268,19 @@ pub fn join_client_config(ca_fingerprint: &str) -> Result<quinn::ClientConfig, Q
     finish_client(tls)
 }
 
-fn finish_client(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, QuicError> {
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+fn finish_client(tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, QuicError> {
+    client_with(tls, ALPN, transport())
+}
+
+/// A QUIC client configuration from `tls`, speaking `alpn`.
+fn client_with(
+    mut tls: rustls::ClientConfig,
+    alpn: &[u8],
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ClientConfig, QuicError> {
+    tls.alpn_protocols = vec![alpn.to_vec()];
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    config.transport_config(transport());
+    config.transport_config(transport);
     Ok(config)
 }
 

@@ -16,6 +16,9 @@ pub struct DeploymentStrategy {
     /// Limits of a rolling update.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling_update: Option<RollingUpdate>,
+    /// The steps of a `Canary` release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::canary::CanaryStrategy>,
 }
 
 /// `spec.strategy.type`.
@@ -26,6 +29,9 @@ pub enum StrategyType {
     RollingUpdate,
     /// Stop every old instance, then start the new ones.
     Recreate,
+    /// Run the new template beside the stable one, sending it a share of
+    /// the requests by `canary.steps` (see [`crate::canary`]).
+    Canary,
 }
 
 /// `spec.strategy.rollingUpdate`.

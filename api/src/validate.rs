@@ -90,6 +90,10 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::Ingress(o) => (&o.api_version, &o.kind),
         Object::DaemonSet(o) => (&o.api_version, &o.kind),
         Object::CronJob(o) => (&o.api_version, &o.kind),
+        Object::PodDisruptionBudget(o) => (&o.api_version, &o.kind),
+        Object::HorizontalAutoscaler(o) => (&o.api_version, &o.kind),
+        Object::ResourceQuota(o) => (&o.api_version, &o.kind),
+        Object::LimitRange(o) => (&o.api_version, &o.kind),
     };
     if api_version != API_VERSION {
         return Err(FieldError::new(
@@ -152,6 +156,12 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         }
         Object::Service(service) => crate::service::validate_service_spec(&service.spec),
         Object::Ingress(ingress) => crate::ingress::validate_ingress_spec(&ingress.spec),
+        Object::PodDisruptionBudget(pdb) => crate::disruption::validate_pdb_spec(&pdb.spec),
+        Object::ResourceQuota(quota) => crate::quota::validate_quota_spec(&quota.spec),
+        Object::LimitRange(range) => crate::quota::validate_limit_range_spec(&range.spec),
+        Object::HorizontalAutoscaler(autoscaler) => {
+            crate::autoscaler::validate_autoscaler_spec(&autoscaler.spec)
+        }
         Object::DaemonSet(daemonset) => {
             let spec = &daemonset.spec;
             let selector = &spec.selector.match_labels;
@@ -173,7 +183,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
             crate::daemonset::validate_daemonset_spec(spec)?;
             let path = "spec.template.spec";
             validate_instance_spec(path, &spec.template.spec)?;
-            crate::lifecycle::validate_deployment_restart_policy(path, &spec.template.spec)?;
+            crate::daemonset::validate_daemonset_restart_policy(path, &spec.template.spec)?;
             scheduling::validate_template_priority(path, &spec.template.spec)
         }
         Object::CronJob(cronjob) => {
@@ -201,6 +211,7 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
 /// Kubernetes' rules.
 fn validate_rollout(spec: &DeploymentSpec) -> Result<(), FieldError> {
     let strategy = &spec.strategy;
+    crate::canary::validate(strategy)?;
     if let Some(rolling) = &strategy.rolling_update {
         let path = "spec.strategy.rollingUpdate";
         if strategy.type_ == StrategyType::Recreate {

@@ -182,7 +182,36 @@ pub enum Request {
         /// Keep the stream open and send events as they happen.
         watch: bool,
     },
+    /// Evict one instance (users), as Kubernetes' eviction API: granted
+    /// only if every PodDisruptionBudget selecting it allows a disruption,
+    /// otherwise refused with [`ErrorCode::TooManyRequests`] and a message
+    /// naming the budget. A granted eviction stops the instance gracefully
+    /// (its controller replaces it elsewhere) and is answered with
+    /// [`Response::Deleted`].
+    Evict {
+        /// The instance's namespace.
+        namespace: String,
+        /// The instance's name.
+        name: String,
+    },
+    /// A node's ingress holds a request for a Deployment scaled to zero
+    /// (one of [`Assignments::scale_to_zero`]) and asks for an instance
+    /// (nodes). The scheduler raises `replicas` to 1 if it is 0, binds the
+    /// new instance to the asking node when it fits there, and answers
+    /// [`Response::Ok`]; see `docs/decisions/0030-autoscaling-and-scale-to-zero.md`.
+    Wake {
+        /// The Deployment's namespace.
+        namespace: String,
+        /// The Deployment's name.
+        deployment: String,
+    },
 }
+
+/// QUIC close code: the peer's client certificate is not (or no longer)
+/// one of this cluster's: revoked when its node was deleted or joined
+/// again. A node closed with it stops its instances (they were replaced
+/// elsewhere) and must join again with a bootstrap token.
+pub const CLOSE_REVOKED: u32 = 0x103;
 
 /// What [`Request::Top`] lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +234,10 @@ pub struct DeploymentPatch {
     pub component: Option<String>,
     /// Roll back to this revision; 0 means the previous one.
     pub undo_to: Option<u64>,
+    /// Promote a canary (`berth rollout promote`, `--full`).
+    pub promote: Option<crate::canary::Promotion>,
+    /// Abort a canary (`berth rollout abort`).
+    pub abort: bool,
 }
 
 /// A change to a Node's spec, as `berth taint` and `berth cordon` make.
@@ -240,6 +273,10 @@ pub struct NodeInfo {
     /// Node object is created; later changes go through `berth taint`).
     /// Text, because postcard cannot carry the optional fields of `Taint`.
     pub taints: Vec<String>,
+    /// `host:port` (UDP) where the node takes Service calls from other
+    /// nodes over QUIC; empty when it takes none (see
+    /// `docs/decisions/0031-node-to-node-forwarding.md`).
+    pub peer_address: String,
 }
 
 /// The components a node holds compiled, sent with each report.
@@ -283,6 +320,13 @@ pub struct InstanceUsage {
     /// Mean time to answer those requests, in microseconds (0 when it
     /// served none).
     pub mean_latency_micros: u64,
+    /// Requests it answered since it was loaded (a counter: the scheduler
+    /// differences two reports for a window's figures).
+    pub requests_total: u64,
+    /// Of those, answers with a 5xx status.
+    pub errors_total: u64,
+    /// Of those, requests whose component trapped or was stopped.
+    pub traps_total: u64,
 }
 
 /// One node's row of `berth top nodes`.
@@ -354,6 +398,39 @@ pub struct Assignments {
     /// Every Ingress in the cluster, sorted by namespace and name, so that
     /// any node's ingress serves every rule.
     pub ingresses: Vec<IngressRoute>,
+    /// Every Deployment with a canary running, sorted by namespace and
+    /// name: how the ingress splits its requests.
+    pub canaries: Vec<CanaryRoute>,
+    /// Every Deployment an autoscaler may take to zero instances, sorted
+    /// by namespace and name: a node's ingress holds a request for one
+    /// that has no ready instance and sends [`Request::Wake`].
+    pub scale_to_zero: Vec<WakeTarget>,
+}
+
+/// A Deployment whose autoscaler has `minReplicas: 0`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WakeTarget {
+    /// The Deployment's namespace.
+    pub namespace: String,
+    /// The Deployment's name.
+    pub deployment: String,
+}
+
+/// How a node's ingress splits one Deployment's requests while a canary
+/// runs: `weight` percent to the canary revision's instances, the rest
+/// to the others (when a node holds only one side, that side serves).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryRoute {
+    /// The Deployment's namespace.
+    pub namespace: String,
+    /// The Deployment's name.
+    pub deployment: String,
+    /// The canary revision's template hash.
+    pub revision: String,
+    /// Percentage of requests for the canary, `0..=100`.
+    pub weight: u32,
+    /// The uids of the canary revision's instances, sorted.
+    pub instances: Vec<String>,
 }
 
 /// One Ingress as nodes route it: its host rules, each path pointing at a
@@ -402,7 +479,8 @@ pub struct ServiceRoute {
 }
 
 /// One ready instance behind a Service, and how to reach it: through its
-/// node's ingress, with `Host: <deployment>.<namespace>.<domain>`.
+/// node's ingress, with `Host: <deployment>.<namespace>.<domain>`, over a
+/// QUIC stream to the node's peer listener when it has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceEndpoint {
     /// The instance's uid.
@@ -413,6 +491,10 @@ pub struct ServiceEndpoint {
     pub address: String,
     /// The Deployment owning the instance, whose host the ingress routes.
     pub deployment: String,
+    /// `host:port` of that node's QUIC peer listener
+    /// (`NodeInfo.peer_address`); empty when it has none, and calls go as
+    /// plain HTTP to `address`.
+    pub peer_address: String,
 }
 
 /// One instance a node should run.
@@ -563,6 +645,9 @@ pub enum ErrorCode {
     Internal,
     /// The object exists, but the node holding it cannot be reached.
     Unavailable,
+    /// Refused for now, worth retrying later: an eviction a
+    /// PodDisruptionBudget does not allow yet (HTTP 429 in Kubernetes).
+    TooManyRequests,
 }
 
 /// Why a frame could not be decoded.
@@ -699,6 +784,7 @@ mod tests {
             interfaces: vec!["wasi:http/types@0.2".into()],
             max_instances: 3,
             taints: vec!["gpu=true:NoSchedule".into()],
+            peer_address: "127.0.0.1:2".into(),
         });
         assert_eq!(roundtrip(&register), register);
         let patch = Request::PatchNode {
@@ -740,6 +826,7 @@ mod tests {
                     memory_bytes: 64 << 20,
                     millirequests_per_second: 1500,
                     mean_latency_micros: 0,
+                    ..InstanceUsage::default()
                 }],
             },
         });
@@ -749,6 +836,19 @@ mod tests {
             namespace: None,
         };
         assert_eq!(roundtrip(&top), top);
+        let wake = Request::Wake {
+            namespace: "default".into(),
+            deployment: "web".into(),
+        };
+        assert_eq!(roundtrip(&wake), wake);
+        let evict = Request::Evict {
+            namespace: "default".into(),
+            name: "web-abc".into(),
+        };
+        assert_eq!(roundtrip(&evict), evict);
+        let refused = Response::Error(ApiError::new(ErrorCode::TooManyRequests, "budget"));
+        let frame = encode_frame(&refused).unwrap();
+        assert_eq!(decode_body::<Response>(&frame[4..]).unwrap(), refused);
         let rows = Response::Top(TopRows::Nodes(vec![NodeTop {
             name: "n".into(),
             usage: None,
@@ -772,6 +872,7 @@ mod tests {
                         node: "n2".into(),
                         address: "10.0.0.2:8080".into(),
                         deployment: "b".into(),
+                        peer_address: "10.0.0.2:7444".into(),
                     }],
                 },
                 ServiceRoute {
@@ -793,6 +894,11 @@ mod tests {
                 }],
                 default_service: Some("web".into()),
             }],
+            canaries: Vec::new(),
+            scale_to_zero: vec![WakeTarget {
+                namespace: "default".into(),
+                deployment: "idle".into(),
+            }],
         });
         let frame = encode_frame(&assignments).unwrap();
         assert_eq!(decode_body::<Response>(&frame[4..]).unwrap(), assignments);
@@ -802,10 +908,12 @@ mod tests {
             instances: Vec::new(),
             services: Vec::new(),
             ingresses: Vec::new(),
+            canaries: Vec::new(),
+            scale_to_zero: Vec::new(),
         });
         assert_eq!(
             encode_frame(&empty).unwrap(),
-            [0, 0, 0, 7, 1, 8, 0xac, 2, 0, 0, 0]
+            [0, 0, 0, 9, 1, 8, 0xac, 2, 0, 0, 0, 0, 0]
         );
     }
 

@@ -32,6 +32,13 @@ impl Client {
         }
     }
 
+    /// Sends one request and returns the answer as it is, a
+    /// `Response::Error` included, for callers that act on the error's
+    /// code (`berth drain` retries refused evictions).
+    pub async fn call_answer(&self, request: &Request) -> Result<Response> {
+        Ok(quic::call(&self.connection, request).await?)
+    }
+
     /// Sends one request on a new stream and returns the stream's
     /// receiving side, for answers of several frames (`Logs`).
     pub async fn open(&self, request: &Request) -> Result<quinn::RecvStream> {

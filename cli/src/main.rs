@@ -28,8 +28,8 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 
 use crate::client::Client;
 use crate::commands::{
-    apply, completion, delete, dev, events, get, logs, node, node_admin, rollout, scheduler, top,
-    version,
+    apply, completion, config_cmd, delete, dev, diff, drain, events, get, logs, node, node_admin,
+    rollout, scheduler, top, version,
 };
 use crate::config::ClientConfig;
 use crate::render::Format;
@@ -37,7 +37,7 @@ use crate::selector::Selector;
 
 /// berth: a cluster scheduler for WebAssembly components.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about)]
+#[command(name = "berth", version, about, after_help = EXIT_STATUS)]
 struct Cli {
     /// Client config file (default: $BERTH_CONFIG, else ~/.config/berth/config).
     #[arg(long, global = true)]
@@ -68,6 +68,10 @@ impl Command {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing the node's flags would only obscure them"
+)]
 enum Command {
     /// Create or update objects from manifest files.
     #[command(after_help = "Examples:\n  \
@@ -79,6 +83,32 @@ enum Command {
         /// for stdin; YAML, several documents separated by `---`.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Show what `apply` would change: a unified diff of YAML per object.
+    #[command(
+        after_help = "Only what apply writes is compared: status and the metadata the \
+        cluster keeps (uid, resourceVersion, generation, timestamps, owners, annotations) \
+        are left out.\n\n\
+        Exit status: 0 when nothing would change, 1 when something would, 2 on error.\n\n\
+        Examples:\n  \
+        berth diff -f hello.yaml\n  \
+        berth diff -f manifests/ && echo up to date\n  \
+        berth get deployments -o yaml | berth diff -f -"
+    )]
+    Diff {
+        /// Manifest file, directory (its .yaml/.yml files, sorted) or `-`
+        /// for stdin, as `apply` takes them.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show or switch the contexts (clusters) of the client config.
+    #[command(after_help = "Examples:\n  \
+        berth config get-contexts\n  \
+        berth config use-context prod\n  \
+        berth config current-context")]
+    Config {
+        #[command(subcommand)]
+        action: config_cmd::Action,
     },
     /// List or show objects.
     #[command(after_help = "Examples:\n  \
@@ -247,6 +277,23 @@ enum Command {
         /// The node.
         name: String,
     },
+    /// Cordon a node and evict its instances, respecting PodDisruptionBudgets.
+    #[command(after_help = "Examples:\n  \
+        berth drain node-a --timeout 2m\n  \
+        berth drain node-a --ignore-daemonsets")]
+    Drain {
+        /// The node.
+        name: String,
+        /// Give up after this long (10s, 5m, 1h30m); 0s waits as long as it takes.
+        #[arg(long, value_parser = logs::parse_since, default_value = "0s")]
+        timeout: u64,
+        /// Leave DaemonSet instances on the node instead of refusing.
+        #[arg(long)]
+        ignore_daemonsets: bool,
+        /// Evict instances that no controller owns too.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the scheduler (control plane).
     Scheduler {
         /// Data directory (store, CA, credentials).
@@ -279,6 +326,10 @@ enum Command {
         /// Address of the HTTP ingress.
         #[arg(long, default_value = "127.0.0.1:8080")]
         ingress: SocketAddr,
+        /// UDP address where other nodes forward Service calls over QUIC
+        /// (default: the ingress's IP address, a port the OS picks).
+        #[arg(long)]
+        peer_listen: Option<SocketAddr>,
         /// Data directory (default: ~/.local/share/berth/node-NAME).
         #[arg(long)]
         data: Option<PathBuf>,
@@ -344,6 +395,12 @@ enum Command {
     },
 }
 
+/// `berth --help`'s closing lines.
+const EXIT_STATUS: &str = "Exit status:\n  \
+    0  success\n  \
+    1  an error (its `error: ...` line is on stderr); for `berth diff`: something would change\n  \
+    2  the command line is invalid; for `berth diff`: an error";
+
 /// A runtime kind a node offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum RuntimeKind {
@@ -395,6 +452,25 @@ enum RolloutAction {
     },
     /// Roll out template changes again.
     Resume {
+        /// `deployment/NAME`.
+        target: String,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// End a canary's current pause, or with `--full` skip to 100%.
+    Promote {
+        /// `deployment/NAME`.
+        target: String,
+        /// Skip every remaining step.
+        #[arg(long)]
+        full: bool,
+        /// Namespace.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Stop a canary: its instances stop, the stable revision serves all.
+    Abort {
         /// `deployment/NAME`.
         target: String,
         /// Namespace.
@@ -479,7 +555,7 @@ pub fn outcome_line(outcome: &ApplyOutcome) -> String {
 
 fn kind(name: &str) -> Result<Kind> {
     Kind::from_cli_name(name).with_context(|| {
-        format!("unknown kind {name:?}: expected namespaces, deployments, daemonsets, jobs, cronjobs, services, ingresses, instances, nodes, priorityclasses or events")
+        format!("unknown kind {name:?}: expected namespaces, deployments, daemonsets, jobs, cronjobs, services, ingresses, poddisruptionbudgets, resourcequotas, limitranges, instances, nodes, priorityclasses or events")
     })
 }
 
@@ -521,6 +597,29 @@ async fn cordon(config: Option<&std::path::Path>, name: &str, cordon: bool) -> R
 async fn run(cli: Cli) -> Result<()> {
     let config_path = config::path(cli.config.as_deref());
     match cli.command {
+        Command::Diff { files } => {
+            let sources = apply::sources(&files)?;
+            let client = connect(cli.config.as_deref()).await?;
+            let diffs = diff::diff(&client, &sources).await?;
+            client.close().await;
+            print!("{}", render::diff(&diffs, render::colour::stdout()));
+            if diffs.iter().any(diff::ObjectDiff::changed) {
+                return Err(diff::Changes.into());
+            }
+        }
+        Command::Config { action } => match action {
+            config_cmd::Action::GetContexts => {
+                let rows = config_cmd::get_contexts(&config_path)?;
+                print!("{}", render::contexts(&rows));
+            }
+            config_cmd::Action::UseContext { name } => {
+                config_cmd::use_context(&config_path, &name)?;
+                println!("Switched to context {name:?}.");
+            }
+            config_cmd::Action::CurrentContext => {
+                println!("{}", config_cmd::current_context(&config_path)?);
+            }
+        },
         Command::Apply { files } => {
             let sources = apply::sources(&files)?;
             // quinn's driver tasks keep the span that is current when the
@@ -767,6 +866,26 @@ async fn run(cli: Cli) -> Result<()> {
                 RolloutAction::Resume { target, namespace } => {
                     pause(&client, &target, &ns(namespace), false).await?;
                 }
+                RolloutAction::Promote {
+                    target,
+                    full,
+                    namespace,
+                } => {
+                    let name = rollout::deployment_name(&target, None)?;
+                    let action = if full {
+                        rollout::CanaryAction::FullyPromoted
+                    } else {
+                        rollout::CanaryAction::Promoted
+                    };
+                    let change = rollout::canary(&client, &ns(namespace), &name, action).await?;
+                    println!("{}", render::canary_change(&change));
+                }
+                RolloutAction::Abort { target, namespace } => {
+                    let name = rollout::deployment_name(&target, None)?;
+                    let action = rollout::CanaryAction::Aborted;
+                    let change = rollout::canary(&client, &ns(namespace), &name, action).await?;
+                    println!("{}", render::canary_change(&change));
+                }
             }
             client.close().await;
         }
@@ -811,6 +930,23 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Cordon { name } => cordon(cli.config.as_deref(), &name, true).await?,
         Command::Uncordon { name } => cordon(cli.config.as_deref(), &name, false).await?,
+        Command::Drain {
+            name,
+            timeout,
+            ignore_daemonsets,
+            force,
+        } => {
+            let options = drain::Options {
+                node: name,
+                timeout: (timeout > 0).then(|| Duration::from_secs(timeout)),
+                ignore_daemonsets,
+                force,
+            };
+            let client = connect(cli.config.as_deref()).await?;
+            let drained = drain::drain(&client, &options, &mut render::drain_step).await;
+            client.close().await;
+            println!("{}", render::drained(&drained?));
+        }
         Command::Scheduler {
             data,
             listen,
@@ -839,6 +975,7 @@ async fn run(cli: Cli) -> Result<()> {
             token,
             name,
             ingress,
+            peer_listen,
             data,
             domain,
             labels,
@@ -863,6 +1000,7 @@ async fn run(cli: Cli) -> Result<()> {
                 token,
                 data_dir,
                 ingress,
+                peer_listen,
                 domain,
                 labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
                 capacity,
@@ -912,11 +1050,17 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `berth diff` exits 1 when something would change, so its errors
+    // exit 2, as `kubectl diff`'s do.
+    let error_exit = match cli.command {
+        Command::Diff { .. } => ExitCode::from(diff::ERROR_EXIT),
+        _ => ExitCode::FAILURE,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return error_exit;
         }
     };
     let telemetry = telemetry::init(cli.log_format, cli.command.service_name(), runtime.handle());
@@ -925,9 +1069,11 @@ fn main() -> ExitCode {
     telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `berth diff` found changes: its output says which.
+        Err(e) if e.is::<diff::Changes>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            error_exit
         }
     }
 }

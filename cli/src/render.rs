@@ -1,14 +1,27 @@
 //! Prints what a verb returns: kubectl-style tables (plain or `wide`),
-//! `kind/name` lines, JSON or YAML. Nothing here prints colour; if
-//! colour is ever added it must stay off without a TTY and with `NO_COLOR`.
+//! `kind/name` lines, JSON or YAML. Tables, JSON and YAML are never
+//! coloured; `diff` colours its lines only as [`colour`] allows (a
+//! terminal, and no `NO_COLOR`). Several objects print as a `List`
+//! (`apiVersion: v1`, as kubectl prints it), which `apply -f` reads back.
+//! Snapshot tests of `get` and `describe` are in `render/snapshots.rs`.
+
+pub mod colour;
+mod contexts;
+mod diff;
+mod quota;
+#[cfg(test)]
+mod snapshots;
 
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
-use berth_api::{API_VERSION, Kind, Object};
+use berth_api::{Kind, Object};
 use berth_scheduler::events::REASON_CRASH_LOOP_BACK_OFF as CRASH_LOOP_BACK_OFF;
 use jiff::Timestamp;
 use serde::Serialize;
+
+pub use contexts::contexts;
+pub use diff::diff;
 
 /// Output formats of `get`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,6 +119,9 @@ fn wide_headers(kind: Kind) -> &'static [&'static str] {
         Kind::Service => &["PORT(S)"],
         Kind::DaemonSet => &["COMPONENT", "SELECTOR"],
         Kind::CronJob => &["COMPONENT"],
+        Kind::PodDisruptionBudget => &["SELECTOR"],
+        Kind::HorizontalAutoscaler => &["LAST SCALE"],
+        Kind::ResourceQuota | Kind::LimitRange => &[],
         Kind::Namespace | Kind::PriorityClass | Kind::Event => &[],
     }
 }
@@ -159,7 +175,17 @@ fn wide_cells(object: &Object) -> Vec<String> {
                 .unwrap_or_else(|| short_digest(&spec.component));
             vec![or_none(runs)]
         }
+        Object::PodDisruptionBudget(b) => {
+            vec![or_none(label_pairs(&b.spec.selector.match_labels))]
+        }
+        Object::HorizontalAutoscaler(a) => vec![
+            a.status
+                .as_ref()
+                .and_then(|s| s.last_scale_time)
+                .map_or_else(|| "<none>".to_owned(), |t| t.to_string()),
+        ],
         Object::Namespace(_) | Object::PriorityClass(_) | Object::Event(_) => Vec::new(),
+        Object::ResourceQuota(_) | Object::LimitRange(_) => Vec::new(),
     }
 }
 
@@ -168,9 +194,12 @@ fn short_digest(component: &str) -> String {
     component.chars().take("sha256:".len() + 12).collect()
 }
 
+/// The `apiVersion` of a `List`: kubectl's, since a List is no berth kind.
+const LIST_API_VERSION: &str = "v1";
+
 fn list(items: &[Object]) -> List<'_> {
     List {
-        api_version: API_VERSION,
+        api_version: LIST_API_VERSION,
         kind: "List",
         items,
     }
@@ -260,6 +289,35 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
             let (hosts, paths, backends) = ingress_columns(i);
             vec![meta.name.clone(), hosts, paths, backends, age]
         }
+        Object::ResourceQuota(q) => {
+            let [request, limit] = quota::quota_cells(q);
+            vec![meta.name.clone(), age, or_none(request), or_none(limit)]
+        }
+        Object::LimitRange(_) => vec![meta.name.clone(), age],
+        Object::PodDisruptionBudget(b) => {
+            let bound = |v: Option<berth_api::rollout::IntOrPercent>| {
+                v.map_or_else(|| "N/A".to_owned(), |v| v.to_string())
+            };
+            vec![
+                meta.name.clone(),
+                bound(b.spec.min_available),
+                bound(b.spec.max_unavailable),
+                b.status.disruptions_allowed.to_string(),
+                age,
+            ]
+        }
+        Object::HorizontalAutoscaler(a) => {
+            let status = a.status.clone().unwrap_or_default();
+            vec![
+                meta.name.clone(),
+                format!("Deployment/{}", a.spec.scale_target_ref.name),
+                autoscaler_targets(a),
+                a.spec.min_replicas.to_string(),
+                a.spec.max_replicas.to_string(),
+                status.current_replicas.to_string(),
+                age,
+            ]
+        }
         Object::Service(s) => vec![
             meta.name.clone(),
             or_none(label_pairs(&s.spec.selector)),
@@ -325,6 +383,24 @@ fn headers(kind: Kind) -> &'static [&'static str] {
             "NODE SELECTOR",
             "AGE",
         ],
+        Kind::HorizontalAutoscaler => &[
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINREPLICAS",
+            "MAXREPLICAS",
+            "REPLICAS",
+            "AGE",
+        ],
+        Kind::ResourceQuota => &["NAME", "AGE", "REQUEST", "LIMIT"],
+        Kind::LimitRange => &["NAME", "AGE"],
+        Kind::PodDisruptionBudget => &[
+            "NAME",
+            "MIN AVAILABLE",
+            "MAX UNAVAILABLE",
+            "ALLOWED DISRUPTIONS",
+            "AGE",
+        ],
         Kind::CronJob => &[
             "NAME",
             "SCHEDULE",
@@ -334,6 +410,23 @@ fn headers(kind: Kind) -> &'static [&'static str] {
             "LAST SCHEDULE",
             "AGE",
         ],
+    }
+}
+
+/// An autoscaler's TARGETS cell, as kubectl's: `<current>/<target>` with
+/// the metric's unit (`<unknown>` before the first reports).
+fn autoscaler_targets(autoscaler: &berth_api::autoscaler::HorizontalAutoscaler) -> String {
+    use berth_api::autoscaler::Target;
+    let current = autoscaler
+        .status
+        .as_ref()
+        .and_then(|s| s.current_metric_value)
+        .map_or_else(|| "<unknown>".to_owned(), |v| format!("{v}"));
+    match autoscaler.spec.target() {
+        Some(Target::Concurrency(t)) => format!("{current}/{t} concurrency"),
+        Some(Target::RequestsPerSecond(t)) => format!("{current}/{t} rps"),
+        Some(Target::CpuUtilization(t)) => format!("{current}%/{t}% cpu"),
+        None => "<none>".to_owned(),
     }
 }
 
@@ -632,6 +725,9 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
                 ),
             );
             field("Component", &d.spec.template.spec.component);
+            if let Some(canary) = &status.canary {
+                field("Canary", &canary_line(canary));
+            }
         }
         Object::Node(n) => {
             field("Ready", &n.status.is_ready().to_string());
@@ -803,6 +899,75 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
                 None => field("Component", &template.component),
             }
         }
+        Object::PodDisruptionBudget(b) => {
+            let spec = &b.spec;
+            field(
+                "Selector",
+                &or_none(&label_pairs(&spec.selector.match_labels)),
+            );
+            if let Some(min) = spec.min_available {
+                field("Min available", &min.to_string());
+            }
+            if let Some(max) = spec.max_unavailable {
+                field("Max unavailable", &max.to_string());
+            }
+            let status = &b.status;
+            field(
+                "Status",
+                &format!(
+                    "{} allowed disruptions | {} current healthy | {} desired healthy | \
+                     {} expected instances",
+                    status.disruptions_allowed,
+                    status.current_healthy,
+                    status.desired_healthy,
+                    status.expected_instances
+                ),
+            );
+        }
+        Object::HorizontalAutoscaler(a) => {
+            let spec = &a.spec;
+            field(
+                "Reference",
+                &format!("Deployment/{}", spec.scale_target_ref.name),
+            );
+            field("Metrics", &autoscaler_targets(a));
+            field("Min replicas", &spec.min_replicas.to_string());
+            field("Max replicas", &spec.max_replicas.to_string());
+            field(
+                "Scale-down window",
+                &format!("{}s", spec.stabilization_window_seconds()),
+            );
+            if spec.min_replicas == 0 {
+                field(
+                    "Scale to zero after",
+                    &format!("{}s", spec.scale_to_zero_after_seconds()),
+                );
+            }
+            let status = a.status.clone().unwrap_or_default();
+            field(
+                "Replicas",
+                &format!(
+                    "{} current / {} desired",
+                    status.current_replicas, status.desired_replicas
+                ),
+            );
+            field(
+                "Last scale time",
+                &status
+                    .last_scale_time
+                    .map_or_else(|| "<none>".to_owned(), |t| t.to_string()),
+            );
+        }
+        Object::ResourceQuota(q) => {
+            for (name, value) in quota::describe_quota(q) {
+                field(&name, &value);
+            }
+        }
+        Object::LimitRange(r) => {
+            for (name, value) in quota::describe_limit_range(r) {
+                field(&name, &value);
+            }
+        }
         Object::PriorityClass(c) => {
             field("Value", &c.value.to_string());
             field("GlobalDefault", &c.global_default.to_string());
@@ -853,6 +1018,74 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
         }
     }
     out
+}
+
+/// Prints one step of `berth drain` as kubectl words it: progress on
+/// stdout, refusals and warnings on stderr.
+/// A canary's state in one line: `step 1, weight 10%, canary abc
+/// (stable def): CanaryPaused: paused at step 1 of 4`.
+fn canary_line(canary: &berth_api::canary::CanaryStatus) -> String {
+    let mut line = if canary.canary_hash.is_empty() {
+        format!("stable {}", canary.stable_hash)
+    } else {
+        format!(
+            "step {}, weight {}%, canary {} (stable {})",
+            canary.step, canary.weight, canary.canary_hash, canary.stable_hash
+        )
+    };
+    if !canary.reason.is_empty() {
+        line.push_str(&format!(": {}: {}", canary.reason, canary.message));
+    }
+    line
+}
+
+/// What `berth rollout promote|abort` did.
+pub fn canary_change(change: &crate::commands::rollout::CanaryChange) -> String {
+    format!(
+        "deployment/{} {}",
+        change.deployment,
+        change.action.as_str()
+    )
+}
+
+pub fn drain_step(step: crate::commands::drain::Step) {
+    use crate::commands::drain::Step;
+    match step {
+        Step::Cordoned { node, already } => {
+            let how = if already {
+                "already cordoned"
+            } else {
+                "cordoned"
+            };
+            println!("node/{node} {how}");
+        }
+        Step::IgnoringDaemonSets(names) => eprintln!(
+            "Warning: ignoring DaemonSet-managed instances: {}",
+            names.join(", ")
+        ),
+        Step::Evicting(name) => println!("evicting instance {name}"),
+        Step::Refused {
+            instance,
+            message,
+            retry,
+        } => eprintln!(
+            "error when evicting instance {instance} (will retry after {}s): {message}",
+            retry.as_secs()
+        ),
+        Step::Evicted(name) => println!("instance/{} evicted", instance_name(&name)),
+    }
+}
+
+/// The name part of `namespace/name`.
+fn instance_name(qualified: &str) -> &str {
+    qualified
+        .split_once('/')
+        .map_or(qualified, |(_, name)| name)
+}
+
+/// The last line of a drain that finished.
+pub fn drained(drained: &crate::commands::drain::Drained) -> String {
+    format!("node/{} drained", drained.node)
 }
 
 #[cfg(test)]

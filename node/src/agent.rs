@@ -1,6 +1,9 @@
 //! The node's session with the scheduler: register, watch assignments (and
 //! the Services' endpoints that come with them), report status, answer the
 //! scheduler's log reads, and reconnect whenever the connection drops.
+//! A connection the scheduler closes with `CLOSE_REVOKED` (the node was
+//! deleted, or joined again elsewhere) is the one ending that stops every
+//! instance: they run elsewhere now (decision 0029).
 //!
 //! The scheduler may open streams to the node on the node's connection;
 //! on each the node reads one `ReadLogs` and answers with `LogLines`
@@ -13,7 +16,9 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use berth_api::quic;
-use berth_api::wire::{ApiError, ErrorCode, NodeInfo, Request, Response};
+use berth_api::wire::{
+    ApiError, Assignments, CLOSE_REVOKED, ErrorCode, NodeInfo, Request, Response,
+};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tracing::{debug, info, warn};
@@ -60,12 +65,20 @@ pub async fn run(
             _ = &mut shutdown => break,
             outcome = session(&endpoint, scheduler, &info, &supervisor, &services, &metrics, &mut usage) => outcome,
         };
-        if let Err(e) = outcome {
-            warn!(%scheduler, error = %format!("{e:#}"), "scheduler session ended; instances keep serving");
+        let mut wait = backoff;
+        match outcome {
+            Err(e) if e.is::<Revoked>() => {
+                warn!(%scheduler, error = %e, "refused by the scheduler");
+                wait = REVOKED_RETRY;
+            }
+            Err(e) => {
+                warn!(%scheduler, error = %format!("{e:#}"), "scheduler session ended; instances keep serving");
+            }
+            Ok(()) => {}
         }
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         // A session that lasted a while was healthy: start over quickly.
         backoff = if began.elapsed() > MAX_BACKOFF * 5 {
@@ -87,6 +100,59 @@ async fn session(
     usage: &mut UsageTracker,
 ) -> Result<()> {
     let connection = quic::connect(endpoint, scheduler).await?;
+    let outcome = registered_session(
+        &connection,
+        scheduler,
+        info,
+        supervisor,
+        services,
+        metrics,
+        usage,
+    )
+    .await;
+    if outcome.is_err() && is_revoked(&connection) {
+        // The scheduler no longer knows this node (deleted, or joined
+        // again elsewhere under its name): what it runs was replaced
+        // elsewhere, so it stops serving rather than double up.
+        supervisor.apply(Assignments::default(), &connection);
+        return Err(Revoked.into());
+    }
+    outcome
+}
+
+/// The scheduler closed the connection with [`CLOSE_REVOKED`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the scheduler revoked this node's certificate (the node was deleted or joined again \
+     elsewhere): its instances are stopped; join again with a bootstrap token after removing \
+     node.crt from the data directory"
+)]
+struct Revoked;
+
+/// How long a node whose certificate was revoked waits between attempts:
+/// it cannot get back in without joining again, so it tries seldom.
+pub const REVOKED_RETRY: Duration = Duration::from_secs(30);
+
+/// Whether the scheduler closed `connection` because this node's
+/// certificate is no longer one of the cluster's.
+fn is_revoked(connection: &quinn::Connection) -> bool {
+    matches!(
+        connection.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(close))
+            if close.error_code == quinn::VarInt::from_u32(CLOSE_REVOKED)
+    )
+}
+
+async fn registered_session(
+    connection: &quinn::Connection,
+    scheduler: SocketAddr,
+    info: &NodeInfo,
+    supervisor: &Arc<Supervisor>,
+    services: &ServiceRouter,
+    metrics: &Metrics,
+    usage: &mut UsageTracker,
+) -> Result<()> {
+    let connection = connection.clone();
     match quic::call(&connection, &Request::Register(info.clone())).await? {
         Response::Ok => {}
         Response::Error(e) => bail!("registering: {e}"),

@@ -100,3 +100,47 @@ pub async fn join(
         ca_pem,
     })
 }
+
+/// Credentials whose certificate lets the node serve its peers
+/// ([`quic::serves_peers`]): `credentials` when it does; otherwise, when
+/// the node was given a bootstrap token, new ones from joining again
+/// (certificates issued before node-to-node forwarding lack the
+/// `serverAuth` usage); otherwise `credentials`, with a warning.
+pub async fn renew_for_peers(
+    credentials: Credentials,
+    config: &crate::Config,
+) -> Result<Credentials> {
+    if quic::serves_peers(&credentials.identity, &config.name)? {
+        return Ok(credentials);
+    }
+    let Some(token) = config.token.as_deref() else {
+        tracing::warn!(
+            node = %config.name,
+            path = %config.data_dir.join("node.crt").display(),
+            "node certificate predates node-to-node forwarding: other nodes call this node's Services as plain HTTP to its ingress; restart with --token to renew it"
+        );
+        return Ok(credentials);
+    };
+    tracing::info!(node = %config.name, "renewing the node certificate for node-to-node forwarding");
+    join(&config.data_dir, config.scheduler, token, &config.name).await
+}
+
+/// The node's QUIC endpoint for its peers: listening on `--peer-listen`
+/// (by default the ingress's IP address, `ingress`, on a port the OS
+/// picks) when its certificate serves peers, calling them only otherwise.
+pub fn peers(
+    credentials: &Credentials,
+    config: &crate::Config,
+    ingress: SocketAddr,
+) -> Result<crate::services::peer::Peers> {
+    use crate::services::peer::Peers;
+    let (identity, ca) = (&credentials.identity, credentials.ca_pem.as_str());
+    if quic::serves_peers(identity, &config.name)? {
+        let listen = config
+            .peer_listen
+            .unwrap_or_else(|| SocketAddr::new(ingress.ip(), 0));
+        Ok(Peers::listen(listen, identity, ca)?)
+    } else {
+        Ok(Peers::client_only(ingress, identity, ca)?)
+    }
+}

@@ -51,6 +51,11 @@ impl InstanceHost {
         })
     }
 
+    /// The routing table it routes through.
+    pub fn routes(&self) -> &Arc<Routes> {
+        &self.routes
+    }
+
     fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }

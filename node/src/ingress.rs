@@ -36,6 +36,8 @@ use crate::metrics::{CompileCounts, Metrics};
 use crate::runtime::{PreparedInstance, RuntimeError, Termination, error_chain};
 use crate::sandbox::handoff::Peek;
 
+pub mod weights;
+
 /// Open connections the ingress serves at once; further clients wait in the
 /// listen backlog until one closes.
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -77,6 +79,8 @@ struct Routed {
 #[derive(Default)]
 pub struct Routes {
     routes: RwLock<HashMap<(String, String), Route>>,
+    /// How requests split between a canary and its stable revision.
+    splits: weights::Splits,
 }
 
 impl Routes {
@@ -175,19 +179,45 @@ impl Routes {
     /// Picks the next of the deployment's ready instances, round-robin;
     /// `None` if none on this node is ready.
     pub fn pick(&self, namespace: &str, deployment: &str) -> Option<PreparedInstance> {
+        self.pick_with_uid(namespace, deployment)
+            .map(|(_, instance)| instance)
+    }
+
+    /// [`Routes::pick`], with the picked instance's uid. While a canary
+    /// runs, the side (canary or stable) is chosen by its weight first
+    /// ([`weights`]).
+    pub fn pick_with_uid(
+        &self,
+        namespace: &str,
+        deployment: &str,
+    ) -> Option<(String, PreparedInstance)> {
         let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
         let key = (
             namespace.to_ascii_lowercase(),
             deployment.to_ascii_lowercase(),
         );
         let route = routes.get(&key)?;
-        let ready = || route.instances.iter().filter(|routed| routed.ready);
-        let count = ready().count();
+        let mut ready: Vec<&Routed> = route.instances.iter().filter(|r| r.ready).collect();
+        if let Some(split) = self.splits.get(&key.0, &key.1) {
+            let side = split.side(ready.iter().map(|r| r.uid.as_str()));
+            ready = side
+                .into_iter()
+                .filter_map(|i| ready.get(i).copied())
+                .collect();
+        }
+        let count = ready.len();
         if count == 0 {
             return None;
         }
         let index = route.next.fetch_add(1, Ordering::Relaxed) % count;
-        ready().nth(index).map(|routed| routed.instance.clone())
+        ready
+            .get(index)
+            .map(|routed| (routed.uid.clone(), routed.instance.clone()))
+    }
+
+    /// Sets how requests split between canary and stable revisions.
+    pub fn set_canaries(&self, canaries: &[berth_api::wire::CanaryRoute]) {
+        self.splits.set(canaries);
     }
 
     /// Number of instances across all deployments, ready or not.
@@ -269,6 +299,22 @@ pub trait Observer: Send + Sync + 'static {
     fn request(&self, namespace: &str, deployment: &str, status: u16, seconds: f64);
     /// The node stopped a component (`DeadlineExceeded`, ...).
     fn terminated(&self, reason: &'static str);
+    /// One request instance `uid` answered (`trapped` when the node
+    /// stopped its component): counted as [`Observer::request`], and per
+    /// instance by observers that keep such counts (a sandbox's batch,
+    /// for canary analysis).
+    fn served(
+        &self,
+        uid: &str,
+        namespace: &str,
+        deployment: &str,
+        status: u16,
+        seconds: f64,
+        trapped: bool,
+    ) {
+        let _ = (uid, trapped);
+        self.request(namespace, deployment, status, seconds);
+    }
 }
 
 impl Observer for Metrics {
@@ -448,10 +494,10 @@ async fn route(
         }
     };
     let picked = deployment_of(&host, domain).and_then(|(deployment, namespace)| {
-        let instance = routes.pick(namespace, deployment)?;
-        Some((namespace.to_owned(), deployment.to_owned(), instance))
+        let (uid, instance) = routes.pick_with_uid(namespace, deployment)?;
+        Some((namespace.to_owned(), deployment.to_owned(), uid, instance))
     });
-    let Some((namespace, deployment, instance)) = picked else {
+    let Some((namespace, deployment, uid, instance)) = picked else {
         let response = text(
             StatusCode::NOT_FOUND,
             format!("no deployment serves host {host:?}\n"),
@@ -474,21 +520,25 @@ async fn route(
     {
         berth_api::trace::set_parent_text(&span, parent);
     }
+    let mut trapped = false;
     let response = match tracing::Instrument::instrument(instance.handle(req), span).await {
         Ok(response) => response,
         Err(e) => {
             tracing::error!(%host, error = %error_chain(&e), "component failed");
             if let Some(termination) = e.termination() {
                 metrics.terminated(termination.reason());
+                trapped = true;
             }
             failure_response(&e)
         }
     };
-    metrics.request(
+    metrics.served(
+        &uid,
         &namespace,
         &deployment,
         response.status().as_u16(),
         began.elapsed().as_secs_f64(),
+        trapped,
     );
     response
 }

@@ -33,6 +33,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod services;
 pub mod supervisor;
+pub mod wake;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -71,6 +72,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where the HTTP ingress listens.
     pub ingress: SocketAddr,
+    /// Where the node takes Service calls from other nodes (QUIC, UDP);
+    /// `None`: the ingress's IP address, on a port the OS picks.
+    pub peer_listen: Option<SocketAddr>,
     /// The domain under which deployments are served.
     pub domain: String,
     /// Node labels.
@@ -159,6 +163,8 @@ pub struct Node {
     /// Where components' calls to Services go, and its loopback listener.
     services: Arc<ServiceRouter>,
     services_listener: tokio::net::TcpListener,
+    /// Node-to-node QUIC: calls to other nodes' endpoints, and theirs.
+    peers: Arc<services::peer::Peers>,
     sandboxes: Option<Arc<Sandboxes>>,
     containers: Option<Arc<oci::Containers>>,
     /// What the ingress offers each connection to first.
@@ -220,7 +226,9 @@ impl Node {
             .context("cannot listen for the service router")?;
         let services = ServiceRouter::new(&config.name, &config.domain);
         let credentials = match credentials::load(&config.data_dir)? {
-            Some(credentials) => credentials,
+            Some(credentials) => credentials::renew_for_peers(credentials, &config)
+                .await
+                .context("cannot renew the node certificate")?,
             None => {
                 let Some(token) = config.token.as_deref() else {
                     bail!(
@@ -235,6 +243,9 @@ impl Node {
         };
         let client = quic::client_config(&credentials.identity, &credentials.ca_pem)?;
         let endpoint = quic::client_endpoint(config.scheduler, client)?;
+        let ingress_addr = listener.local_addr()?;
+        let peers = Arc::new(credentials::peers(&credentials, &config, ingress_addr)?);
+        services.use_peers(Arc::clone(&peers));
         // Compiles happen where instances load: in the node's own runtime,
         // or in the sandboxes, which report theirs.
         let runtime = match config.sandbox {
@@ -319,9 +330,20 @@ impl Node {
         let dispatch: Option<Arc<dyn ingress::ConnectionDispatch>> = Some(
             ingress_rules::IngressDispatch::new(Arc::clone(&services), dispatch),
         );
+        // Before all: requests for a Deployment scaled to zero are held
+        // while the scheduler wakes it (`wake`).
+        let waker = wake::Waker::new();
+        let dispatch: Option<Arc<dyn ingress::ConnectionDispatch>> = Some(wake::WakeDispatch::new(
+            dispatch,
+            Arc::clone(&routes),
+            Arc::clone(&waker),
+            &config.domain,
+        ));
         let supervisor =
             Supervisor::new(executor, containers.clone(), logs, &config.data_dir, events)?;
+        supervisor.wake_through(waker);
         supervisor.route_services_through(services_listener.local_addr()?);
+        services.count_in(Arc::clone(&metrics));
         Ok(Node {
             config,
             listener,
@@ -332,6 +354,7 @@ impl Node {
             admin,
             services,
             services_listener,
+            peers,
             sandboxes,
             containers,
             dispatch,
@@ -341,6 +364,11 @@ impl Node {
     /// Where the ingress listens.
     pub fn ingress_addr(&self) -> Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// Where the node takes other nodes' Service calls (QUIC), if it does.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peers.listen_addr()
     }
 
     /// Where the admin HTTP listener listens, if there is one.
@@ -373,6 +401,11 @@ impl Node {
                 .collect(),
             max_instances: self.config.max_instances,
             taints: self.config.taints.iter().map(ToString::to_string).collect(),
+            peer_address: self
+                .peers
+                .listen_addr()
+                .map(|addr| addr.to_string())
+                .unwrap_or_default(),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
@@ -391,6 +424,7 @@ impl Node {
         ));
         let service_router =
             tokio::spawn(Arc::clone(&self.services).serve(self.services_listener, stopped()));
+        let peers = tokio::spawn(Arc::clone(&self.peers).serve(ingress_addr, stopped()));
         let admin = self.admin.map(|listener| {
             let metrics = self.metrics.clone();
             // Ready once registered with the scheduler; a node that lost it
@@ -427,6 +461,7 @@ impl Node {
             .await
             .context("service router task")?
             .context("service router")?;
+        peers.await.context("peer listener task")?;
         if let Some(containers) = &self.containers {
             containers.stop_all().await;
         }

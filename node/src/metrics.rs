@@ -70,6 +70,11 @@ struct LimitLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SandboxLabel {
     sandbox: String,
 }
@@ -96,6 +101,10 @@ pub struct MemberUsage {
     pub requests: u64,
     /// Their summed latency, in microseconds.
     pub latency_micros: u64,
+    /// Of those, answers with a 5xx status.
+    pub errors: u64,
+    /// Of those, requests whose component the node stopped.
+    pub traps: u64,
 }
 
 /// Reads every sandbox's usage (installed by [`crate::sandbox::Sandboxes`]).
@@ -225,6 +234,7 @@ pub struct Metrics {
     limit_hits: Family<LimitLabel, Counter>,
     instantiation: Histogram,
     sandboxes: SandboxCollector,
+    service_forwards: Family<TransportLabel, Counter>,
     /// Set once the node has registered with the scheduler: `/readyz`.
     registered: AtomicBool,
 }
@@ -284,6 +294,12 @@ impl Metrics {
         registry.register_collector(Box::new(Compiles(Box::new(compiles))));
         let sandboxes = SandboxCollector::default();
         registry.register_collector(Box::new(sandboxes.clone()));
+        let service_forwards = Family::<TransportLabel, Counter>::default();
+        registry.register(
+            "berth_node_service_forwards",
+            "Service calls the router sent to an endpoint, by transport: local, quic (another node), http (another node without a peer listener)",
+            service_forwards.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -294,6 +310,7 @@ impl Metrics {
             limit_hits,
             instantiation,
             sandboxes,
+            service_forwards,
             registered: AtomicBool::new(false),
         }
     }
@@ -328,6 +345,14 @@ impl Metrics {
         if let Some(limit) = limit_of(reason) {
             self.limit_hits.get_or_create(&LimitLabel { limit }).inc();
         }
+    }
+
+    /// Counts one Service call sent by `transport`
+    /// (`crate::services::forward::Transport::label`).
+    pub fn service_forward(&self, transport: &'static str) {
+        self.service_forwards
+            .get_or_create(&TransportLabel { transport })
+            .inc();
     }
 
     /// Records one instantiation that took `seconds`.

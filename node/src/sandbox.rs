@@ -116,6 +116,10 @@ struct Member {
     requests: u64,
     /// The summed latency of those requests, in microseconds.
     latency_micros: u64,
+    /// Of those requests, answers with a 5xx status.
+    errors: u64,
+    /// Of those requests, ones whose component the node stopped.
+    traps: u64,
 }
 
 /// One worker process.
@@ -194,6 +198,12 @@ pub struct Sandboxes {
     sandboxes: Arc<Mutex<HashMap<SandboxKey, Arc<Sandbox>>>>,
     /// Ready instances by lowercase `(namespace, deployment)`.
     table: RwLock<RoutingTable>,
+    /// The canaries the scheduler announced last, sent to every worker.
+    canaries: Mutex<Vec<berth_api::wire::CanaryRoute>>,
+    /// Their weights, for handing connections to sandboxes.
+    splits: crate::ingress::weights::Splits,
+    /// Serialises sending them to the workers.
+    pushing_canaries: tokio::sync::Mutex<()>,
     next: AtomicUsize,
     serial: AtomicU64,
     events: mpsc::UnboundedSender<Event>,
@@ -262,6 +272,9 @@ impl Sandboxes {
             starting: tokio::sync::Mutex::new(()),
             sandboxes,
             table: RwLock::new(HashMap::new()),
+            canaries: Mutex::new(Vec::new()),
+            splits: crate::ingress::weights::Splits::default(),
+            pushing_canaries: tokio::sync::Mutex::new(()),
             next: AtomicUsize::new(0),
             serial: AtomicU64::new(0),
             events,
@@ -320,6 +333,8 @@ impl Sandboxes {
                 ready_at_load: spec.probes.readiness.is_none() && spec.probes.startup.is_none(),
                 requests: 0,
                 latency_micros: 0,
+                errors: 0,
+                traps: 0,
             },
         );
         if let Some(cgroup) = &sandbox.cgroup
@@ -327,7 +342,39 @@ impl Sandboxes {
         {
             tracing::warn!(sandbox = %sandbox.id, error = %e, "cannot raise sandbox limits");
         }
+        let canaries = self.canaries().clone();
+        sandbox.send(&ToWorker::Canaries(canaries)).await?;
         sandbox.send(&ToWorker::Load(Box::new(spec))).await
+    }
+
+    fn canaries(&self) -> std::sync::MutexGuard<'_, Vec<berth_api::wire::CanaryRoute>> {
+        self.canaries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells every sandbox (and the connection dispatch here) how to
+    /// split Deployments' requests between canary and stable revisions.
+    /// The sending happens in a task, which sends whatever is newest
+    /// when it runs, so that updates never arrive out of order.
+    pub fn set_canaries(self: &Arc<Self>, canaries: &[berth_api::wire::CanaryRoute]) {
+        {
+            let mut current = self.canaries();
+            if *current == canaries {
+                return;
+            }
+            *current = canaries.to_vec();
+        }
+        self.splits.set(canaries);
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let _pushing = this.pushing_canaries.lock().await;
+            let canaries = this.canaries().clone();
+            let all: Vec<Arc<Sandbox>> = this.sandboxes().values().cloned().collect();
+            for sandbox in all {
+                if let Err(e) = sandbox.send(&ToWorker::Canaries(canaries.clone())).await {
+                    tracing::debug!(sandbox = %sandbox.id, error = %format!("{e:#}"), "canary weights");
+                }
+            }
+        });
     }
 
     /// The sandbox for `key`, started if it is not running.
@@ -557,12 +604,17 @@ impl Sandboxes {
                     // Label values come from this node's own table, never
                     // from what a sandbox says alone.
                     let mut serving: Vec<&mut Member> = members
-                        .values_mut()
-                        .filter(|m| {
-                            m.namespace == sample.namespace && m.deployment == sample.deployment
+                        .iter_mut()
+                        .filter(|(uid, m)| {
+                            m.namespace == sample.namespace
+                                && m.deployment == sample.deployment
+                                && (sample.uid.is_empty() || **uid == sample.uid)
                         })
+                        .map(|(_, m)| m)
                         .collect();
                     let known = !serving.is_empty();
+                    // A sample naming its instance is credited to it; one
+                    // that does not, to the deployment's members in turn.
                     let turn = sandbox.credits.fetch_add(1, Ordering::Relaxed);
                     if let Some(count) = turn.checked_rem(serving.len())
                         && let Some(member) = serving.get_mut(count)
@@ -570,6 +622,12 @@ impl Sandboxes {
                         member.requests = member.requests.saturating_add(1);
                         member.latency_micros =
                             member.latency_micros.saturating_add(micros(sample.seconds));
+                        if sample.status >= 500 {
+                            member.errors = member.errors.saturating_add(1);
+                        }
+                        if sample.trapped {
+                            member.traps = member.traps.saturating_add(1);
+                        }
                     }
                     let (namespace, deployment) = if known {
                         (sample.namespace.as_str(), sample.deployment.as_str())
@@ -669,6 +727,17 @@ impl Sandboxes {
     fn pick(&self, namespace: &str, deployment: &str) -> Option<Arc<Sandbox>> {
         let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
         let entries = table.get(&(namespace.to_owned(), deployment.to_owned()))?;
+        // While a canary runs, a connection goes to the canary's or the
+        // stable's sandboxes by weight (the worker splits again per
+        // request among the instances it holds).
+        let entries: Vec<&(String, Arc<Sandbox>)> = match self.splits.get(namespace, deployment) {
+            Some(split) => split
+                .side(entries.iter().map(|(uid, _)| uid.as_str()))
+                .into_iter()
+                .filter_map(|i| entries.get(i))
+                .collect(),
+            None => entries.iter().collect(),
+        };
         let count = entries.len();
         if count == 0 {
             return None;
@@ -761,6 +830,8 @@ fn usage_source(
                             uid: uid.clone(),
                             requests: member.requests,
                             latency_micros: member.latency_micros,
+                            errors: member.errors,
+                            traps: member.traps,
                         })
                         .collect(),
                 }

@@ -6,7 +6,9 @@
 //! HTTP/1.1 on a loopback listener of its own ([`ServiceRouter::serve`], in
 //! [`forward`]): a request whose `Host` is `NAME.NAMESPACE.svc` goes to one
 //! of the Service's endpoints, through the ingress of the endpoint's node,
-//! with `Host` rewritten to `<deployment>.<namespace>.<domain>`.
+//! with `Host` rewritten to `<deployment>.<namespace>.<domain>`. A call to
+//! another node travels over the nodes' mutually authenticated QUIC
+//! connection ([`peer`]), which that node relays to its ingress.
 //!
 //! Components reach the router without knowing it: their outbound hook
 //! ([`crate::outbound`]) sends `http://NAME.NAMESPACE.svc/...` and
@@ -20,16 +22,17 @@
 //! only. Answers of the router itself: 400 (no service host), 404 (no such
 //! Service), 503 (no ready endpoint), 502 (no endpoint reachable).
 //!
-//! Out of scope for now: node-to-node QUIC (calls travel as plain HTTP to
-//! the other node's ingress) and routing by `ports`. Ingress objects use
+//! Out of scope for now: routing by `ports`. Ingress objects use
 //! [`ServiceRouter::call`] too (`crate::ingress_rules`). See
-//! `docs/decisions/0021-services.md`.
+//! `docs/decisions/0021-services.md` and
+//! `docs/decisions/0031-node-to-node-forwarding.md`.
 
 pub mod forward;
+pub mod peer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 
 use berth_api::service::SERVICE_HOST_SUFFIX;
 use berth_api::wire::{ServiceEndpoint, ServiceRoute};
@@ -51,6 +54,11 @@ pub struct ServiceRouter {
     seed: AtomicU64,
     /// Idle connections to endpoints' ingresses.
     pool: Arc<forward::Pool>,
+    /// The QUIC endpoint calls to other nodes travel by; without it they
+    /// go as plain HTTP to their ingresses.
+    peers: OnceLock<Arc<peer::Peers>>,
+    /// Where forwarded calls are counted.
+    metrics: OnceLock<Arc<crate::metrics::Metrics>>,
     /// Every Ingress's rules, which the node's ingress serves
     /// (`crate::ingress_rules`).
     pub(crate) ingresses: RwLock<Arc<[berth_api::wire::IngressRoute]>>,
@@ -92,8 +100,21 @@ impl ServiceRouter {
             in_flight: Mutex::new(HashMap::new()),
             seed: AtomicU64::new(seed),
             pool: Arc::default(),
+            peers: OnceLock::new(),
+            metrics: OnceLock::new(),
             ingresses: RwLock::new(Arc::from([])),
         })
+    }
+
+    /// Sends calls to other nodes' endpoints through `peers` from now on;
+    /// the first set stays.
+    pub fn use_peers(&self, peers: Arc<peer::Peers>) {
+        let _ = self.peers.set(peers);
+    }
+
+    /// Counts forwarded calls in `metrics`; the first set stays.
+    pub fn count_in(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Replaces the routes with those the scheduler sent.
@@ -229,8 +250,8 @@ pub fn service_of(host: &str) -> Option<(&str, &str)> {
 
 /// The router host a component's outbound request names, if it names a
 /// Service: `http://NAME.NAMESPACE.svc[:port]/...`, or `http://NAME/...`
-/// (one DNS label other than `localhost`), which is Service `NAME` of the
-/// caller's `namespace`. Other schemes and hosts are not Services.
+/// or `http://NAME.svc/...` (NAME one DNS label other than `localhost`),
+/// which are Service `NAME` of the caller's `namespace`. Other schemes and hosts are not Services.
 pub fn service_host(uri: &http::Uri, namespace: &str) -> Option<String> {
     if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
         return None;
@@ -239,8 +260,13 @@ pub fn service_host(uri: &http::Uri, namespace: &str) -> Option<String> {
     if let Some((name, namespace)) = service_of(&host) {
         return Some(format!("{name}.{namespace}.{SERVICE_HOST_SUFFIX}"));
     }
-    (host != "localhost" && is_label(&host) && is_label(namespace))
-        .then(|| format!("{host}.{namespace}.{SERVICE_HOST_SUFFIX}"))
+    // `NAME.svc` names a Service of the caller's namespace, as `NAME` does.
+    let name = host
+        .strip_suffix(SERVICE_HOST_SUFFIX)
+        .and_then(|rest| rest.strip_suffix('.'))
+        .unwrap_or(&host);
+    (name != "localhost" && is_label(name) && is_label(namespace))
+        .then(|| format!("{name}.{namespace}.{SERVICE_HOST_SUFFIX}"))
 }
 
 /// A DNS-1123 label: 1 to 63 lowercase letters, digits or `-`, starting and
@@ -272,6 +298,7 @@ mod tests {
             node: node.into(),
             address: format!("{node}:8080"),
             deployment: "b".into(),
+            peer_address: String::new(),
         }
     }
 
@@ -375,6 +402,7 @@ mod tests {
             "own namespace"
         );
         assert_eq!(host("http://b"), Some("b.team.svc".into()));
+        assert_eq!(host("http://b.svc/x"), Some("b.team.svc".into()));
         assert_eq!(host("https://b.default.svc/"), None, "http only");
         assert_eq!(host("http://localhost:8080/"), None);
         assert_eq!(host("http://127.0.0.1:8080/"), None);

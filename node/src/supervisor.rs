@@ -88,6 +88,9 @@ pub struct Supervisor {
     held: Mutex<BTreeSet<String>>,
     /// The node's service router, given to every instance loaded.
     service_router: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Told the Deployments that may be at zero, and the connection to
+    /// wake them on, with every assignments (see [`crate::wake`]).
+    waker: std::sync::OnceLock<Arc<crate::wake::Waker>>,
     /// Woken whenever an instance changes phase, so the agent reports at once.
     pub changed: Notify,
 }
@@ -128,6 +131,7 @@ impl Supervisor {
             held: Mutex::new(held),
             states: Mutex::new(HashMap::new()),
             service_router: std::sync::OnceLock::new(),
+            waker: std::sync::OnceLock::new(),
             changed: Notify::new(),
         });
         let weak = Arc::downgrade(&supervisor);
@@ -141,6 +145,12 @@ impl Supervisor {
     /// router given stays.
     pub fn route_services_through(&self, router: std::net::SocketAddr) {
         let _ = self.service_router.set(router);
+    }
+
+    /// Keeps `waker` up to date with every assignments; the first given
+    /// stays.
+    pub fn wake_through(&self, waker: Arc<crate::wake::Waker>) {
+        let _ = self.waker.set(waker);
     }
 
     /// The instances' logs.
@@ -204,6 +214,16 @@ impl Supervisor {
     /// Starts what is newly assigned and stops what no longer is. Instances
     /// that failed to fetch are retried.
     pub fn apply(self: &Arc<Self>, assignments: Assignments, connection: &quinn::Connection) {
+        // Canary weights first: a canary instance starting below is
+        // split by them as soon as it is routed.
+        match &self.executor {
+            Executor::Sandboxed(sandboxes) => sandboxes.set_canaries(&assignments.canaries),
+            Executor::InProcess(host) => host.routes().set_canaries(&assignments.canaries),
+        }
+        if let Some(waker) = self.waker.get() {
+            waker.connected(connection);
+            waker.update(&assignments.scale_to_zero);
+        }
         let wanted: HashMap<String, Assignment> = assignments
             .instances
             .into_iter()

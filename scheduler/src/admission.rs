@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use berth_api::validate::validate_object;
 use berth_api::wire::{ApiError, ApplyAction, ApplyOutcome, DeploymentPatch, ErrorCode};
-use berth_api::{DEFAULT_NAMESPACE, Kind, Object, describe};
+use berth_api::{DEFAULT_NAMESPACE, Kind, Object, ObjectMeta, describe};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
@@ -19,6 +19,85 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::new(ErrorCode::Internal, e.to_string())
     }
+}
+
+/// An object whose labels and `spec` a user's apply owns.
+trait UserSpec: Clone {
+    /// The type of its `spec`.
+    type Spec: PartialEq + Clone;
+    /// Its metadata and spec.
+    fn parts(&self) -> (&ObjectMeta, &Self::Spec);
+    /// The same, to change.
+    fn parts_mut(&mut self) -> (&mut ObjectMeta, &mut Self::Spec);
+}
+
+macro_rules! user_spec {
+    ($($ty:ty => $spec:ty),* $(,)?) => {$(
+        impl UserSpec for $ty {
+            type Spec = $spec;
+            fn parts(&self) -> (&ObjectMeta, &$spec) {
+                (&self.metadata, &self.spec)
+            }
+            fn parts_mut(&mut self) -> (&mut ObjectMeta, &mut $spec) {
+                (&mut self.metadata, &mut self.spec)
+            }
+        }
+    )*};
+}
+
+user_spec!(
+    berth_api::Deployment => berth_api::DeploymentSpec,
+    berth_api::job::Job => berth_api::job::JobSpec,
+    berth_api::daemonset::DaemonSet => berth_api::daemonset::DaemonSetSpec,
+    berth_api::service::Service => berth_api::service::ServiceSpec,
+    berth_api::cronjob::CronJob => berth_api::cronjob::CronJobSpec,
+    berth_api::disruption::PodDisruptionBudget => berth_api::disruption::PodDisruptionBudgetSpec,
+    berth_api::ingress::Ingress => berth_api::ingress::IngressSpec,
+    berth_api::autoscaler::HorizontalAutoscaler => berth_api::autoscaler::AutoscalerSpec,
+    berth_api::quota::ResourceQuota => berth_api::quota::ResourceQuotaSpec,
+    berth_api::quota::LimitRange => berth_api::quota::LimitRangeSpec,
+);
+
+impl<T: UserSpec> UserSpec for Box<T> {
+    type Spec = T::Spec;
+    fn parts(&self) -> (&ObjectMeta, &T::Spec) {
+        T::parts(self)
+    }
+    fn parts_mut(&mut self) -> (&mut ObjectMeta, &mut T::Spec) {
+        T::parts_mut(self)
+    }
+}
+
+/// The stored object `old` with the labels and spec of the applied `new`,
+/// its `generation` advanced if the spec changed; `None` if neither did.
+/// Everything else (`uid`, `status`, ...) stays as stored.
+fn merged<T: UserSpec>(old: &T, new: &T) -> Option<T> {
+    let (new_meta, new_spec) = new.parts();
+    let (old_meta, old_spec) = old.parts();
+    let spec_changed = old_spec != new_spec;
+    if !spec_changed && old_meta.labels == new_meta.labels {
+        return None;
+    }
+    let mut updated = old.clone();
+    let (meta, spec) = updated.parts_mut();
+    meta.labels = new_meta.labels.clone();
+    if spec_changed {
+        *spec = new_spec.clone();
+        meta.generation = Some(meta.generation.unwrap_or(0) + 1);
+    }
+    Some(updated)
+}
+
+/// Writes `updated` if there is one: what an apply of an existing object
+/// did.
+fn update(txn: &mut Txn<'_, '_>, updated: Option<Object>) -> Result<ApplyAction, ApiError> {
+    Ok(match updated {
+        Some(object) => {
+            txn.put(object)?;
+            ApplyAction::Configured
+        }
+        None => ApplyAction::Unchanged,
+    })
 }
 
 fn invalid(message: String) -> ApiError {
@@ -140,7 +219,7 @@ pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u
     let now = Timestamp::now();
     cluster.store.write(|txn| {
         let mut outcomes = Vec::with_capacity(objects.len());
-        for object in objects {
+        for mut object in objects {
             if let Some(namespace) = object.namespace()
                 && !namespace_exists(txn, namespace)?
             {
@@ -150,6 +229,8 @@ pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u
                 ));
             }
             check_priority_class(txn, &object)?;
+            crate::quota::limits::admit(txn, &mut object)?;
+            crate::quota::admit(txn, &object)?;
             let action = apply_one(txn, object, now)?;
             outcomes.push(action);
         }
@@ -226,6 +307,15 @@ fn apply_one(
             if let Object::CronJob(c) = &mut object {
                 c.status = berth_api::cronjob::CronJobStatus::default();
             }
+            if let Object::PodDisruptionBudget(b) = &mut object {
+                b.status = berth_api::disruption::PodDisruptionBudgetStatus::default();
+            }
+            if let Object::HorizontalAutoscaler(a) = &mut object {
+                a.status = None;
+            }
+            if let Object::ResourceQuota(q) = &mut object {
+                q.status = berth_api::quota::ResourceQuotaStatus::default();
+            }
             txn.put(object)?;
             ApplyAction::Created
         }
@@ -240,94 +330,42 @@ fn apply_one(
             }
         }
         (Some(Object::Deployment(old)), Object::Deployment(new)) => {
-            let spec_changed = old.spec != new.spec;
-            if !spec_changed && old.metadata.labels == new.metadata.labels {
-                ApplyAction::Unchanged
-            } else {
-                let mut updated = old.clone();
-                updated.metadata.labels = new.metadata.labels.clone();
-                if spec_changed {
-                    updated.spec = new.spec.clone();
-                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
-                }
-                txn.put(Object::Deployment(updated))?;
-                ApplyAction::Configured
-            }
+            update(txn, merged(&old, new).map(Object::Deployment))?
         }
         (Some(Object::Job(old)), Object::Job(new)) => {
             berth_api::job::validate_job_update(&old.spec, &new.spec)
                 .map_err(|e| invalid(format!("{described}: {e}")))?;
-            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
-                ApplyAction::Unchanged
-            } else {
-                let mut updated = old.clone();
-                updated.metadata.labels = new.metadata.labels.clone();
-                if old.spec != new.spec {
-                    updated.spec = new.spec.clone();
-                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
-                }
-                txn.put(Object::Job(updated))?;
-                ApplyAction::Configured
-            }
+            update(txn, merged(&old, new).map(Object::Job))?
         }
+        // For the kinds below, `status` stays as stored: their controllers
+        // own it, or it is computed when the object is read.
         (Some(Object::DaemonSet(old)), Object::DaemonSet(new)) => {
-            // The counts in `status` stay: the controller owns them.
-            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
-                ApplyAction::Unchanged
-            } else {
-                let mut updated = old.clone();
-                updated.metadata.labels = new.metadata.labels.clone();
-                if old.spec != new.spec {
-                    updated.spec = new.spec.clone();
-                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
-                }
-                txn.put(Object::DaemonSet(updated))?;
-                ApplyAction::Configured
-            }
+            update(txn, merged(&old, new).map(Object::DaemonSet))?
         }
         (Some(Object::Service(old)), Object::Service(new)) => {
-            // The endpoints in `status` stay: the controller owns them.
-            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
-                ApplyAction::Unchanged
-            } else {
-                let mut updated = old.clone();
-                updated.metadata.labels = new.metadata.labels.clone();
-                if old.spec != new.spec {
-                    updated.spec = new.spec.clone();
-                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
-                }
-                txn.put(Object::Service(updated))?;
-                ApplyAction::Configured
-            }
+            update(txn, merged(&old, new).map(Object::Service))?
         }
         (Some(Object::CronJob(old)), Object::CronJob(new)) => {
-            // `status` stays: the controller owns it.
-            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
-                ApplyAction::Unchanged
-            } else {
-                let mut updated = old.clone();
-                updated.metadata.labels = new.metadata.labels.clone();
-                if old.spec != new.spec {
-                    updated.spec = new.spec.clone();
-                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
-                }
-                txn.put(Object::CronJob(updated))?;
-                ApplyAction::Configured
-            }
+            update(txn, merged(&old, new).map(Object::CronJob))?
+        }
+        (Some(Object::PodDisruptionBudget(old)), Object::PodDisruptionBudget(new)) => {
+            update(txn, merged(&old, new).map(Object::PodDisruptionBudget))?
         }
         (Some(Object::Ingress(old)), Object::Ingress(new)) => {
-            if old.spec == new.spec && old.metadata.labels == new.metadata.labels {
-                ApplyAction::Unchanged
-            } else {
-                let mut updated = old.clone();
-                updated.metadata.labels = new.metadata.labels.clone();
-                if old.spec != new.spec {
-                    updated.spec = new.spec.clone();
-                    updated.metadata.generation = Some(old.metadata.generation.unwrap_or(0) + 1);
-                }
-                txn.put(Object::Ingress(updated))?;
-                ApplyAction::Configured
-            }
+            update(txn, merged(&old, new).map(Object::Ingress))?
+        }
+        (Some(Object::HorizontalAutoscaler(old)), Object::HorizontalAutoscaler(new)) => {
+            update(txn, merged(&old, new).map(Object::HorizontalAutoscaler))?
+        }
+        (Some(Object::ResourceQuota(old)), Object::ResourceQuota(new)) => {
+            let quota = merged(&old, new).map(|mut quota| {
+                quota.status = berth_api::quota::ResourceQuotaStatus::default();
+                Object::ResourceQuota(quota)
+            });
+            update(txn, quota)?
+        }
+        (Some(Object::LimitRange(old)), Object::LimitRange(new)) => {
+            update(txn, merged(&old, new).map(Object::LimitRange))?
         }
         (Some(Object::PriorityClass(old)), Object::PriorityClass(new)) => {
             let mut updated = old.clone();
@@ -387,6 +425,12 @@ pub fn get(
     };
     if kind == Kind::Service {
         show_endpoints(cluster, &mut objects)?;
+    }
+    if kind == Kind::PodDisruptionBudget {
+        crate::disruption::show_status(cluster, &mut objects)?;
+    }
+    if kind == Kind::ResourceQuota {
+        crate::quota::show_status(cluster, &mut objects)?;
     }
     if kind == Kind::Node {
         let liveness = cluster.liveness();
@@ -486,6 +530,10 @@ pub fn delete(
                     .chain(txn.list(Kind::Ingress, Some(name))?)
                     .chain(txn.list(Kind::DaemonSet, Some(name))?)
                     .chain(txn.list(Kind::CronJob, Some(name))?)
+                    .chain(txn.list(Kind::PodDisruptionBudget, Some(name))?)
+                    .chain(txn.list(Kind::HorizontalAutoscaler, Some(name))?)
+                    .chain(txn.list(Kind::ResourceQuota, Some(name))?)
+                    .chain(txn.list(Kind::LimitRange, Some(name))?)
                 {
                     txn.delete(&object_key(&owner))?;
                 }
@@ -497,6 +545,10 @@ pub fn delete(
             | Object::Ingress(_)
             | Object::DaemonSet(_)
             | Object::CronJob(_)
+            | Object::PodDisruptionBudget(_)
+            | Object::HorizontalAutoscaler(_)
+            | Object::ResourceQuota(_)
+            | Object::LimitRange(_)
             | Object::Node(_)
             | Object::PriorityClass(_) => {
                 txn.delete(&key)?;
@@ -572,8 +624,16 @@ pub fn patch_deployment(
             };
             deployment.spec.template = target.template.clone();
         }
+        let original = Object::Deployment(deployment.clone());
+        let status_before = deployment.status.clone();
+        if patch.promote.is_some() || patch.abort {
+            crate::controller::canary_request(&mut deployment, patch.promote, patch.abort)
+                .map_err(|e| invalid(format!("{described}: {e}")))?;
+        }
+        let status_changed = deployment.status != status_before;
         let object = Object::Deployment(deployment);
         validate_object(&object).map_err(|e| invalid(format!("{described}: {e}")))?;
+        crate::quota::admit(txn, &object)?;
         let Object::Deployment(mut deployment) = object else {
             return Err(ApiError::new(
                 ErrorCode::Internal,
@@ -581,6 +641,12 @@ pub fn patch_deployment(
             ));
         };
         if deployment.spec == before {
+            if status_changed {
+                let object = Object::Deployment(deployment);
+                let now = jiff::Timestamp::now();
+                crate::events::record_change(txn, &original, &object, "scheduler", now)?;
+                return Ok(txn.put(object)?.to_json());
+            }
             return Ok(Object::Deployment(deployment).to_json());
         }
         deployment.metadata.generation = Some(deployment.metadata.generation.unwrap_or(0) + 1);

@@ -33,6 +33,8 @@ pub struct Cluster {
     /// Each node's latest usage report and when it came, kept in memory
     /// only (it is not desired state), for `berth top`.
     usage: Mutex<HashMap<String, (Timestamp, NodeUsage)>>,
+    /// Recent request counters of every instance, for canary analysis.
+    traffic: Mutex<crate::traffic::Traffic>,
 }
 
 impl Cluster {
@@ -48,6 +50,7 @@ impl Cluster {
             liveness: Mutex::new(HashMap::new()),
             connections: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
+            traffic: Mutex::new(crate::traffic::Traffic::default()),
         }))
     }
 
@@ -110,6 +113,10 @@ impl Cluster {
 
     /// Keeps `usage`, reported by `node` at `now`, as its latest.
     pub fn record_usage(&self, node: &str, now: Timestamp, usage: NodeUsage) {
+        self.traffic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(&usage, now);
         self.usage
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -122,6 +129,19 @@ impl Cluster {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// What each instance of `wanted` answered over its window up to `now`.
+    pub fn traffic_over(
+        &self,
+        wanted: &[(String, jiff::SignedDuration)],
+        now: Timestamp,
+    ) -> HashMap<String, crate::traffic::Counts> {
+        let traffic = self.traffic.lock().unwrap_or_else(PoisonError::into_inner);
+        wanted
+            .iter()
+            .map(|(uid, window)| (uid.clone(), traffic.over(uid, *window, now)))
+            .collect()
     }
 
     /// A copy of what node connections told us.

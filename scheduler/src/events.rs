@@ -31,6 +31,7 @@
 //! | CronJob  | a Job of it no longer active             | Normal  | `SawCompletedJob`         |
 //! | Node     | Ready or not                             | Normal  | `NodeReady`, `NodeNotReady` |
 //! | Node     | cordoned or uncordoned                   | Normal  | `NodeNotSchedulable`, `NodeSchedulable` |
+//! | Deployment | a canary aborted / promoted            | Warning / Normal | `CanaryAborted`, `CanaryPromoted` |
 //!
 //! Events about a Node, which has no namespace, live in `default`, as
 //! Kubernetes keeps them. Repeats of the same reason and message on the
@@ -41,8 +42,8 @@
 
 use berth_api::job::{JobConditionType, JobStatus};
 use berth_api::{
-    API_VERSION, DEFAULT_NAMESPACE, Event, Instance, InstanceStatus, Kind, Node, Object,
-    ObjectMeta, ObjectReference, Phase,
+    API_VERSION, DEFAULT_NAMESPACE, Deployment, Event, Instance, InstanceStatus, Kind, Node,
+    Object, ObjectMeta, ObjectReference, Phase,
 };
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
@@ -238,6 +239,9 @@ pub fn record_change(
             (instance_reference(a), transitions(b, a))
         }
         (Object::Node(b), Object::Node(a)) => (reference(after), node_transitions(b, a)),
+        (Object::Deployment(b), Object::Deployment(a)) => {
+            (reference(after), canary_transitions(b, a))
+        }
         (Object::Job(b), Object::Job(a)) => {
             (reference(after), job_transitions(&b.status, &a.status))
         }
@@ -272,6 +276,22 @@ pub fn record_change(
                 })
                 .collect();
             (reference(after), failed)
+        }
+        (Object::HorizontalAutoscaler(b), Object::HorizontalAutoscaler(a)) => {
+            let (was, is) = (
+                b.status.clone().unwrap_or_default(),
+                a.status.clone().unwrap_or_default(),
+            );
+            let rescaled = (is.last_scale_time.is_some()
+                && is.last_scale_time != was.last_scale_time)
+                .then(|| {
+                    Happening::new(
+                        Severity::Normal,
+                        "SuccessfulRescale",
+                        format!("New size: {}", is.desired_replicas),
+                    )
+                });
+            (reference(after), rescaled.into_iter().collect())
         }
         _ => return Ok(()),
     };
@@ -581,6 +601,31 @@ pub fn node_transitions(before: &Node, after: &Node) -> Vec<Happening> {
         ));
     }
     told
+}
+
+/// A canary aborted (`CanaryAborted`, Warning, with the analysis'
+/// figures) or promoted (`CanaryPromoted`).
+pub fn canary_transitions(before: &Deployment, after: &Deployment) -> Vec<Happening> {
+    let canary = |d: &Deployment| d.status.as_ref().and_then(|s| s.canary.clone());
+    let (was, now) = (canary(before).unwrap_or_default(), canary(after));
+    let Some(now) = now else {
+        return Vec::new();
+    };
+    if now.aborted && !(was.aborted && was.canary_hash == now.canary_hash) {
+        return vec![Happening::new(
+            Severity::Warning,
+            "CanaryAborted",
+            now.message,
+        )];
+    }
+    if now.reason == crate::controller::REASON_PROMOTED && was.reason != now.reason {
+        return vec![Happening::new(
+            Severity::Normal,
+            "CanaryPromoted",
+            now.message,
+        )];
+    }
+    Vec::new()
 }
 
 /// A Job reaching its end: `Completed`, or its `Failed` condition's reason.

@@ -17,15 +17,18 @@ pub mod admission;
 pub mod cluster;
 pub mod controller;
 pub mod dashboard;
+pub mod disruption;
 pub mod events;
 pub mod metrics;
 pub mod nodes;
 pub mod pki;
 pub mod placement;
+pub mod quota;
 pub mod reconciler;
 pub mod server;
 pub mod services;
 pub mod store;
+pub mod traffic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

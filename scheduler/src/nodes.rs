@@ -9,7 +9,7 @@ use berth_api::quantity::{parse_cpu, parse_memory};
 use berth_api::validate::dns1123_label;
 use berth_api::wire::{
     ApiError, Assignment, Assignments, ErrorCode, NodeInfo, NodePatch, NodeReport, Response,
-    ServiceRoute,
+    ServiceRoute, WakeTarget,
 };
 use berth_api::{
     API_VERSION, Instance, Kind, Node, NodeResources, NodeStatus, Object, ObjectMeta, Phase,
@@ -45,7 +45,7 @@ pub fn join(cluster: &Cluster, secret: &str, node_name: &str) -> Result<Response
     let subject = Subject::Node(node_name.to_owned());
     let identity = cluster
         .authority
-        .issue_client(&subject)
+        .issue_node(node_name)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let fingerprint = identity_fingerprint(&identity)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
@@ -107,6 +107,7 @@ pub fn register(cluster: &Cluster, name: &str, info: NodeInfo) -> Result<Option<
         node.status.allocatable = info.allocatable;
         node.status.runtimes = info.runtimes;
         node.status.ingress_address = info.ingress_address;
+        node.status.peer_address = info.peer_address;
         if existing.as_ref() != Some(&node) {
             txn.put(Object::Node(Box::new(node)))?;
         }
@@ -283,7 +284,47 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
         instances,
         services,
         ingresses,
+        canaries: canary_routes(cluster, &all)?,
+        scale_to_zero: scale_to_zero_targets(cluster)?,
     })
+}
+
+/// The Deployments an autoscaler with `minReplicas: 0` targets, sorted:
+/// a node's ingress holds requests for them while they have no instance
+/// (see `node/src/wake.rs`).
+fn scale_to_zero_targets(cluster: &Cluster) -> Result<Vec<WakeTarget>, ApiError> {
+    let mut targets: Vec<WakeTarget> = cluster
+        .store
+        .list(Kind::HorizontalAutoscaler, None)?
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::HorizontalAutoscaler(a) if a.spec.min_replicas == 0 => Some(WakeTarget {
+                namespace: a.metadata.namespace_or_default().to_owned(),
+                deployment: a.spec.scale_target_ref.name.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    targets.sort();
+    targets.dedup();
+    Ok(targets)
+}
+
+/// How nodes split the requests of Deployments with a running canary.
+fn canary_routes(
+    cluster: &Cluster,
+    instances: &[Instance],
+) -> Result<Vec<berth_api::wire::CanaryRoute>, ApiError> {
+    let deployments: Vec<berth_api::Deployment> = cluster
+        .store
+        .list(Kind::Deployment, None)?
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Deployment(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    Ok(controller::canary_routes(&deployments, instances))
 }
 
 /// The `berth.dev/traceparent` annotation of every Deployment and Job that
@@ -601,6 +642,7 @@ mod tests {
                     node: "n2".into(),
                     address: "n2:8080".into(),
                     deployment: "b".into(),
+                    peer_address: String::new(),
                 }],
             }],
             "a node routes to Services it runs nothing of"

@@ -10,7 +10,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use berth_api::quic::{Identity, fingerprint, pem_fingerprint};
+use berth_api::quic::{Identity, fingerprint, peer_server_name, pem_fingerprint};
 use berth_api::wire::SERVER_NAME;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -234,6 +234,23 @@ impl Authority {
         self.sign(params, LEAF_VALIDITY_DAYS)
     }
 
+    /// Issues node `name`'s certificate: a client certificate for the
+    /// scheduler, and a server certificate for the node's peers, who reach
+    /// it by [`peer_server_name`] (see
+    /// `docs/decisions/0031-node-to-node-forwarding.md`). The caller records
+    /// its fingerprint, as for [`Authority::issue_client`].
+    pub fn issue_node(&self, name: &str) -> Result<Identity, PkiError> {
+        let mut params = CertificateParams::new(vec![peer_server_name(name)])?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, Subject::Node(name.to_owned()).encode());
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        self.sign(params, LEAF_VALIDITY_DAYS)
+    }
+
     fn sign(&self, mut params: CertificateParams, days: i64) -> Result<Identity, PkiError> {
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -278,6 +295,43 @@ mod tests {
         let token = JoinToken::parse(&first.join_token).unwrap();
         assert_eq!(token.ca_fingerprint, first.ca_fingerprint().unwrap());
         assert_eq!(token.secret, first.join_secret());
+    }
+
+    #[test]
+    fn node_certificates_serve_peers_and_users_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let authority = Authority::load_or_create(dir.path()).unwrap();
+        let node = authority.issue_node("n1").unwrap();
+        assert!(berth_api::quic::serves_peers(&node, "n1").unwrap());
+        assert!(!berth_api::quic::serves_peers(&node, "n2").unwrap());
+        let leaf = rustls_leaf(&node);
+        assert_eq!(
+            berth_api::quic::peer::certificate_node(&leaf).as_deref(),
+            Some("n1")
+        );
+        let before = authority.issue_client(&Subject::Node("n1".into())).unwrap();
+        assert!(
+            !berth_api::quic::serves_peers(&before, "n1").unwrap(),
+            "node certificates issued before node-to-node forwarding"
+        );
+        let user = authority.issue_client(&Subject::User("n1".into())).unwrap();
+        assert!(!berth_api::quic::serves_peers(&user, "n1").unwrap());
+        assert_eq!(
+            berth_api::quic::peer::certificate_node(&rustls_leaf(&user)),
+            None
+        );
+        assert!(!berth_api::quic::serves_peers(&authority.server, "berth-scheduler").unwrap());
+    }
+
+    /// The DER of an identity's leaf certificate.
+    fn rustls_leaf(identity: &Identity) -> Vec<u8> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        CertificateDer::pem_slice_iter(identity.cert_chain_pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec()
     }
 
     #[test]

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use tracing::{debug, warn};
 
 use crate::cluster::Cluster;
+use crate::controller::autoscaler::{AutoscalerMemory, Usage, autoscale};
 use crate::controller::{self, Command, Plan, Settings, View};
 use crate::events;
 use crate::store::{StoreError, Txn, key, object_key};
@@ -27,12 +28,16 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut changes = cluster.subscribe();
+    let memory = Arc::new(std::sync::Mutex::new(AutoscalerMemory::default()));
     tokio::pin!(shutdown);
     let mut expiry = tokio::time::interval(EVENT_EXPIRY);
     loop {
         let cluster_for_pass = cluster.clone();
         let settings_for_pass = settings.clone();
-        let pass = tokio::task::spawn_blocking(move || pass(&cluster_for_pass, &settings_for_pass));
+        let memory = memory.clone();
+        let pass = tokio::task::spawn_blocking(move || {
+            pass(&cluster_for_pass, &settings_for_pass, &memory)
+        });
         match pass.await {
             Ok(Ok(Some(revision))) => cluster.changed(revision),
             Ok(Ok(None)) => {}
@@ -59,7 +64,7 @@ pub async fn run(
 
 /// Fresh instance names: the Deployment's name and five random characters,
 /// as Kubernetes names pods.
-fn new_name(deployment: &str) -> String {
+pub(crate) fn new_name(deployment: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let random = uuid::Uuid::new_v4();
     let suffix: String = random
@@ -81,24 +86,46 @@ fn new_name(deployment: &str) -> String {
 }
 
 /// One reconcile pass; the new revision if it wrote anything.
-fn pass(cluster: &Cluster, settings: &Settings) -> Result<Option<u64>, StoreError> {
+fn pass(
+    cluster: &Cluster,
+    settings: &Settings,
+    memory: &std::sync::Mutex<AutoscalerMemory>,
+) -> Result<Option<u64>, StoreError> {
     let snapshot = cluster.store.snapshot()?;
     cluster.metrics.reconcile_pass(&snapshot.objects);
+    let autoscalers = controller::autoscaler::autoscalers(&snapshot.objects);
     let view = View::new(snapshot.objects);
     let now = Timestamp::now();
     let imports = cluster.store.imports()?;
     let began = std::time::Instant::now();
-    let plan = controller::reconcile(
+    // Autoscalers first: their Deployment updates win over this pass's
+    // status updates (the guard skips those), and the next pass scales.
+    let scaled = {
+        let mut memory = memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        autoscale(
+            &autoscalers,
+            &view,
+            &fresh_usage(cluster, now),
+            &mut memory,
+            now,
+        )
+    };
+    let traffic = cluster.traffic_over(&controller::canary_windows(&view), now);
+    let mut plan = controller::reconcile_with_traffic(
         &view,
         &cluster.liveness(),
         &imports,
         settings,
+        &traffic,
         now,
         &mut new_name,
     );
     cluster
         .metrics
         .placement(&plan.placement, began.elapsed().as_secs_f64());
+    plan.commands.splice(0..0, scaled);
     if plan.commands.is_empty() {
         return Ok(None);
     }
@@ -110,7 +137,11 @@ fn pass(cluster: &Cluster, settings: &Settings) -> Result<Option<u64>, StoreErro
 
 /// Applies a plan in one transaction, skipping commands whose object changed
 /// since the snapshot; returns how many were applied.
-fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), StoreError> {
+pub(crate) fn apply(
+    cluster: &Cluster,
+    plan: Plan,
+    now: Timestamp,
+) -> Result<(usize, u64), StoreError> {
     cluster.store.write(|txn| {
         let mut applied = 0;
         for command in plan.commands {
@@ -163,6 +194,21 @@ fn apply(cluster: &Cluster, plan: Plan, now: Timestamp) -> Result<(usize, u64), 
         }
         Ok(applied)
     })
+}
+
+/// How old a node's usage report may be for autoscalers to use it: a few
+/// heartbeats.
+pub const USAGE_FRESHNESS: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+
+/// Every instance's usage from node reports at most [`USAGE_FRESHNESS`] old.
+fn fresh_usage(cluster: &Cluster, now: Timestamp) -> Usage {
+    cluster
+        .usage()
+        .into_values()
+        .filter(|(at, _)| now.duration_since(*at) <= USAGE_FRESHNESS)
+        .flat_map(|(_, usage)| usage.instances)
+        .map(|instance| (instance.uid.clone(), instance))
+        .collect()
 }
 
 /// Sets an instance's priority and preemption policy from the PriorityClass

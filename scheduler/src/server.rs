@@ -7,6 +7,7 @@ mod events;
 mod logs;
 mod top;
 mod trace;
+mod wake;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,7 +74,14 @@ pub async fn serve(
     endpoint.close(CLOSE_SHUTDOWN.into(), b"scheduler shutting down");
 }
 
-fn authenticate(cluster: &Cluster, connection: &quinn::Connection) -> Result<Caller, String> {
+/// Why a connection is refused: a certificate the cluster revoked (or
+/// never issued) is told apart, so that a deleted node learns it.
+enum Refused {
+    Revoked(String),
+    Other(String),
+}
+
+fn authenticate(cluster: &Cluster, connection: &quinn::Connection) -> Result<Caller, Refused> {
     let Some(certs) = connection
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -88,10 +96,16 @@ fn authenticate(cluster: &Cluster, connection: &quinn::Connection) -> Result<Cal
         Ok(Some(subject)) => match Subject::decode(&subject) {
             Some(Subject::Node(name)) => Ok(Caller::Node(name)),
             Some(Subject::User(name)) => Ok(Caller::User(name)),
-            None => Err("client certificate has an unknown subject".into()),
+            None => Err(Refused::Other(
+                "client certificate has an unknown subject".into(),
+            )),
         },
-        Ok(None) => Err("client certificate is not known to this cluster (revoked?)".into()),
-        Err(e) => Err(format!("cannot check client certificate: {e}")),
+        Ok(None) => Err(Refused::Revoked(
+            "client certificate is not known to this cluster (revoked?)".into(),
+        )),
+        Err(e) => Err(Refused::Other(format!(
+            "cannot check client certificate: {e}"
+        ))),
     }
 }
 
@@ -106,9 +120,13 @@ async fn connection(cluster: Arc<Cluster>, incoming: quinn::Incoming) {
     };
     let caller = match authenticate(&cluster, &connection) {
         Ok(caller) => caller,
-        Err(reason) => {
+        Err(refused) => {
+            let (code, reason) = match refused {
+                Refused::Revoked(reason) => (berth_api::wire::CLOSE_REVOKED, reason),
+                Refused::Other(reason) => (CLOSE_UNAUTHENTICATED, reason),
+            };
             warn!(%remote, %reason, "refusing connection");
-            connection.close(CLOSE_UNAUTHENTICATED.into(), reason.as_bytes());
+            connection.close(code.into(), reason.as_bytes());
             return;
         }
     };
@@ -365,6 +383,29 @@ async fn answer(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
             })
             .await
         }
+        (Caller::User(_), Request::Evict { namespace, name }) => {
+            blocking(move || {
+                let (object, revision) = crate::disruption::evict(&cluster, &namespace, &name)?;
+                cluster.changed(revision);
+                Ok(Response::Deleted { object })
+            })
+            .await
+        }
+        (
+            Caller::User(_),
+            Request::Delete {
+                kind: Kind::Node,
+                name,
+                ..
+            },
+        ) => {
+            blocking(move || {
+                let (object, revision) = crate::disruption::delete_node(&cluster, &name)?;
+                cluster.changed(revision);
+                Ok(Response::Deleted { object })
+            })
+            .await
+        }
         (
             Caller::User(_),
             Request::Delete {
@@ -386,6 +427,16 @@ async fn answer(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
         })
         .await
         .map(Response::Top),
+        (
+            Caller::Node(name),
+            Request::Wake {
+                namespace,
+                deployment,
+            },
+        ) => {
+            let name = name.clone();
+            blocking(move || wake::answer(&cluster, &name, &namespace, &deployment)).await
+        }
         (caller, Request::Join { .. }) => Err(forbidden(caller, "join: already has credentials")),
         (caller, Request::ReadLogs { .. }) => Err(forbidden(
             caller,
@@ -412,6 +463,7 @@ fn code_name(code: ErrorCode) -> &'static str {
         ErrorCode::Unauthenticated => "Unauthenticated",
         ErrorCode::Internal => "Internal",
         ErrorCode::Unavailable => "Unavailable",
+        ErrorCode::TooManyRequests => "TooManyRequests",
     }
 }
 
@@ -422,6 +474,7 @@ fn request_kind(request: &Request) -> &'static str {
         Request::Get { kind, .. } | Request::Delete { kind, .. } => kind.as_str(),
         Request::PatchDeployment { .. } => Kind::Deployment.as_str(),
         Request::PatchNode { .. } => Kind::Node.as_str(),
+        Request::Evict { .. } => Kind::Instance.as_str(),
         Request::Apply { objects } => {
             #[derive(serde::Deserialize)]
             struct Head {
@@ -458,6 +511,8 @@ fn request_name(request: &Request) -> &'static str {
         Request::ReadLogs { .. } => "read-logs",
         Request::Top { .. } => "top",
         Request::Events { .. } => "events",
+        Request::Wake { .. } => "wake",
+        Request::Evict { .. } => "evict",
     }
 }
 
@@ -480,11 +535,14 @@ async fn watch(cluster: &Arc<Cluster>, node: &str, send: &mut quinn::SendStream)
         };
         // A new revision that changes neither the node's instances nor any
         // Service's endpoints sends nothing.
-        if last
-            .as_ref()
-            .map(|a: &berth_api::wire::Assignments| (&a.instances, &a.services, &a.ingresses))
-            != Some((&current.instances, &current.services, &current.ingresses))
-        {
+        if last.as_ref().map(|a: &berth_api::wire::Assignments| {
+            (&a.instances, &a.services, &a.ingresses, &a.scale_to_zero)
+        }) != Some((
+            &current.instances,
+            &current.services,
+            &current.ingresses,
+            &current.scale_to_zero,
+        )) {
             if send_frame(send, &Response::Assignments(current.clone()))
                 .await
                 .is_err()

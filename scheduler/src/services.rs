@@ -6,7 +6,8 @@
 //! and ready (its node says it passes its readiness probe), it is not being
 //! deleted, it belongs to a Deployment (whose host name the ingress routes
 //! by; a Job's run serves nothing), and its node is Ready. Each endpoint
-//! says how to reach it: the node's ingress address and the Deployment.
+//! says how to reach it: the node's ingress and peer addresses
+//! ([`NodeAddresses`]) and the Deployment.
 //!
 //! [`routes`] is what [`crate::nodes::assignments`] sends to every node;
 //! `get` ([`crate::admission::get`]) uses [`Endpoints`] to show each
@@ -31,6 +32,8 @@ pub struct Endpoint<'a> {
     pub node: &'a str,
     /// That node's ingress address.
     pub address: &'a str,
+    /// That node's QUIC peer address; empty when it has none.
+    pub peer_address: &'a str,
     /// The Deployment owning it.
     pub deployment: &'a str,
 }
@@ -43,6 +46,7 @@ impl Endpoint<'_> {
             node: self.node.to_owned(),
             address: self.address.to_owned(),
             deployment: self.deployment.to_owned(),
+            peer_address: self.peer_address.to_owned(),
         }
     }
 
@@ -55,6 +59,16 @@ impl Endpoint<'_> {
     }
 }
 
+/// Where a Ready node takes calls: its ingress, and its QUIC peer
+/// listener (empty when it has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeAddresses<'a> {
+    /// `NodeStatus.ingress_address`.
+    pub ingress: &'a str,
+    /// `NodeStatus.peer_address`.
+    pub peer: &'a str,
+}
+
 /// The instances that can take calls, by namespace: an index built once
 /// per snapshot and asked once per Service.
 #[derive(Debug, Default)]
@@ -64,11 +78,11 @@ pub struct Endpoints<'a> {
 
 impl<'a> Endpoints<'a> {
     /// Indexes the `instances` that serve, given the Ready nodes and their
-    /// ingress addresses (`ready_nodes(name)` is `None` for a node that is
-    /// not Ready or not known).
+    /// addresses (`ready_nodes(name)` is `None` for a node that is not
+    /// Ready or not known).
     pub fn new(
         instances: &'a [Instance],
-        ready_nodes: impl Fn(&str) -> Option<&'a str>,
+        ready_nodes: impl Fn(&str) -> Option<NodeAddresses<'a>>,
     ) -> Endpoints<'a> {
         let mut by_namespace: HashMap<&str, Vec<Endpoint<'a>>> = HashMap::new();
         for instance in instances {
@@ -81,7 +95,7 @@ impl<'a> Endpoints<'a> {
             let Some(node) = instance.spec.node_name.as_deref() else {
                 continue;
             };
-            let Some(address) = ready_nodes(node) else {
+            let Some(addresses) = ready_nodes(node) else {
                 continue;
             };
             by_namespace
@@ -90,7 +104,8 @@ impl<'a> Endpoints<'a> {
                 .push(Endpoint {
                     instance,
                     node,
-                    address,
+                    address: addresses.ingress,
+                    peer_address: addresses.peer,
                     deployment,
                 });
         }
@@ -129,15 +144,18 @@ fn deployment_of(instance: &Instance) -> Option<&str> {
         .map(|r| r.name.as_str())
 }
 
-/// The Ready nodes among `nodes`, with their ingress addresses.
-pub fn ready_nodes(nodes: &[Node]) -> HashMap<&str, &str> {
+/// The Ready nodes among `nodes`, with their addresses.
+pub fn ready_nodes(nodes: &[Node]) -> HashMap<&str, NodeAddresses<'_>> {
     nodes
         .iter()
         .filter(|node| node.status.is_ready())
         .map(|node| {
             (
                 node.metadata.name.as_str(),
-                node.status.ingress_address.as_str(),
+                NodeAddresses {
+                    ingress: node.status.ingress_address.as_str(),
+                    peer: node.status.peer_address.as_str(),
+                },
             )
         })
         .collect()
@@ -273,6 +291,7 @@ mod tests {
             spec: berth_api::scheduling::NodeSpec::default(),
             status: NodeStatus {
                 ingress_address: format!("{name}.example:8080"),
+                peer_address: format!("{name}.example:7444"),
                 conditions: vec![NodeCondition {
                     type_: "Ready".into(),
                     status: if ready { "True" } else { "False" }.into(),
@@ -325,6 +344,7 @@ mod tests {
                 node: "n2".into(),
                 address: "n2.example:8080".into(),
                 deployment: "b".into(),
+                peer_address: "n2.example:7444".into(),
             }
         );
     }

@@ -1,13 +1,28 @@
 //! Builds every guest under `sdk/examples/` (one workspace) for
 //! `wasm32-wasip2` into `target/guest`, the directory `make dev` uses too, so
-//! each component is built once and shared by every test binary.
+//! each component is built once and shared by every test binary. The
+//! examples written with berth-sdk (`hello-sdk`, `json-api`, `call-service`,
+//! `job-sdk`) depend on `sdk/berth-sdk` by path, so its sources are watched
+//! too.
 
 use std::env;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;
 
-const GUESTS: &[&str] = &["hello", "caller", "hostile", "job"];
+const GUESTS: &[&str] = &[
+    "hello",
+    "caller",
+    "hostile",
+    "job",
+    "hello-sdk",
+    "json-api",
+    "call-service",
+    "job-sdk",
+];
+
+/// The guest SDK's crates, which the `-sdk` examples depend on by path.
+const SDK_CRATES: &[&str] = &["berth-sdk", "berth-sdk-macros"];
 
 fn main() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
@@ -21,6 +36,14 @@ fn main() -> Result<(), String> {
     let examples = root.join("sdk").join("examples");
     for file in ["Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", examples.join(file).display());
+    }
+    for krate in SDK_CRATES {
+        let dir = root.join("sdk").join(krate);
+        println!("cargo:rerun-if-changed={}", dir.join("src").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join("Cargo.toml").display()
+        );
     }
     for guest in GUESTS {
         let dir = examples.join(guest);
@@ -61,7 +84,7 @@ fn main() -> Result<(), String> {
         let _ = writeln!(
             consts,
             "/// Path of the `{guest}` example component.\npub const {}: &str = {:?};",
-            guest.to_uppercase(),
+            guest.to_uppercase().replace('-', "_"),
             wasm.display().to_string()
         );
     }

@@ -140,7 +140,7 @@ fn read_component(
 }
 
 /// Objects with the name of the file each came from.
-type Loaded = Vec<(String, Object)>;
+pub type Loaded = Vec<(String, Object)>;
 
 /// Loads every source, resolving components to digests. Nothing is sent
 /// until every file and component is known to be good.
@@ -169,6 +169,13 @@ fn load(sources: &[Source]) -> Result<(Loaded, Vec<Component>)> {
         }
     }
     Ok((objects, components))
+}
+
+/// The objects of `sources` as `apply` would send them, each with the name
+/// of its file: components resolved to digests, nothing uploaded
+/// (`berth diff`).
+pub fn objects(sources: &[Source]) -> Result<Loaded> {
+    Ok(load(sources)?.0)
 }
 
 /// Applies the manifests of `sources` through `client`.

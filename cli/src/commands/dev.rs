@@ -48,6 +48,7 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
         token: Some(token),
         data_dir: dev.data_dir.join("node"),
         ingress: dev.ingress,
+        peer_listen: None,
         domain: dev.domain.clone(),
         labels: Default::default(),
         capacity: None,

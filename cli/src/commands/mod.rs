@@ -2,9 +2,12 @@
 
 pub mod apply;
 pub mod completion;
+pub mod config_cmd;
 pub mod dashboard;
 pub mod delete;
 pub mod dev;
+pub mod diff;
+pub mod drain;
 pub mod events;
 pub mod get;
 pub mod logs;

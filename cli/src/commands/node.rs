@@ -9,6 +9,9 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(admin) = node.admin_addr() {
         println!("admin on http://{admin}");
     }
+    if let Some(peer) = node.peer_addr() {
+        println!("peer nodes on quic://{peer}");
+    }
     println!(
         "node {} serving http on {} (hosts *.{}), scheduler {}",
         config.name,

@@ -1,5 +1,6 @@
-//! `berth rollout status|history|undo|pause|resume deployment/NAME`, and the
-//! Deployment patch that `scale` and `set component` share.
+//! `berth rollout status|history|undo|pause|resume|promote|abort
+//! deployment/NAME`, and the Deployment patch that `scale` and `set
+//! component` share.
 
 use std::time::Duration;
 
@@ -47,6 +48,62 @@ pub async fn patch(
         },
         other => bail!("unexpected answer {other:?}"),
     }
+}
+
+/// What `berth rollout promote|abort` asked of a canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryAction {
+    /// End the current pause.
+    Promoted,
+    /// Skip every remaining step.
+    FullyPromoted,
+    /// Stop the canary; stable serves everything.
+    Aborted,
+}
+
+impl CanaryAction {
+    /// The word printed after `deployment/NAME`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CanaryAction::Promoted => "promoted",
+            CanaryAction::FullyPromoted => "fully promoted",
+            CanaryAction::Aborted => "aborted",
+        }
+    }
+}
+
+/// The outcome of `berth rollout promote|abort`, for the renderer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryChange {
+    /// The Deployment's name.
+    pub deployment: String,
+    /// What was asked.
+    pub action: CanaryAction,
+}
+
+/// `rollout promote [--full]` and `rollout abort`: records the request in
+/// the Deployment's canary status, for the scheduler to act on.
+pub async fn canary(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    action: CanaryAction,
+) -> Result<CanaryChange> {
+    use berth_api::canary::Promotion;
+    let patch = DeploymentPatch {
+        promote: match action {
+            CanaryAction::Promoted => Some(Promotion::Step),
+            CanaryAction::FullyPromoted => Some(Promotion::Full),
+            CanaryAction::Aborted => None,
+        },
+        abort: action == CanaryAction::Aborted,
+        ..DeploymentPatch::default()
+    };
+    let deployment = self::patch(client, namespace, name, patch).await?;
+    Ok(CanaryChange {
+        deployment: deployment.metadata.name,
+        action,
+    })
 }
 
 async fn read(client: &Client, namespace: &str, name: &str) -> Result<Deployment> {

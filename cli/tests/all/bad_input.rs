@@ -65,7 +65,7 @@ fn unknown_kind_and_missing_config_are_clear() {
     assert!(!out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "error: unknown kind \"pods\": expected namespaces, deployments, daemonsets, jobs, cronjobs, services, ingresses, instances, nodes, priorityclasses or events\n"
+        "error: unknown kind \"pods\": expected namespaces, deployments, daemonsets, jobs, cronjobs, services, ingresses, poddisruptionbudgets, resourcequotas, limitranges, instances, nodes, priorityclasses or events\n"
     );
     let out = std::process::Command::new(crate::harness::berth_bin())
         .args(["get", "deployments"])

@@ -2,31 +2,9 @@
 //! `-o name`, `get -o yaml|json | apply -f -` round trips, `apply -f DIR`
 //! and shell completions.
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
-
 use berth_api::Object;
 
-use crate::harness::{Cluster, berth_bin, hello_wasm};
-
-/// Runs `berth args` against `cluster` with `input` on stdin.
-fn berth_with_stdin(cluster: &Cluster, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(berth_bin())
-        .args(args)
-        .env("BERTH_CONFIG", &cluster.scheduler.config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn berth");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("run berth")
-}
+use crate::harness::{Cluster, hello_wasm};
 
 /// The hello Deployment as `get -o json` shows it, less what controllers
 /// keep rewriting (status and the resourceVersion it bumps).
@@ -73,7 +51,7 @@ fn selectors_names_round_trips_directories_and_completions() {
     let before = hello_deployment(&cluster);
     for format in ["yaml", "json"] {
         let text = cluster.ok(&["get", "deployment", "hello", "-o", format]);
-        let out = berth_with_stdin(&cluster, &["apply", "-f", "-"], &text);
+        let out = cluster.berth_with_stdin(&["apply", "-f", "-"], &text);
         assert!(
             out.status.success(),
             "apply -f - ({format}): {}",
@@ -85,7 +63,7 @@ fn selectors_names_round_trips_directories_and_completions() {
         );
         assert_eq!(hello_deployment(&cluster), before, "{format}");
     }
-    let out = berth_with_stdin(&cluster, &["apply", "-f", "-"], "kind: Deployment\n");
+    let out = cluster.berth_with_stdin(&["apply", "-f", "-"], "kind: Deployment\n");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("<stdin>"), "{stderr}");

@@ -1,7 +1,7 @@
 //! Starts real `berth` processes on loopback ports the OS picks, and cleans
 //! them up (kill and wait) when dropped, even when a test fails.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -45,6 +45,15 @@ impl Proc {
     /// Waits for the process to end on its own; returns its exit status.
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("wait for process")
+    }
+
+    /// Sends the process `signal` (`STOP`, `CONT`) by its id.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
     }
 }
 
@@ -211,6 +220,12 @@ impl NodeProc {
         self._proc.kill();
     }
 
+    /// Freezes (`STOP`) or thaws (`CONT`) the node process: a node cut
+    /// off for a while, its instances' sandboxes left running.
+    pub fn signal(&self, signal: &str) {
+        self._proc.signal(signal);
+    }
+
     pub fn start(dir: &Path, scheduler: &Scheduler, name: &str) -> NodeProc {
         NodeProc::start_with(dir, scheduler, name, &[])
     }
@@ -312,6 +327,25 @@ impl Cluster {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .expect("run berth")
+    }
+
+    /// Runs `berth args` with `input` on stdin.
+    pub fn berth_with_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = Command::new(berth_bin())
+            .args(args)
+            .env("BERTH_CONFIG", &self.scheduler.config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn berth");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("run berth")
     }
 
     /// Runs `berth args`, asserting success; returns stdout.

@@ -9,15 +9,20 @@
     clippy::indexing_slicing
 )]
 
+mod autoscale;
 mod bad_input;
 mod bluegreen;
+mod canary;
 mod cli_output;
 mod cluster;
 mod containers;
+mod contexts;
 mod cronjob;
 mod daemonset;
 mod dashboard;
 mod dev;
+mod diff;
+mod drain;
 mod events;
 mod harness;
 mod healing;
@@ -28,8 +33,11 @@ mod logs;
 mod metrics;
 mod partition;
 mod placement;
+mod quota;
 mod rollout;
+mod roundtrip;
 mod sandbox;
+mod sdk;
 mod services;
 mod tls;
 mod top;

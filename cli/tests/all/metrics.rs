@@ -17,7 +17,7 @@ use crate::harness::{Cluster, HELLO_HOST, Proc, Scheduler, berth_bin, http_get};
 /// Spawns `berth args` and waits for its `admin on http://ADDR` line and a
 /// line containing `ready`; returns the process, the admin address and
 /// the ready line. Stdout is drained until the process ends.
-fn spawn(args: &[&str], config: &Path, ready: &str) -> (Proc, SocketAddr, String) {
+pub(crate) fn spawn(args: &[&str], config: &Path, ready: &str) -> (Proc, SocketAddr, String) {
     let mut child = Command::new(berth_bin())
         .args(args)
         .env("BERTH_CONFIG", config)
@@ -50,7 +50,7 @@ fn spawn(args: &[&str], config: &Path, ready: &str) -> (Proc, SocketAddr, String
 }
 
 /// The address after `marker` in `line`.
-fn addr_after(line: &str, marker: &str) -> SocketAddr {
+pub(crate) fn addr_after(line: &str, marker: &str) -> SocketAddr {
     line.split(marker)
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
@@ -77,7 +77,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// Scrapes `/metrics` and parses it.
-fn scrape(addr: SocketAddr) -> Scrape {
+pub(crate) fn scrape(addr: SocketAddr) -> Scrape {
     let (status, body) = get(addr, "/metrics");
     assert_eq!(status, 200, "{body}");
     assert!(body.ends_with("# EOF\n"), "not OpenMetrics text: {body}");

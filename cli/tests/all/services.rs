@@ -1,11 +1,81 @@
 //! Services end to end: components on two real nodes call Deployment `b`
 //! by Service name, across nodes and on the same node, through each node's
-//! service router.
+//! service router; the call across nodes travels over the nodes' QUIC
+//! connection, as the caller's node's forward counter shows.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::harness::{Cluster, hello_wasm, http_get};
+use crate::harness::{Cluster, Proc, Scheduler, hello_wasm, http_get};
+use crate::metrics::{addr_after, scrape, spawn};
+
+/// A running node: its process, ingress and admin listener.
+struct AdminNode {
+    _proc: Proc,
+    ingress: SocketAddr,
+    admin: SocketAddr,
+}
+
+/// A scheduler and `n` nodes (`node-0`...), each node with an admin
+/// listener; the cluster's own node list stays empty.
+fn cluster_with_admin(n: usize) -> (Cluster, Vec<AdminNode>) {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Scheduler::start(dir.path(), "127.0.0.1:0");
+    let nodes = (0..n)
+        .map(|i| {
+            let name = format!("node-{i}");
+            let data = dir.path().join(&name);
+            let (proc, admin, line) = spawn(
+                &[
+                    "node",
+                    "--join",
+                    &scheduler.addr.to_string(),
+                    "--token",
+                    &scheduler.token(),
+                    "--name",
+                    &name,
+                    "--data",
+                    data.to_str().unwrap(),
+                    "--ingress",
+                    "127.0.0.1:0",
+                    "--admin",
+                    "127.0.0.1:0",
+                ],
+                &scheduler.config,
+                "serving http on",
+            );
+            AdminNode {
+                _proc: proc,
+                ingress: addr_after(&line, "serving http on "),
+                admin,
+            }
+        })
+        .collect();
+    let cluster = Cluster {
+        dir,
+        scheduler,
+        nodes: Vec::new(),
+    };
+    (cluster, nodes)
+}
+
+/// Service calls `node` forwarded by `transport`, as its metrics say (0
+/// before the first).
+fn forwards(node: &AdminNode, transport: &str) -> f64 {
+    scrape(node.admin)
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "berth_node_service_forwards_total"
+                && s.labels.get("transport") == Some(transport)
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("not a counter: {other:?}"),
+        })
+        .sum()
+}
 
 /// The caller example: `GET /` fetches `UPSTREAM` and answers
 /// `upstream <status>: <body>`.
@@ -60,14 +130,14 @@ spec:
 /// GETs `/` of Deployment `name` through `node`'s ingress until it answers
 /// `want`-prefixed text (endpoints reach nodes a moment after the
 /// instances run); returns the last answer.
-fn answer_of(cluster: &Cluster, node: usize, name: &str, want: &str) -> String {
+fn answer_of(cluster: &Cluster, node: &AdminNode, name: &str, want: &str) -> String {
     let host = format!("{name}.default.berth.localhost");
     let mut last = String::new();
     cluster.wait_for(
         &format!("{name} to answer {want:?}"),
         Duration::from_secs(90),
         || {
-            last = match http_get(cluster.nodes[node].ingress, &host) {
+            last = match http_get(node.ingress, &host) {
                 Ok((status, body)) => format!("{status} {body}"),
                 Err(e) => e,
             };
@@ -79,7 +149,7 @@ fn answer_of(cluster: &Cluster, node: usize, name: &str, want: &str) -> String {
 
 #[test]
 fn components_call_a_service_across_nodes_and_on_their_own() {
-    let cluster = Cluster::start(2);
+    let (cluster, nodes) = cluster_with_admin(2);
     let (hello, caller) = (hello_wasm(), caller_wasm());
     let manifest = [
         deployment("b", &hello, "node-1", &[]),
@@ -113,15 +183,29 @@ fn components_call_a_service_across_nodes_and_on_their_own() {
 
     let from_b = "200 upstream 200 OK: Hello from berth! (instance b-";
     // Across nodes: a on node-0, b on node-1.
-    answer_of(&cluster, 0, "a", from_b);
+    answer_of(&cluster, &nodes[0], "a", from_b);
     // On b's own node.
-    answer_of(&cluster, 1, "a-local", from_b);
+    answer_of(&cluster, &nodes[1], "a-local", from_b);
     // A single label is a Service of the caller's namespace.
-    answer_of(&cluster, 0, "a-short", from_b);
+    answer_of(&cluster, &nodes[0], "a-short", from_b);
+    // Node-0's calls went to node-1 over QUIC, none as plain HTTP to its
+    // ingress; node-1's own call stayed local.
+    let quic = forwards(&nodes[0], "quic");
+    assert!(quic >= 2.0, "{quic} calls over quic");
+    for transport in ["local", "http"] {
+        let found = forwards(&nodes[0], transport);
+        assert_eq!(found, 0.0, "node-0 forwarded {found} calls by {transport}");
+    }
+    assert!(forwards(&nodes[1], "local") >= 1.0);
+    let nodes_yaml = cluster.ok(&["get", "node", "node-1", "-o", "yaml"]);
+    assert!(
+        nodes_yaml.contains("peerAddress: 127.0.0.1:"),
+        "{nodes_yaml}"
+    );
     // A Service that selects nothing.
     answer_of(
         &cluster,
-        0,
+        &nodes[0],
         "a-idle",
         "upstream 503 Service Unavailable: no ready endpoint for service idle.default",
     );
@@ -149,8 +233,45 @@ fn components_call_a_service_across_nodes_and_on_their_own() {
     );
     answer_of(
         &cluster,
-        0,
+        &nodes[0],
         "a",
         "upstream 404 Not Found: no service b in namespace default",
+    );
+}
+
+#[test]
+fn a_node_certificate_from_before_peers_is_renewed_with_the_token() {
+    use berth_scheduler::pki::{Authority, Subject};
+
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = Scheduler::start(dir.path(), "127.0.0.1:0");
+    // What `Join` issued before node-to-node forwarding: a client-only
+    // certificate.
+    let authority = Authority::load_or_create(&scheduler.data).unwrap();
+    let old = authority
+        .issue_client(&Subject::Node("node-0".into()))
+        .unwrap();
+    let data = dir.path().join("node-node-0");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("node.crt"), &old.cert_chain_pem).unwrap();
+    std::fs::write(data.join("node.key"), &old.key_pem).unwrap();
+    std::fs::write(data.join("ca.crt"), authority.ca_pem()).unwrap();
+
+    let node = crate::harness::NodeProc::start(dir.path(), &scheduler, "node-0");
+    let renewed = std::fs::read_to_string(data.join("node.crt")).unwrap();
+    assert_ne!(renewed, old.cert_chain_pem, "the certificate was renewed");
+    let cluster = Cluster {
+        dir,
+        scheduler,
+        nodes: vec![node],
+    };
+    cluster.wait_for(
+        "node-0 to register its peer address",
+        Duration::from_secs(30),
+        || {
+            cluster
+                .ok(&["get", "node", "node-0", "-o", "yaml"])
+                .contains("peerAddress: 127.0.0.1:")
+        },
     );
 }

@@ -112,6 +112,9 @@ impl UsageTracker {
                     memory_bytes: share(sandbox.memory_bytes, 1, count),
                     millirequests_per_second: rate,
                     mean_latency_micros: latency.checked_div(*served).unwrap_or(0),
+                    requests_total: member.requests,
+                    errors_total: member.errors,
+                    traps_total: member.traps,
                 });
             }
         }
@@ -166,6 +169,7 @@ mod tests {
                     requests: *requests,
                     // 2 ms a request.
                     latency_micros: *requests * 2_000,
+                    ..MemberUsage::default()
                 })
                 .collect(),
         }
@@ -270,12 +274,38 @@ mod tests {
                 uid: "a".into(),
                 requests,
                 latency_micros,
+                ..MemberUsage::default()
             }],
         };
         tracker.sample(start, &[member(10, 1_000_000)]);
         // Two requests since, 10 ms in all: the earlier slow ones don't count.
         let usage = tracker.sample(start + Duration::from_secs(1), &[member(12, 1_010_000)]);
         assert_eq!(usage.instances[0].mean_latency_micros, 5_000);
+    }
+
+    #[test]
+    fn counters_since_load_pass_through_for_canary_analysis() {
+        let mut tracker = UsageTracker::default();
+        let member = MemberUsage {
+            uid: "a".into(),
+            requests: 40,
+            latency_micros: 0,
+            errors: 7,
+            traps: 2,
+        };
+        let usage = tracker.sample(
+            Instant::now(),
+            &[SandboxUsage {
+                id: "s".into(),
+                members: vec![member],
+                ..SandboxUsage::default()
+            }],
+        );
+        let a = &usage.instances[0];
+        assert_eq!(
+            (a.requests_total, a.errors_total, a.traps_total),
+            (40, 7, 2)
+        );
     }
 
     #[test]

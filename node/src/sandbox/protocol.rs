@@ -62,6 +62,9 @@ pub enum ToWorker {
         /// Milliseconds in-flight requests get.
         grace_ms: u64,
     },
+    /// How to split Deployments' requests between canary and stable
+    /// revisions from now on (all of them, replacing the last).
+    Canaries(Vec<berth_api::wire::CanaryRoute>),
 }
 
 /// Something that happened to an instance in a host (in a worker or in the
@@ -117,6 +120,10 @@ pub struct RequestSample {
     pub seconds: f64,
     /// The termination reason, when the node stopped the component.
     pub terminated: Option<String>,
+    /// The instance that answered; empty when not known.
+    pub uid: String,
+    /// Whether the node stopped the instance's component for it.
+    pub trapped: bool,
 }
 
 /// Worker to node.

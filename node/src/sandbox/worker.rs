@@ -58,6 +58,34 @@ impl Observer for Batch {
                 status,
                 seconds,
                 terminated: None,
+                uid: String::new(),
+                trapped: false,
+            });
+        }
+    }
+
+    fn served(
+        &self,
+        uid: &str,
+        namespace: &str,
+        deployment: &str,
+        status: u16,
+        seconds: f64,
+        trapped: bool,
+    ) {
+        let mut samples = self
+            .samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if samples.len() < MAX_SAMPLES {
+            samples.push(RequestSample {
+                namespace: namespace.to_owned(),
+                deployment: deployment.to_owned(),
+                status,
+                seconds,
+                terminated: None,
+                uid: uid.to_owned(),
+                trapped,
             });
         }
     }
@@ -74,6 +102,8 @@ impl Observer for Batch {
                 status: 0,
                 seconds: 0.0,
                 terminated: Some(reason.to_owned()),
+                uid: String::new(),
+                trapped: false,
             });
         }
     }
@@ -113,7 +143,20 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
                     }
                 }
                 let message = tokio::select! {
-                    Some(event) = events.recv() => FromWorker::Event(event),
+                    Some(event) = events.recv() => {
+                        // Output written before the event goes first: once
+                        // a job's run has exited, the node forgets the
+                        // instance and would drop its last lines.
+                        let logs = std::mem::take(&mut *batch.logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+                        let mut failed = false;
+                        for message in logs {
+                            failed |= protocol::write(&mut writer, &message).await.is_err();
+                        }
+                        if failed {
+                            break;
+                        }
+                        FromWorker::Event(event)
+                    }
                     _ = tick.tick() => {
                         // Guest output and request samples go in one
                         // write per tick, not one per line or request.
@@ -184,6 +227,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
             Ok(Some(ToWorker::Unload { uid, grace_ms })) => {
                 host.unload(&uid, Duration::from_millis(grace_ms));
             }
+            Ok(Some(ToWorker::Canaries(canaries))) => routes.set_canaries(&canaries),
             Ok(None) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "sandbox control connection failed");

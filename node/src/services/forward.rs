@@ -2,6 +2,13 @@
 //! call to an endpoint's ingress over a pooled HTTP/1.1 connection, bodies
 //! streamed both ways.
 //!
+//! How the connection travels ([`Transport`]): over TCP to this node's own
+//! ingress for a local endpoint; over a stream of the QUIC connection to
+//! the endpoint's node ([`super::peer`]) for a remote one; as plain TCP to
+//! the remote ingress only when that node has no peer listener (its
+//! certificate predates node-to-node forwarding). Each call is counted in
+//! `berth_node_service_forwards_total` by transport.
+//!
 //! Pooled connections are keyed by the endpoint's address *and* the
 //! rewritten host: an ingress may hand a whole connection to the sandbox
 //! serving its first request's host, so a connection must not carry calls
@@ -72,8 +79,32 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// The body of the router's answers: an endpoint's, streamed, or its own.
 pub type RouterBody = BoxBody<Bytes, hyper::Error>;
 
-/// An endpoint's ingress and the host calls to it carry.
+/// An endpoint's ingress (with the transport reaching it) and the host
+/// calls to it carry.
 type Target = (String, String);
+
+/// How a call reaches an endpoint's ingress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// This node's own ingress, over loopback TCP.
+    Local,
+    /// Another node's, over a stream of the nodes' QUIC connection.
+    Quic,
+    /// Another node's, as plain HTTP over TCP: only when that node has no
+    /// peer listener, or this one has no QUIC endpoint.
+    Http,
+}
+
+impl Transport {
+    /// The `transport` label of `berth_node_service_forwards_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Local => "local",
+            Transport::Quic => "quic",
+            Transport::Http => "http",
+        }
+    }
+}
 
 /// Idle connections to one target, each with when it went idle.
 type Idle = Vec<(SendRequest<Incoming>, Instant)>;
@@ -337,11 +368,16 @@ impl ServiceRouter {
             return Err(Failure::Failed(format!("invalid host {host:?}")));
         };
         prepare(&mut req, value);
-        let target = (endpoint.address.clone(), host);
+        let transport = self.transport(endpoint);
+        let key = match transport {
+            Transport::Quic => format!("quic {}@{}", endpoint.node, endpoint.peer_address),
+            Transport::Local | Transport::Http => endpoint.address.clone(),
+        };
+        let target = (key, host);
         let in_flight = InFlight::new(self.counter(&endpoint.uid));
         let (mut sender, pooled) = match self.pool.checkout(&target) {
             Some(sender) => (sender, true),
-            None => match connect(&endpoint.address).await {
+            None => match self.connect(transport, endpoint).await {
                 Ok(sender) => (sender, false),
                 Err(error) => return Err(Failure::Unsent(Box::new(req), error)),
             },
@@ -351,7 +387,7 @@ impl ServiceRouter {
             && let Err(e) = &mut outcome
             && let Some(req) = e.take_message()
         {
-            sender = match connect(&endpoint.address).await {
+            sender = match self.connect(transport, endpoint).await {
                 Ok(sender) => sender,
                 Err(error) => return Err(Failure::Unsent(Box::new(req), error)),
             };
@@ -359,6 +395,9 @@ impl ServiceRouter {
         }
         match outcome {
             Ok(mut response) => {
+                if let Some(metrics) = self.metrics.get() {
+                    metrics.service_forward(transport.label());
+                }
                 strip_hop_by_hop(response.headers_mut());
                 let pool = Arc::clone(&self.pool);
                 tokio::spawn(async move {
@@ -379,6 +418,33 @@ impl ServiceRouter {
                 Some(req) => Err(Failure::Unsent(Box::new(req), e.into_error().to_string())),
                 None => Err(Failure::Failed(e.into_error().to_string())),
             },
+        }
+    }
+}
+
+impl ServiceRouter {
+    /// How a call to `endpoint` travels: see [`Transport`].
+    pub fn transport(&self, endpoint: &ServiceEndpoint) -> Transport {
+        if endpoint.node == self.node {
+            Transport::Local
+        } else if !endpoint.peer_address.is_empty() && self.peers.get().is_some() {
+            Transport::Quic
+        } else {
+            Transport::Http
+        }
+    }
+
+    /// A new HTTP/1.1 connection to `endpoint`'s ingress by `transport`.
+    async fn connect(
+        &self,
+        transport: Transport,
+        endpoint: &ServiceEndpoint,
+    ) -> Result<SendRequest<Incoming>, String> {
+        match (transport, self.peers.get()) {
+            (Transport::Quic, Some(peers)) => {
+                peers.open(&endpoint.node, &endpoint.peer_address).await
+            }
+            _ => connect(&endpoint.address).await,
         }
     }
 }

@@ -14,6 +14,7 @@ mod hostile;
 mod jobs;
 mod lifecycle;
 mod oci_image;
+mod peers;
 mod services;
 
 use std::collections::HashSet;

@@ -33,6 +33,7 @@ fn endpoint(uid: &str, node: &str, address: SocketAddr, deployment: &str) -> Ser
         node: node.into(),
         address: address.to_string(),
         deployment: deployment.into(),
+        peer_address: String::new(),
     }
 }
 

@@ -117,7 +117,7 @@ struct Step<'a> {
 }
 
 /// Takes the first `count` instances of `from` in `rank` order.
-fn take<'a, K: Ord>(
+pub(super) fn take<'a, K: Ord>(
     from: &mut Vec<&'a Instance>,
     count: usize,
     rank: impl Fn(&Instance) -> K,
@@ -137,6 +137,7 @@ pub(super) fn reconcile_deployment(
     deployment: &Deployment,
     view: &View,
     evicted: &HashSet<String>,
+    traffic: &super::canary::Traffic,
     now: Timestamp,
     new_name: &mut dyn FnMut(&str) -> String,
     plan: &mut Plan,
@@ -160,11 +161,31 @@ pub(super) fn reconcile_deployment(
     let replicas = usize::try_from(spec.replicas.max(0)).unwrap_or(0);
     let limits = RolloutLimits::of(spec);
     let available = |i: &Instance| is_available(i, spec.min_ready_seconds, now);
+    if spec.strategy.type_ == StrategyType::Canary && !spec.paused {
+        let inputs = super::canary::Inputs {
+            hash: &hash,
+            available: &available,
+            traffic,
+            now,
+        };
+        super::canary::reconcile_canary(deployment, live, &inputs, new_name, plan);
+        return;
+    }
+    // Instances stopping within their grace period may still serve: they
+    // count toward `replicas + maxSurge`.
+    let stopping = owned
+        .iter()
+        .filter(|i| is_terminating(i) && may_serve(i) && !evicted.contains(&instance_key(i)))
+        .count();
     let step = if spec.paused {
         scale_paused(&mut live, replicas, limits)
     } else {
         match spec.strategy.type_ {
-            StrategyType::RollingUpdate => roll(&mut live, &hash, replicas, limits, &available),
+            StrategyType::RollingUpdate => {
+                roll(&mut live, &hash, replicas, limits, stopping, &available)
+            }
+            // Handled above.
+            StrategyType::Canary => Step::default(),
             StrategyType::Recreate => {
                 // Terminating and just evicted old instances count: they
                 // may still be serving.
@@ -195,6 +216,15 @@ pub(super) fn reconcile_deployment(
     }
 }
 
+/// Whether a terminating instance may still be serving: it was placed
+/// and ready when last reported, and not taken off a lost or tainted
+/// node (whose instances the node fences itself).
+fn may_serve(instance: &Instance) -> bool {
+    instance.spec.node_name.is_some()
+        && instance.status.ready
+        && instance.status.reason != super::REASON_TAINT_EVICTION
+}
+
 /// The order in which surplus instances are terminated: unplaced first,
 /// then not running, then the newest.
 fn surplus_rank(instance: &Instance) -> (u8, std::cmp::Reverse<Option<Timestamp>>) {
@@ -212,7 +242,7 @@ fn surplus_rank(instance: &Instance) -> (u8, std::cmp::Reverse<Option<Timestamp>
 
 /// The order in which a scale-down takes instances: unavailable ones
 /// first, then as [`surplus_rank`].
-fn scale_down_rank(
+pub(super) fn scale_down_rank(
     available: &dyn Fn(&Instance) -> bool,
 ) -> impl Fn(&Instance) -> (bool, u8, std::cmp::Reverse<Option<Timestamp>>) {
     move |i| {
@@ -225,12 +255,15 @@ fn scale_down_rank(
 /// replica sets: new instances are created while the total stays within
 /// `replicas + maxSurge`, and old ones terminated while at least
 /// `replicas - maxUnavailable` stay available. Without old instances this
-/// is a plain scale to `replicas`.
+/// is a plain scale to `replicas`. The `stopping` instances (terminating
+/// but perhaps still serving) and the ready ones this pass terminates
+/// count toward `replicas + maxSurge` until they are gone.
 fn roll<'a>(
     live: &mut Live<'a>,
     hash: &str,
     replicas: usize,
     limits: RolloutLimits,
+    stopping: usize,
     available: &dyn Fn(&Instance) -> bool,
 ) -> Step<'a> {
     let mut step = Step::default();
@@ -271,9 +304,14 @@ fn roll<'a>(
         .extend(take(&mut usable, spare, oldest_first));
     live.old = broken;
     live.old.append(&mut usable);
+    let stopped_serving = step.terminate.iter().filter(|i| is_ready(i)).count();
+    let serving = live
+        .total()
+        .saturating_add(stopping)
+        .saturating_add(stopped_serving);
     step.create = replicas
         .saturating_sub(live.new.len())
-        .min(ceiling.saturating_sub(live.total()));
+        .min(ceiling.saturating_sub(serving));
     step
 }
 

@@ -40,12 +40,22 @@
 //!    are bound (or left Pending with the reason), and preemption victims go
 //!    back to Pending.
 //!
+//! HorizontalAutoscalers (`autoscaler.rs`) run before these, from the
+//! nodes' usage reports: the reconciler puts their `replicas` updates first
+//! in the pass's plan; the same file decides a node's `Wake` of a
+//! Deployment scaled to zero.
+//!
 //! This file holds the types the passes share and [`reconcile`]; `tests/`
 //! drives the whole pipeline, one file a topic.
 
+pub mod autoscaler;
+mod canary;
 mod cronjob;
 mod daemonset;
 mod deployment;
+/// PodDisruptionBudgets' arithmetic and the eviction decision (used by
+/// `crate::disruption`, not by a reconcile pass).
+pub mod disruption;
 mod gc;
 mod job;
 mod nodes;
@@ -67,6 +77,10 @@ use sha2::{Digest, Sha256};
 use crate::placement::{Demand, Framework};
 use crate::store::key;
 
+pub use canary::{
+    REASON_ABORTED_BY_USER, REASON_ANALYSIS_FAILED, REASON_PROMOTED, Traffic, canary_routes,
+    canary_windows, request as canary_request,
+};
 pub use cronjob::{cronjob_owner, scheduled_job_name};
 pub use daemonset::{daemonset_owner, daemonset_template_hash};
 pub use deployment::{RolloutLimits, is_available};
@@ -194,12 +208,18 @@ impl View {
                 Object::Job(j) => view.jobs.push(*j),
                 Object::DaemonSet(d) => view.daemonsets.push(*d),
                 Object::CronJob(c) => view.cronjobs.push(*c),
+                // Autoscalers run before `reconcile` (`autoscaler::autoscale`).
+                Object::HorizontalAutoscaler(_) => {}
                 // Services are read where endpoints are needed (`crate::services`).
                 Object::Namespace(_)
                 | Object::PriorityClass(_)
                 | Object::Event(_)
                 | Object::Service(_)
                 | Object::Ingress(_) => {}
+                // Budgets are read by evictions (`crate::disruption`).
+                Object::PodDisruptionBudget(_) => {}
+                // Quotas and limit ranges are read at admission (`crate::quota`).
+                Object::ResourceQuota(_) | Object::LimitRange(_) => {}
             }
         }
         view
@@ -270,6 +290,29 @@ pub fn reconcile(
     now: Timestamp,
     new_name: &mut dyn FnMut(&str) -> String,
 ) -> Plan {
+    let traffic = Traffic::default();
+    reconcile_with_traffic(
+        view,
+        liveness,
+        component_imports,
+        settings,
+        &traffic,
+        now,
+        new_name,
+    )
+}
+
+/// [`reconcile`], with what canary instances answered over their
+/// Deployments' analysis windows (see [`canary_windows`]).
+pub fn reconcile_with_traffic(
+    view: &View,
+    liveness: &HashMap<String, Liveness>,
+    component_imports: &HashMap<String, BTreeSet<String>>,
+    settings: &Settings,
+    traffic: &Traffic,
+    now: Timestamp,
+    new_name: &mut dyn FnMut(&str) -> String,
+) -> Plan {
     let mut plan = Plan::default();
     let ready = node_lifecycle(view, liveness, settings, now, &mut plan);
     evict(view, &ready, now, &mut plan);
@@ -277,7 +320,9 @@ pub fn reconcile(
     // their Deployments replace them in the same pass.
     let evicted = terminated_by(&plan);
     for deployment in &view.deployments {
-        reconcile_deployment(deployment, view, &evicted, now, new_name, &mut plan);
+        reconcile_deployment(
+            deployment, view, &evicted, traffic, now, new_name, &mut plan,
+        );
     }
     for job in &view.jobs {
         reconcile_job(job, view, &evicted, now, new_name, &mut plan);

@@ -77,7 +77,7 @@ pub(super) fn snapshot(
 
 /// What placement needs of a pending instance. Its `nodeName` is its
 /// Deployment's or Job's: instances are created without one.
-fn pending_instance(
+pub(super) fn pending_instance(
     instance: &Instance,
     owners: &HashMap<&str, &InstanceTemplate>,
     component_imports: &HashMap<String, BTreeSet<String>>,

@@ -124,6 +124,8 @@ pub(super) fn next_status(
         revision,
         conditions: vec![available_condition, progressing],
         history,
+        // The canary controller (`canary.rs`) writes its own.
+        canary: before.and_then(|s| s.canary.clone()),
     }
 }
 

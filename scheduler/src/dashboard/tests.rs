@@ -248,6 +248,7 @@ fn usage(uid: &str, millirequests: u64) -> InstanceUsage {
         memory_bytes: 1 << 20,
         millirequests_per_second: millirequests,
         mean_latency_micros: millirequests * 2,
+        ..InstanceUsage::default()
     }
 }
 

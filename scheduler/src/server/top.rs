@@ -139,6 +139,7 @@ mod tests {
                     memory_bytes: 256,
                     millirequests_per_second: 2000,
                     mean_latency_micros: 0,
+                    ..InstanceUsage::default()
                 },
                 InstanceUsage {
                     uid: "gone".into(),

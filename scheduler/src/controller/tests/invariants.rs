@@ -210,9 +210,35 @@ pub(super) fn check_rollouts(view: &View, plan: &Plan, case: usize) {
         assert!(new <= replicas, "case {case}: {name}");
         match d.spec.strategy.type_ {
             StrategyType::RollingUpdate => {
+                // Terminating instances may still serve in their grace
+                // period: they count toward the ceiling.
+                let stopping = view
+                    .instances
+                    .iter()
+                    .filter(owned)
+                    .filter(|i| {
+                        is_terminating(i)
+                            && i.spec.node_name.is_some()
+                            && i.status.ready
+                            && i.status.reason != REASON_TAINT_EVICTION
+                            && !evicted.contains(&instance_key(i))
+                    })
+                    .count();
+                let stopped_serving = live
+                    .iter()
+                    .filter(|i| {
+                        gone.contains(&instance_key(i))
+                            && crate::controller::deployment::is_ready(i)
+                    })
+                    .count();
+                let serving = total + stopping + stopped_serving;
                 assert!(
-                    new == replicas || total == ceiling,
+                    new == replicas || serving >= ceiling,
                     "case {case}: {name} could create more: {plan:#?}"
+                );
+                assert!(
+                    created.is_empty() || serving <= ceiling,
+                    "case {case}: {name} serves {serving}, more than {ceiling}: {plan:#?}"
                 );
                 let available = |i: &&&Instance| is_available(i, d.spec.min_ready_seconds, now());
                 let before = live.iter().filter(available).count();
@@ -222,6 +248,8 @@ pub(super) fn check_rollouts(view: &View, plan: &Plan, case: usize) {
                     "case {case}: {name} down to {after} available from {before}: {plan:#?}"
                 );
             }
+            // Checked in `canary.rs`.
+            StrategyType::Canary => {}
             StrategyType::Recreate => {
                 assert!(
                     kept.iter().all(|i| is_from(i, &hash)),

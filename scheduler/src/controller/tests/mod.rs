@@ -1,9 +1,12 @@
 //! The controllers driven through [`reconcile`] over hand-built
 //! clusters, one file a topic; the fixtures they share are here.
 
+mod autoscaler;
+mod canary;
 mod cronjob;
 mod daemonset;
 mod deployments;
+mod disruption;
 mod gc;
 mod invariants;
 mod job;
@@ -383,7 +386,15 @@ fn running(owner: &Deployment, name: &str, created: i64, started: i64) -> Instan
 fn pass(view: &View, at: Timestamp, names: &mut dyn FnMut(&str) -> String) -> Plan {
     let mut plan = Plan::default();
     for d in &view.deployments {
-        reconcile_deployment(d, view, &HashSet::new(), at, names, &mut plan);
+        reconcile_deployment(
+            d,
+            view,
+            &HashSet::new(),
+            &Traffic::default(),
+            at,
+            names,
+            &mut plan,
+        );
     }
     plan
 }

@@ -226,6 +226,15 @@ fn random_clusters_keep_the_invariants() {
             if d.spec.strategy.type_ == StrategyType::Recreate && old_removed {
                 unsettled.extend(d.metadata.uid.as_deref());
             }
+            // A stopping instance removed frees room under the surge.
+            let stopping_removed = view.instances.iter().any(|i| {
+                owner_uid(i) == d.metadata.uid.as_deref()
+                    && is_terminating(i)
+                    && removed_keys.contains(instance_key(i).as_str())
+            });
+            if stopping_removed {
+                unsettled.extend(d.metadata.uid.as_deref());
+            }
         }
         for i in creates(&next) {
             let owner = owner_uid(i).unwrap_or_default();

@@ -5,6 +5,8 @@
 //!
 //! A few more paths serve probe and graceful-stop tests:
 //!
+//! - `/`: answers with the status in the env var `STATUS` when set
+//!   (`STATUS=500`: a release that fails, for canary tests).
 //! - `/healthz`: `200 ok`.
 //! - `/health-env`: `200 ok`, or `503` when the env var `UNHEALTHY` is set.
 //! - `/status/<code>`: answers with that status code (`/status/500`).
@@ -22,6 +24,13 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, wstd::http::Erro
     let path = request.uri().path();
     println!("served {path} as {instance}");
     if path == "/" {
+        if let Some(status) = std::env::var("STATUS")
+            .ok()
+            .and_then(|c| c.parse::<u16>().ok())
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            return text(status, &format!("{greeting}! (instance {instance})\n"));
+        }
         return Ok(Response::new(
             format!("{greeting}! (instance {instance})\n").into(),
         ));
