@@ -10,6 +10,7 @@
 //! from zero is `node/src/wake.rs`; the choices are in
 //! `docs/decisions/0030-autoscaling-and-scale-to-zero.md`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::ObjectMeta;
@@ -30,7 +31,7 @@ pub const MAX_WINDOW_SECONDS: u32 = 3600;
 pub const MAX_REPLICAS: i64 = 10_000;
 
 /// Scales one Deployment by load.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HorizontalAutoscaler {
     /// Always `berth.dev/v1`.
@@ -47,7 +48,7 @@ pub struct HorizontalAutoscaler {
 }
 
 /// `HorizontalAutoscaler.spec`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AutoscalerSpec {
     /// The Deployment it scales, in its own namespace.
@@ -84,7 +85,7 @@ fn default_min_replicas() -> i64 {
 }
 
 /// `spec.scaleTargetRef`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScaleTargetRef {
     /// Always `Deployment`.
@@ -94,7 +95,7 @@ pub struct ScaleTargetRef {
 }
 
 /// `spec.behavior`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AutoscalerBehavior {
     /// How scale-downs are damped.
@@ -103,7 +104,7 @@ pub struct AutoscalerBehavior {
 }
 
 /// `spec.behavior.scaleDown`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScalingRules {
     /// Seconds of recommendations a scale-down takes the highest of;
@@ -113,7 +114,7 @@ pub struct ScalingRules {
 }
 
 /// `HorizontalAutoscaler.status`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AutoscalerStatus {
     /// The Deployment's instances that are not terminating.

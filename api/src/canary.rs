@@ -25,6 +25,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The condition type a Deployment carries once its last canary was
@@ -36,7 +37,7 @@ pub const CONDITION_PROMOTED: &str = "Promoted";
 pub const CONDITION_ABORTED: &str = "Aborted";
 
 /// `spec.strategy.canary`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryStrategy {
     /// What to do, in order; after the last step the canary is promoted.
@@ -48,7 +49,7 @@ pub struct CanaryStrategy {
 }
 
 /// One step: exactly one of `setWeight` and `pause`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryStep {
     /// Percentage of requests the canary gets, `0..=100`.
@@ -60,7 +61,7 @@ pub struct CanaryStep {
 }
 
 /// `pause: {duration: 30s}`, or `pause: {}` to wait for a promote.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryPause {
     /// How long (`30s`, `2m`, `1h 30m`); absent waits for a promote.
@@ -70,7 +71,7 @@ pub struct CanaryPause {
 
 /// `spec.strategy.canary.analysis`: the thresholds over the canary's
 /// requests in the last `window` above which it is aborted.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryAnalysis {
     /// Most answers with a 5xx status, as a share of requests.
@@ -218,7 +219,7 @@ pub fn parse_duration(text: &str) -> Option<jiff::SignedDuration> {
 }
 
 /// `status.canary`: where the canary stands, written by the scheduler.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CanaryStatus {
     /// The template hash of the revision serving as stable.
@@ -253,7 +254,7 @@ pub struct CanaryStatus {
 }
 
 /// What a `berth rollout promote` asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Promotion {
     /// End the current pause (`berth rollout promote`).
     Step,

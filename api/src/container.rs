@@ -11,6 +11,7 @@
 //!
 //! Out of scope: pulling and running (the node's `oci` module).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::InstanceSpec;
@@ -26,7 +27,7 @@ pub const WASM_RUNTIME: &str = "wasm";
 pub const DEFAULT_CONTAINER_PORT: u16 = 80;
 
 /// `ports[]`: one port the container listens on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerPort {
     /// The port inside the container's network namespace.
@@ -40,7 +41,7 @@ pub struct ContainerPort {
 }
 
 /// `securityContext`: what the container may do to its own files.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecurityContext {
     /// Mounts the root filesystem read-only.
@@ -56,7 +57,7 @@ pub struct SecurityContext {
 
 /// `volumes[]`: storage an instance declares. Only `emptyDir`: a directory
 /// that lives as long as the instance on its node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Volume {
     /// The name `volumeMounts` refer to.
@@ -66,12 +67,12 @@ pub struct Volume {
 }
 
 /// `emptyDir: {}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EmptyDir {}
 
 /// `volumeMounts[]`: where a volume appears in the container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeMount {
     /// The volume's name.
@@ -84,7 +85,7 @@ pub struct VolumeMount {
 }
 
 /// What a node needs to run a container instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ContainerWorkload {
     /// The image reference (`REGISTRY/REPO:TAG`, `...@sha256:...`,
     /// `oci-archive:PATH`, `oci:PATH[:TAG]`).

@@ -14,6 +14,7 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobSpec;
@@ -32,7 +33,7 @@ pub const DEFAULT_FAILED_JOBS_HISTORY_LIMIT: i32 = 1;
 pub const MAX_CRONJOB_NAME: usize = 52;
 
 /// Jobs made on a schedule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronJob {
     /// Always `berth.dev/v1`.
@@ -49,7 +50,7 @@ pub struct CronJob {
 }
 
 /// `CronJob.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronJobSpec {
     /// Five-field cron expression or `@hourly`-style macro.
@@ -91,7 +92,7 @@ impl CronJobSpec {
 }
 
 /// `CronJob.spec.jobTemplate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobTemplate {
     /// Labels given to every Job.
@@ -102,7 +103,7 @@ pub struct JobTemplate {
 }
 
 /// `CronJob.spec.concurrencyPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum ConcurrencyPolicy {
     /// Runs may overlap.
     #[default]
@@ -125,7 +126,7 @@ impl ConcurrencyPolicy {
 }
 
 /// `CronJob.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronJobStatus {
     /// Names of the Jobs still running.

@@ -9,6 +9,7 @@
 //! why berth binds these instances itself is in
 //! `docs/decisions/0025-daemonsets.md`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{LabelSelector, ObjectMeta};
@@ -21,7 +22,7 @@ use crate::validate::FieldError;
 pub const DAEMONSET_NAME_LABEL: &str = "berth.dev/daemonset-name";
 
 /// One instance per matching node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaemonSet {
     /// Always `berth.dev/v1`.
@@ -38,7 +39,7 @@ pub struct DaemonSet {
 }
 
 /// `DaemonSet.spec`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaemonSetSpec {
     /// Which instances belong to this DaemonSet; must match the template's
@@ -53,7 +54,7 @@ pub struct DaemonSetSpec {
 }
 
 /// `DaemonSet.spec.updateStrategy`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaemonSetUpdateStrategy {
     /// `RollingUpdate` (the default) or `OnDelete`.
@@ -81,7 +82,7 @@ impl DaemonSetUpdateStrategy {
 }
 
 /// `DaemonSet.spec.updateStrategy.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum DaemonSetStrategyType {
     /// Replace instances of an old template node by node.
     #[default]
@@ -91,7 +92,7 @@ pub enum DaemonSetStrategyType {
 }
 
 /// `DaemonSet.spec.updateStrategy.rollingUpdate`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RollingUpdateDaemonSet {
     /// Nodes whose instance may be unavailable at once during an update:
@@ -101,7 +102,7 @@ pub struct RollingUpdateDaemonSet {
 }
 
 /// `DaemonSet.status`, Kubernetes' counts.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DaemonSetStatus {
     /// Nodes that should run an instance.

@@ -17,6 +17,7 @@
 //! the scheduler (`scheduler/src/controller/disruption.rs`); why and how in
 //! `docs/decisions/0029-drain-and-disruption-budgets.md`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{LabelSelector, ObjectMeta};
@@ -24,7 +25,7 @@ use crate::rollout::IntOrPercent;
 use crate::validate::FieldError;
 
 /// How many of the selected instances may be disrupted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodDisruptionBudget {
     /// Always `berth.dev/v1`.
@@ -51,7 +52,7 @@ impl PodDisruptionBudget {
 
 /// `PodDisruptionBudget.spec`: a selector and exactly one of `minAvailable`
 /// and `maxUnavailable`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodDisruptionBudgetSpec {
     /// The instances of the namespace the budget covers.
@@ -69,7 +70,7 @@ pub struct PodDisruptionBudgetSpec {
 
 /// `PodDisruptionBudget.status`, Kubernetes' fields, written by the
 /// scheduler when they change.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodDisruptionBudgetStatus {
     /// Selected instances that are Running, ready and not terminating.

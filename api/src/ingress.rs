@@ -14,13 +14,14 @@
 //! `tls`, and `spec.defaultBackend` serves the Ingress's own hosts when no
 //! path matches rather than every host of the cluster.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::ObjectMeta;
 use crate::validate::{FieldError, dns1123_label};
 
 /// Host and path rules to Services.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Ingress {
     /// Always `berth.dev/v1`.
@@ -34,7 +35,7 @@ pub struct Ingress {
 }
 
 /// `Ingress.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngressSpec {
     /// Serves requests for the rules' hosts that no path matches.
@@ -46,7 +47,7 @@ pub struct IngressSpec {
 }
 
 /// One host and its paths.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngressRule {
     /// `shop.example.com`, or `*.example.com` (any one label in place of
@@ -60,7 +61,7 @@ pub struct IngressRule {
 }
 
 /// `rules[].http`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpIngressRuleValue {
     /// The paths, at least one.
@@ -69,7 +70,7 @@ pub struct HttpIngressRuleValue {
 }
 
 /// One path of a rule and where it goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpIngressPath {
     /// An absolute path; `/` if unset.
@@ -89,7 +90,7 @@ impl HttpIngressPath {
 }
 
 /// How a path matches a request's path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum PathType {
     /// The request's path is exactly this one.
     Exact,
@@ -108,7 +109,7 @@ impl PathType {
 }
 
 /// Where requests go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngressBackend {
     /// A Service of the Ingress's namespace.
@@ -116,7 +117,7 @@ pub struct IngressBackend {
 }
 
 /// `backend.service`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngressServiceBackend {
     /// The Service's name.
@@ -127,7 +128,7 @@ pub struct IngressServiceBackend {
 }
 
 /// `backend.service.port`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceBackendPort {
     /// A port number, 1 to 65535.

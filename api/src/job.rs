@@ -7,6 +7,7 @@
 //! departs (no `selector`, no indexed or work-queue Jobs, no HTTP probes or
 //! `timeoutSeconds` in the template), see `docs/decisions/0018-jobs.md`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::lifecycle::RestartPolicy;
@@ -28,7 +29,7 @@ pub const DEFAULT_BACKOFF_LIMIT: i32 = 6;
 pub const JOB_NAME_LABEL: &str = "berth.dev/job-name";
 
 /// What a node runs an assigned instance as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum Workload {
     /// A `wasi:http/proxy` component serving requests (a Deployment's).
     #[default]
@@ -38,7 +39,7 @@ pub enum Workload {
 }
 
 /// Runs of a command component until enough of them succeed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Job {
     /// Always `berth.dev/v1`.
@@ -55,7 +56,7 @@ pub struct Job {
 }
 
 /// `Job.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobSpec {
     /// The instance every run is made from; its `restartPolicy` must be
@@ -103,7 +104,7 @@ impl JobSpec {
 }
 
 /// `Job.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobStatus {
     /// Instances not yet finished (pending or running).
@@ -142,7 +143,7 @@ impl JobStatus {
 }
 
 /// A Job's terminal condition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobCondition {
     /// `Complete` or `Failed`.
@@ -163,7 +164,7 @@ pub struct JobCondition {
 }
 
 /// `JobCondition.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum JobConditionType {
     /// `completions` runs succeeded.
     Complete,

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod autoscaler;
 pub mod canary;
+pub mod capability;
 pub mod container;
 pub mod cronjob;
 pub mod daemonset;
@@ -21,14 +22,18 @@ pub mod job;
 pub mod lifecycle;
 pub mod manifest;
 pub mod meta;
+pub mod netpol;
 pub mod objects;
 pub mod outbound;
 pub mod quantity;
 #[cfg(feature = "quic")]
 pub mod quic;
 pub mod quota;
+pub mod rbac;
 pub mod rollout;
 pub mod scheduling;
+pub mod schema;
+pub mod secret;
 pub mod service;
 pub mod trace;
 pub mod validate;

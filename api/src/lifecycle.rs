@@ -5,6 +5,7 @@
 //! Manifest types keep unset fields unset, so a manifest round-trips; the
 //! node gets [`ProbeSpec`] with every default filled in.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::objects::InstanceSpec;
@@ -22,7 +23,7 @@ pub const DEFAULT_TERMINATION_GRACE_SECONDS: u32 = 30;
 pub const MAX_TERMINATION_GRACE_SECONDS: u32 = 3600;
 
 /// What the node does when an instance ends or fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum RestartPolicy {
     /// Restart whatever the outcome (the only policy a Deployment takes).
     #[default]
@@ -45,7 +46,7 @@ impl RestartPolicy {
 }
 
 /// Which worker process ("sandbox") an instance runs in on its node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Isolation {
     /// The sandbox shared by the namespace's instances on the node.
@@ -56,7 +57,7 @@ pub enum Isolation {
 }
 
 /// `livenessProbe`, `readinessProbe` or `startupProbe`, as written.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Probe {
     /// An HTTP GET against the instance; 2xx and 3xx are success.
@@ -87,7 +88,7 @@ pub struct Probe {
 }
 
 /// `httpGet`: which path the node asks the component for.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpGetAction {
     /// The request path, starting with `/`.
@@ -99,7 +100,7 @@ pub struct HttpGetAction {
 }
 
 /// `tcpSocket`: which container port the node connects to.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TcpSocketAction {
     /// The port; the container's first port when not given.
@@ -108,7 +109,7 @@ pub struct TcpSocketAction {
 }
 
 /// `exec`: the command the node runs in the container.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecAction {
     /// The command and its arguments, not run in a shell.
@@ -116,7 +117,7 @@ pub struct ExecAction {
 }
 
 /// How a resolved probe checks its instance.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum ProbeHandler {
     /// `GET path` on `port`.
     #[default]
@@ -154,7 +155,7 @@ impl Probe {
 }
 
 /// A probe with every default resolved, as the node receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProbeSpec {
     /// How it checks.
     pub handler: ProbeHandler,
@@ -176,7 +177,7 @@ pub struct ProbeSpec {
 }
 
 /// The three probes of one instance, resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Probes {
     /// Restarts the instance when it fails.
     pub liveness: Option<ProbeSpec>,

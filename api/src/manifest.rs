@@ -396,6 +396,13 @@ fn read_object(
         Kind::HorizontalAutoscaler => Object::HorizontalAutoscaler(Box::new(read(document)?)),
         Kind::ResourceQuota => Object::ResourceQuota(Box::new(read(document)?)),
         Kind::LimitRange => Object::LimitRange(Box::new(read(document)?)),
+        Kind::Role => Object::Role(Box::new(read(document)?)),
+        Kind::ClusterRole => Object::ClusterRole(Box::new(read(document)?)),
+        Kind::RoleBinding => Object::RoleBinding(Box::new(read(document)?)),
+        Kind::ClusterRoleBinding => Object::ClusterRoleBinding(Box::new(read(document)?)),
+        Kind::Secret => Object::Secret(Box::new(read(document)?)),
+        Kind::ConfigMap => Object::ConfigMap(Box::new(read(document)?)),
+        Kind::NetworkPolicy => Object::NetworkPolicy(Box::new(read(document)?)),
     })
 }
 

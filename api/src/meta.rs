@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The namespace objects land in when their manifest names none.
@@ -11,7 +12,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub const API_VERSION: &str = "berth.dev/v1";
 
 /// Name, namespace, labels and the server-owned identity of an object.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
     /// DNS-1123 label, unique per kind and namespace.
@@ -55,7 +56,7 @@ impl ObjectMeta {
 }
 
 /// A link from an owned object to its owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OwnerReference {
     /// The owner's `apiVersion`.
@@ -69,7 +70,7 @@ pub struct OwnerReference {
 }
 
 /// `matchLabels` selector.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     /// Every pair must be present on a selected object.

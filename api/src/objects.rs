@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::autoscaler::HorizontalAutoscaler;
@@ -22,6 +23,7 @@ use crate::job::Job;
 use crate::lifecycle::{Isolation, Probe, RestartPolicy};
 use crate::meta::{LabelSelector, ObjectMeta};
 use crate::quota::{LimitRange, ResourceQuota};
+use crate::rbac::{Role, RoleBinding};
 use crate::rollout::{DeploymentCondition, DeploymentStrategy, Revision};
 use crate::scheduling::{
     Affinity, NodeSpec, PreemptionPolicy, Toleration, TopologySpreadConstraint,
@@ -29,7 +31,9 @@ use crate::scheduling::{
 use crate::service::Service;
 
 /// Every kind the API knows, in the order `berth get` lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Kind {
     /// A tenant's scope for names, quotas and policy.
     Namespace,
@@ -61,11 +65,25 @@ pub enum Kind {
     ResourceQuota,
     /// Defaults and bounds for a namespace's instances.
     LimitRange,
+    /// What a namespace's users may do (RBAC).
+    Role,
+    /// What users may do anywhere, or in a namespace it is bound in.
+    ClusterRole,
+    /// Grants a Role or ClusterRole in one namespace.
+    RoleBinding,
+    /// Grants a ClusterRole everywhere.
+    ClusterRoleBinding,
+    /// Confidential key-value data, encrypted at rest.
+    Secret,
+    /// Plain key-value configuration.
+    ConfigMap,
+    /// Who may call a namespace's instances through Services.
+    NetworkPolicy,
 }
 
 impl Kind {
     /// All kinds.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 22] = [
         Kind::Namespace,
         Kind::Deployment,
         Kind::Instance,
@@ -81,6 +99,13 @@ impl Kind {
         Kind::HorizontalAutoscaler,
         Kind::ResourceQuota,
         Kind::LimitRange,
+        Kind::Role,
+        Kind::ClusterRole,
+        Kind::RoleBinding,
+        Kind::ClusterRoleBinding,
+        Kind::Secret,
+        Kind::ConfigMap,
+        Kind::NetworkPolicy,
     ];
 
     /// The kind's name as written in manifests.
@@ -101,6 +126,13 @@ impl Kind {
             Kind::HorizontalAutoscaler => "HorizontalAutoscaler",
             Kind::ResourceQuota => "ResourceQuota",
             Kind::LimitRange => "LimitRange",
+            Kind::Role => "Role",
+            Kind::ClusterRole => "ClusterRole",
+            Kind::RoleBinding => "RoleBinding",
+            Kind::ClusterRoleBinding => "ClusterRoleBinding",
+            Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::NetworkPolicy => "NetworkPolicy",
         }
     }
 
@@ -120,6 +152,11 @@ impl Kind {
                 | Kind::HorizontalAutoscaler
                 | Kind::ResourceQuota
                 | Kind::LimitRange
+                | Kind::Role
+                | Kind::RoleBinding
+                | Kind::Secret
+                | Kind::ConfigMap
+                | Kind::NetworkPolicy
         )
     }
 
@@ -140,6 +177,13 @@ impl Kind {
                 | Kind::HorizontalAutoscaler
                 | Kind::ResourceQuota
                 | Kind::LimitRange
+                | Kind::Role
+                | Kind::ClusterRole
+                | Kind::RoleBinding
+                | Kind::ClusterRoleBinding
+                | Kind::Secret
+                | Kind::ConfigMap
+                | Kind::NetworkPolicy
         )
     }
 
@@ -173,6 +217,13 @@ impl Kind {
             | "autoscalers" => Some(Kind::HorizontalAutoscaler),
             "resourcequota" | "resourcequotas" | "quota" | "quotas" => Some(Kind::ResourceQuota),
             "limitrange" | "limitranges" | "limits" => Some(Kind::LimitRange),
+            "role" | "roles" => Some(Kind::Role),
+            "clusterrole" | "clusterroles" => Some(Kind::ClusterRole),
+            "rolebinding" | "rolebindings" => Some(Kind::RoleBinding),
+            "clusterrolebinding" | "clusterrolebindings" => Some(Kind::ClusterRoleBinding),
+            "secret" | "secrets" => Some(Kind::Secret),
+            "configmap" | "configmaps" | "cm" => Some(Kind::ConfigMap),
+            "networkpolicy" | "networkpolicies" | "netpol" => Some(Kind::NetworkPolicy),
             _ => None,
         }
     }
@@ -185,7 +236,7 @@ impl fmt::Display for Kind {
 }
 
 /// A tenant's namespace.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Namespace {
     /// Always `berth.dev/v1`.
@@ -197,7 +248,7 @@ pub struct Namespace {
 }
 
 /// Desired replicas of one component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Deployment {
     /// Always `berth.dev/v1`.
@@ -214,7 +265,7 @@ pub struct Deployment {
 }
 
 /// `Deployment.spec`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentSpec {
     /// Number of instances; signed so that a negative value gets a clear
@@ -253,7 +304,7 @@ fn default_replicas() -> i64 {
 }
 
 /// `Deployment.spec.template`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceTemplate {
     /// Labels given to every instance.
@@ -264,7 +315,7 @@ pub struct InstanceTemplate {
 }
 
 /// `Deployment.spec.template.metadata`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateMeta {
     /// Labels given to every instance.
@@ -273,12 +324,15 @@ pub struct TemplateMeta {
 }
 
 /// What an instance runs, with which environment and resources.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceSpec {
     /// In a manifest: a path to a `.wasm` component, relative to the
-    /// manifest's directory. Once applied: `sha256:<hex>` of the uploaded
-    /// component. Empty for a container (`image`).
+    /// manifest's directory, or a component in an OCI registry,
+    /// `oci://REGISTRY/REPO:TAG` or `oci://REGISTRY/REPO@sha256:...`. Once
+    /// applied: `sha256:<hex>` of the uploaded component, or the registry
+    /// component pinned to its manifest digest. Empty for a container
+    /// (`image`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub component: String,
     /// An OCI image to run as a Linux container instead of a component
@@ -311,6 +365,10 @@ pub struct InstanceSpec {
     /// Environment variables the component sees, and nothing else.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Every key of these Secrets and ConfigMaps as a variable (`env`
+    /// wins over them; see [`crate::secret`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<crate::secret::EnvFromSource>,
     /// Requests (for placement) and limits (enforced on the node).
     #[serde(default, skip_serializing_if = "Resources::is_empty")]
     pub resources: Resources,
@@ -374,7 +432,7 @@ pub struct InstanceSpec {
 }
 
 /// One environment variable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
     /// Variable name.
@@ -382,10 +440,15 @@ pub struct EnvVar {
     /// Variable value.
     #[serde(default)]
     pub value: String,
+    /// Where the value comes from instead: one key of a Secret or
+    /// ConfigMap, resolved by the scheduler when it sends the instance to
+    /// its node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<crate::secret::EnvVarSource>,
 }
 
 /// `resources` of an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
     /// What placement reserves on a node.
@@ -405,7 +468,7 @@ impl Resources {
 
 /// cpu (`250m`, `1`, `0.5`) and memory (`64Mi`, `1G`, `1048576`) quantities
 /// as written by the user; [`crate::quantity`] parses them.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceList {
     /// CPU quantity.
@@ -425,7 +488,7 @@ impl ResourceList {
 
 /// A quantity as the user wrote it; YAML numbers (`cpu: 1`) are accepted
 /// and kept as their decimal text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Quantity(pub String);
 
@@ -455,7 +518,7 @@ impl<'de> Deserialize<'de> for Quantity {
 }
 
 /// `Deployment.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentStatus {
     /// The spec generation this status describes.
@@ -492,7 +555,7 @@ pub struct DeploymentStatus {
 }
 
 /// One replica of a Deployment, as Kubernetes' Pod.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Instance {
     /// Always `berth.dev/v1`.
@@ -509,7 +572,7 @@ pub struct Instance {
 }
 
 /// Lifecycle phase of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
     /// Waiting for placement.
     #[default]
@@ -561,7 +624,7 @@ impl fmt::Display for Phase {
 }
 
 /// `Instance.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceStatus {
     /// Where the instance is in its lifecycle.
@@ -593,7 +656,7 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// A machine that runs instances.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Node {
     /// Always `berth.dev/v1`.
@@ -611,7 +674,7 @@ pub struct Node {
 }
 
 /// `Node.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeStatus {
     /// The node's whole capacity.
@@ -657,7 +720,7 @@ impl NodeStatus {
 }
 
 /// Node capacity in base units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeResources {
     /// CPU in millicores.
@@ -669,7 +732,7 @@ pub struct NodeResources {
 }
 
 /// A condition as in Kubernetes: a type, a status and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeCondition {
     /// `Ready`.
@@ -686,7 +749,7 @@ pub struct NodeCondition {
 }
 
 /// A named priority: instances whose template names it get its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PriorityClass {
     /// Always `berth.dev/v1`.
@@ -710,7 +773,7 @@ pub struct PriorityClass {
 
 /// Something that happened to an object, as Kubernetes' Event: repeated
 /// occurrences bump `count` and `lastTimestamp`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Event {
     /// Always `berth.dev/v1`.
@@ -739,7 +802,7 @@ pub struct Event {
 }
 
 /// A reference to an object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectReference {
     /// Kind.
@@ -788,6 +851,20 @@ pub enum Object {
     ResourceQuota(Box<ResourceQuota>),
     /// A LimitRange.
     LimitRange(Box<LimitRange>),
+    /// A Role.
+    Role(Box<Role>),
+    /// A ClusterRole.
+    ClusterRole(Box<Role>),
+    /// A RoleBinding.
+    RoleBinding(Box<RoleBinding>),
+    /// A ClusterRoleBinding.
+    ClusterRoleBinding(Box<RoleBinding>),
+    /// A Secret.
+    Secret(Box<crate::secret::Secret>),
+    /// A ConfigMap.
+    ConfigMap(Box<crate::secret::ConfigMap>),
+    /// A NetworkPolicy.
+    NetworkPolicy(Box<crate::netpol::NetworkPolicy>),
 }
 
 impl Object {
@@ -809,6 +886,13 @@ impl Object {
             Object::HorizontalAutoscaler(_) => Kind::HorizontalAutoscaler,
             Object::ResourceQuota(_) => Kind::ResourceQuota,
             Object::LimitRange(_) => Kind::LimitRange,
+            Object::Role(_) => Kind::Role,
+            Object::ClusterRole(_) => Kind::ClusterRole,
+            Object::RoleBinding(_) => Kind::RoleBinding,
+            Object::ClusterRoleBinding(_) => Kind::ClusterRoleBinding,
+            Object::Secret(_) => Kind::Secret,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::NetworkPolicy(_) => Kind::NetworkPolicy,
         }
     }
 
@@ -830,6 +914,11 @@ impl Object {
             Object::HorizontalAutoscaler(o) => &o.metadata,
             Object::ResourceQuota(o) => &o.metadata,
             Object::LimitRange(o) => &o.metadata,
+            Object::Role(o) | Object::ClusterRole(o) => &o.metadata,
+            Object::RoleBinding(o) | Object::ClusterRoleBinding(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+            Object::NetworkPolicy(o) => &o.metadata,
         }
     }
 
@@ -851,6 +940,11 @@ impl Object {
             Object::HorizontalAutoscaler(o) => &mut o.metadata,
             Object::ResourceQuota(o) => &mut o.metadata,
             Object::LimitRange(o) => &mut o.metadata,
+            Object::Role(o) | Object::ClusterRole(o) => &mut o.metadata,
+            Object::RoleBinding(o) | Object::ClusterRoleBinding(o) => &mut o.metadata,
+            Object::Secret(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
+            Object::NetworkPolicy(o) => &mut o.metadata,
         }
     }
 
@@ -898,7 +992,7 @@ impl Object {
 
     /// Decodes the JSON form, dispatching on `kind`.
     pub fn from_json(bytes: &[u8]) -> Result<Object, serde_json::Error> {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, JsonSchema)]
         struct Head {
             kind: String,
         }
@@ -919,6 +1013,13 @@ impl Object {
             "HorizontalAutoscaler" => Object::HorizontalAutoscaler(serde_json::from_slice(bytes)?),
             "ResourceQuota" => Object::ResourceQuota(serde_json::from_slice(bytes)?),
             "LimitRange" => Object::LimitRange(serde_json::from_slice(bytes)?),
+            "Role" => Object::Role(serde_json::from_slice(bytes)?),
+            "ClusterRole" => Object::ClusterRole(serde_json::from_slice(bytes)?),
+            "RoleBinding" => Object::RoleBinding(serde_json::from_slice(bytes)?),
+            "ClusterRoleBinding" => Object::ClusterRoleBinding(serde_json::from_slice(bytes)?),
+            "Secret" => Object::Secret(serde_json::from_slice(bytes)?),
+            "ConfigMap" => Object::ConfigMap(serde_json::from_slice(bytes)?),
+            "NetworkPolicy" => Object::NetworkPolicy(serde_json::from_slice(bytes)?),
             other => {
                 return Err(serde::de::Error::custom(format!("unknown kind {other:?}")));
             }

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::ObjectMeta;
@@ -25,7 +26,7 @@ use crate::quantity::{self, QuantityError};
 use crate::validate::FieldError;
 
 /// A namespace's ceiling on resources and object counts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceQuota {
     /// Always `berth.dev/v1`.
@@ -43,7 +44,7 @@ pub struct ResourceQuota {
 }
 
 /// `ResourceQuota.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceQuotaSpec {
     /// Resource name (`requests.memory`, `count/instances`) to its ceiling.
@@ -53,7 +54,7 @@ pub struct ResourceQuotaSpec {
 
 /// `ResourceQuota.status`: the ceilings and the current use, by the same
 /// names as `spec.hard`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceQuotaStatus {
     /// The ceilings enforced, as `spec.hard`.
@@ -188,7 +189,7 @@ pub(crate) fn validate_quota_spec(spec: &ResourceQuotaSpec) -> Result<(), FieldE
 }
 
 /// Defaults and bounds for the instances of a namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LimitRange {
     /// Always `berth.dev/v1`.
@@ -203,7 +204,7 @@ pub struct LimitRange {
 }
 
 /// `LimitRange.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LimitRangeSpec {
     /// One entry per type; berth has one type of workload unit.
@@ -212,7 +213,7 @@ pub struct LimitRangeSpec {
 }
 
 /// What a [`LimitRangeItem`] applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum LimitType {
     /// Each instance's resources.
     #[default]
@@ -223,7 +224,7 @@ pub enum LimitType {
 }
 
 /// One entry of `LimitRange.spec.limits`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LimitRangeItem {
     /// `Instance` (or `Container`).

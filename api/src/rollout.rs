@@ -4,10 +4,11 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `spec.strategy`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentStrategy {
     /// `RollingUpdate` (default) or `Recreate`.
@@ -22,7 +23,7 @@ pub struct DeploymentStrategy {
 }
 
 /// `spec.strategy.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum StrategyType {
     /// Replace instances a few at a time, keeping the app available.
     #[default]
@@ -35,7 +36,7 @@ pub enum StrategyType {
 }
 
 /// `spec.strategy.rollingUpdate`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RollingUpdate {
     /// How many instances above `replicas` may exist during the update
@@ -133,7 +134,7 @@ impl<'de> Deserialize<'de> for IntOrPercent {
 }
 
 /// A Deployment condition (`Progressing`, `Available`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentCondition {
     /// `Progressing` or `Available`.
@@ -153,7 +154,7 @@ pub struct DeploymentCondition {
 }
 
 /// One template a Deployment ran, kept for `rollout history` and `undo`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Revision {
     /// 1, 2, 3... in the order the templates were first rolled out.

@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `spec.template.spec.affinity`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Affinity {
     /// Rules about node labels.
@@ -35,7 +36,7 @@ pub struct Affinity {
 }
 
 /// `affinity.nodeAffinity`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeAffinity {
     /// A node must match one of these terms.
@@ -47,7 +48,7 @@ pub struct NodeAffinity {
 }
 
 /// Terms OR-ed together.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSelector {
     /// At least one term must match.
@@ -55,7 +56,7 @@ pub struct NodeSelector {
 }
 
 /// Requirements AND-ed together.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSelectorTerm {
     /// Every requirement must hold.
@@ -64,7 +65,7 @@ pub struct NodeSelectorTerm {
 }
 
 /// A weighted preferred node term.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PreferredSchedulingTerm {
     /// 1 to 100.
@@ -74,7 +75,7 @@ pub struct PreferredSchedulingTerm {
 }
 
 /// `key operator values`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Requirement {
     /// Label key.
@@ -88,7 +89,7 @@ pub struct Requirement {
 }
 
 /// Operators of a [`Requirement`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Operator {
     /// The label's value is one of `values`.
     In,
@@ -138,7 +139,7 @@ impl NodeSelector {
 }
 
 /// `instanceAffinity` / `instanceAntiAffinity`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstanceAffinity {
     /// Terms that must hold.
@@ -151,7 +152,7 @@ pub struct InstanceAffinity {
 
 /// Instances matching `labelSelector` (in `namespaces`, default: the
 /// instance's own) define the topology domains, by `topologyKey`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AffinityTerm {
     /// Which instances count.
@@ -166,7 +167,7 @@ pub struct AffinityTerm {
 }
 
 /// A weighted preferred affinity term.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WeightedAffinityTerm {
     /// 1 to 100.
@@ -177,7 +178,7 @@ pub struct WeightedAffinityTerm {
 }
 
 /// A label selector with `matchLabels` and `matchExpressions`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Selector {
     /// Every pair must be present.
@@ -199,7 +200,7 @@ impl Selector {
 }
 
 /// A toleration of node taints.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Toleration {
     /// Taint key; empty with `Exists` tolerates everything.
@@ -221,7 +222,7 @@ pub struct Toleration {
 }
 
 /// Operators of a [`Toleration`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum TolerationOperator {
     /// Key and value must equal the taint's.
     #[default]
@@ -244,7 +245,7 @@ impl Toleration {
 }
 
 /// A node taint: instances that do not tolerate it stay off (or leave).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Taint {
     /// Key.
@@ -299,7 +300,9 @@ impl std::fmt::Display for Taint {
 }
 
 /// Effects of a [`Taint`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum TaintEffect {
     /// New instances that do not tolerate it are not placed here.
     NoSchedule,
@@ -311,7 +314,7 @@ pub enum TaintEffect {
 }
 
 /// `topologySpreadConstraints[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TopologySpreadConstraint {
     /// Largest allowed difference between the most and least loaded domain.
@@ -327,7 +330,7 @@ pub struct TopologySpreadConstraint {
 }
 
 /// `whenUnsatisfiable`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum WhenUnsatisfiable {
     /// A filter: nodes that would break the skew are out.
     #[default]
@@ -337,7 +340,7 @@ pub enum WhenUnsatisfiable {
 }
 
 /// `Node.spec`: what operators set on a node.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSpec {
     /// Taints.
@@ -349,7 +352,7 @@ pub struct NodeSpec {
 }
 
 /// Whether an instance may preempt lower-priority ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub enum PreemptionPolicy {
     /// It may.
     #[default]

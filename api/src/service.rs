@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::ObjectMeta;
@@ -30,7 +31,7 @@ pub const SERVICE_HOST_SUFFIX: &str = "svc";
 const MAX_PORT: i32 = 65_535;
 
 /// A stable name for a set of instances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Service {
     /// Always `berth.dev/v1`.
@@ -60,7 +61,7 @@ impl Service {
 }
 
 /// `Service.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Labels an instance must carry, every pair, to be an endpoint; a
@@ -73,7 +74,7 @@ pub struct ServiceSpec {
 }
 
 /// One port of a Service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServicePort {
     /// Required when the Service has more than one port.
@@ -95,7 +96,7 @@ impl ServicePort {
 
 /// `Service.status`: filled in by the scheduler when the Service is read,
 /// never stored.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceStatus {
     /// The ready instances the Service routes to, sorted by instance name.
@@ -111,7 +112,7 @@ impl ServiceStatus {
 }
 
 /// One endpoint of a Service, as `status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EndpointStatus {
     /// The instance's name.

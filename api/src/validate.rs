@@ -94,6 +94,11 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::HorizontalAutoscaler(o) => (&o.api_version, &o.kind),
         Object::ResourceQuota(o) => (&o.api_version, &o.kind),
         Object::LimitRange(o) => (&o.api_version, &o.kind),
+        Object::Role(o) | Object::ClusterRole(o) => (&o.api_version, &o.kind),
+        Object::RoleBinding(o) | Object::ClusterRoleBinding(o) => (&o.api_version, &o.kind),
+        Object::Secret(o) => (&o.api_version, &o.kind),
+        Object::ConfigMap(o) => (&o.api_version, &o.kind),
+        Object::NetworkPolicy(o) => (&o.api_version, &o.kind),
     };
     if api_version != API_VERSION {
         return Err(FieldError::new(
@@ -109,7 +114,8 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
     }
     validate_metadata(kind, object.metadata())?;
     match object {
-        Object::Namespace(_) | Object::Event(_) => Ok(()),
+        Object::Namespace(namespace) => crate::capability::validate_namespace(&namespace.metadata),
+        Object::Event(_) => Ok(()),
         Object::Node(node) => scheduling::validate_node_spec("spec", &node.spec),
         Object::PriorityClass(class) => scheduling::validate_priority_class(class),
         Object::Deployment(deployment) => {
@@ -159,6 +165,12 @@ pub fn validate_object(object: &Object) -> Result<(), FieldError> {
         Object::PodDisruptionBudget(pdb) => crate::disruption::validate_pdb_spec(&pdb.spec),
         Object::ResourceQuota(quota) => crate::quota::validate_quota_spec(&quota.spec),
         Object::LimitRange(range) => crate::quota::validate_limit_range_spec(&range.spec),
+        Object::Role(role) | Object::ClusterRole(role) => crate::rbac::validate_rules(&role.rules),
+        Object::RoleBinding(binding) => crate::rbac::validate_binding(binding, false),
+        Object::ClusterRoleBinding(binding) => crate::rbac::validate_binding(binding, true),
+        Object::Secret(secret) => crate::secret::validate_secret(secret),
+        Object::ConfigMap(map) => crate::secret::validate_config_map(map),
+        Object::NetworkPolicy(policy) => crate::netpol::validate_spec(&policy.spec),
         Object::HorizontalAutoscaler(autoscaler) => {
             crate::autoscaler::validate_autoscaler_spec(&autoscaler.spec)
         }
@@ -394,7 +406,11 @@ fn validate_instance_spec(path: &str, spec: &InstanceSpec) -> Result<(), FieldEr
                 format!("duplicate name {:?}, already set by env[{first}]", var.name),
             ));
         }
+        if let Some(from) = &var.value_from {
+            crate::secret::validate_value_from(&format!("{path}.env[{index}]"), &var.value, from)?;
+        }
     }
+    crate::secret::validate_env_from(path, &spec.env_from)?;
     let resources = format!("{path}.resources");
     let requests = parse_resources(&format!("{resources}.requests"), &spec.resources.requests)?;
     let limits = parse_resources(&format!("{resources}.limits"), &spec.resources.limits)?;
@@ -462,7 +478,7 @@ fn is_label_name(value: &str) -> bool {
 }
 
 /// `[-._a-zA-Z][-._a-zA-Z0-9]*`, as Kubernetes checks environment names.
-fn is_env_name(value: &str) -> bool {
+pub(crate) fn is_env_name(value: &str) -> bool {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
     value.bytes().next().is_some_and(|b| !b.is_ascii_digit()) && value.bytes().all(allowed)
 }
@@ -829,6 +845,7 @@ mod tests {
                 .map(|name| EnvVar {
                     name: (*name).into(),
                     value: "v".into(),
+                    value_from: None,
                 })
                 .collect()
         };

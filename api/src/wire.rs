@@ -205,6 +205,68 @@ pub enum Request {
         /// The Deployment's name.
         deployment: String,
     },
+    /// Issue a client certificate for user `user` (users with `create` on
+    /// `users`), answered with [`Response::Credentials`]. With `create`,
+    /// the user must not exist yet (hold no unrevoked certificate);
+    /// without, it must.
+    IssueCertificate {
+        /// The user's name (DNS-1123).
+        user: String,
+        /// Days the certificate is valid, at least 1.
+        days: u32,
+        /// Whether this creates the user.
+        create: bool,
+    },
+    /// Revoke every certificate and token of `user` (users with `delete`
+    /// on `users`): refused from the next request on.
+    RevokeUser {
+        /// The user's name.
+        user: String,
+    },
+    /// Create a bearer token for `user` (for oneself, or with `create` on
+    /// `tokens`), answered with [`Response::Token`]. The scheduler keeps
+    /// only the secret's SHA-256.
+    CreateToken {
+        /// The token's name, for listing and messages.
+        name: String,
+        /// The user the token acts as; empty for the caller.
+        user: String,
+        /// Seconds until the token expires, at least 1.
+        ttl_seconds: u64,
+    },
+    /// Authenticate a connection opened without a client certificate with
+    /// a bearer token: from the answer on, the connection's requests are
+    /// the token's user's. Answered with [`Response::Ok`], or
+    /// [`ErrorCode::Unauthenticated`] (and the connection closed).
+    Authenticate {
+        /// The token's secret, as [`Response::Token`] gave it.
+        token: String,
+    },
+    /// Whether a user may do something (`berth auth can-i`), answered with
+    /// [`Response::Review`]. `as_user` asks for another user and needs
+    /// `impersonate` on `users`.
+    CanI {
+        /// A verb of `berth_api::rbac::VERBS`.
+        verb: String,
+        /// A resource as a rule names it (`deployments`).
+        resource: String,
+        /// The namespace, for a namespaced resource.
+        namespace: Option<String>,
+        /// One object by name.
+        name: Option<String>,
+        /// Ask for this user instead of the caller.
+        as_user: Option<String>,
+    },
+    /// Read Secrets with their values (users; `berth get secret
+    /// --show-secrets`), answered with [`Response::Objects`] as
+    /// [`Request::Get`] is. `Get` answers Secrets with every value
+    /// emptied; this is the one request that returns them.
+    RevealSecrets {
+        /// A namespace, or `None` for all namespaces.
+        namespace: Option<String>,
+        /// One Secret by name, or `None` for all.
+        name: Option<String>,
+    },
 }
 
 /// QUIC close code: the peer's client certificate is not (or no longer)
@@ -405,6 +467,10 @@ pub struct Assignments {
     /// by namespace and name: a node's ingress holds a request for one
     /// that has no ready instance and sends [`Request::Wake`].
     pub scale_to_zero: Vec<WakeTarget>,
+    /// Every NetworkPolicy of the cluster, compiled, sorted by namespace
+    /// and name: which callers the node's router and peer listener admit
+    /// to which instances.
+    pub network_policies: Vec<crate::netpol::NetworkPolicyRoute>,
 }
 
 /// A Deployment whose autoscaler has `minReplicas: 0`.
@@ -495,6 +561,8 @@ pub struct ServiceEndpoint {
     /// (`NodeInfo.peer_address`); empty when it has none, and calls go as
     /// plain HTTP to `address`.
     pub peer_address: String,
+    /// The instance's labels, which network policies select by.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// One instance a node should run.
@@ -536,6 +604,9 @@ pub struct Assignment {
     /// The W3C `traceparent` of the request that created the instance's
     /// owner (its `berth.dev/traceparent` annotation); empty when none.
     pub traceparent: String,
+    /// The instance's labels: who it is when it calls a Service under
+    /// network policy.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The scheduler's answer.
@@ -577,6 +648,32 @@ pub enum Response {
     LogLines(Vec<String>),
     /// Usage rows, for [`Request::Top`].
     Top(TopRows),
+    /// A user's new client certificate, for [`Request::IssueCertificate`].
+    Credentials {
+        /// The certificate chain, PEM.
+        cert_chain_pem: String,
+        /// The private key, PEM.
+        key_pem: String,
+        /// The cluster CA, PEM.
+        ca_pem: String,
+        /// When the certificate expires, RFC 3339.
+        not_after: String,
+    },
+    /// A new bearer token, for [`Request::CreateToken`]: the secret is
+    /// shown this once.
+    Token {
+        /// The secret to send in [`Request::Authenticate`].
+        secret: String,
+        /// When it expires, RFC 3339.
+        expires: String,
+    },
+    /// The answer to [`Request::CanI`].
+    Review {
+        /// Whether the request would be allowed.
+        allowed: bool,
+        /// Why not, when it would not.
+        reason: String,
+    },
 }
 
 /// What happened to one applied object.
@@ -873,6 +970,7 @@ mod tests {
                         address: "10.0.0.2:8080".into(),
                         deployment: "b".into(),
                         peer_address: "10.0.0.2:7444".into(),
+                        labels: [("app".to_owned(), "b".to_owned())].into(),
                     }],
                 },
                 ServiceRoute {
@@ -899,6 +997,16 @@ mod tests {
                 namespace: "default".into(),
                 deployment: "idle".into(),
             }],
+            network_policies: vec![crate::netpol::NetworkPolicyRoute {
+                namespace: "default".into(),
+                name: "deny".into(),
+                selector: BTreeMap::new(),
+                allow: vec![crate::netpol::PeerRule {
+                    namespaces: Some(vec!["team-b".into()]),
+                    labels: BTreeMap::new(),
+                    anyone: false,
+                }],
+            }],
         });
         let frame = encode_frame(&assignments).unwrap();
         assert_eq!(decode_body::<Response>(&frame[4..]).unwrap(), assignments);
@@ -910,10 +1018,11 @@ mod tests {
             ingresses: Vec::new(),
             canaries: Vec::new(),
             scale_to_zero: Vec::new(),
+            network_policies: Vec::new(),
         });
         assert_eq!(
             encode_frame(&empty).unwrap(),
-            [0, 0, 0, 9, 1, 8, 0xac, 2, 0, 0, 0, 0, 0]
+            [0, 0, 0, 10, 1, 8, 0xac, 2, 0, 0, 0, 0, 0, 0]
         );
     }
 

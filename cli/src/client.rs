@@ -6,6 +6,9 @@ use berth_api::wire::{Request, Response};
 
 use crate::config::ClientConfig;
 
+/// The environment variable holding a bearer token to connect with.
+pub const TOKEN_VAR: &str = "BERTH_TOKEN";
+
 /// An open, authenticated connection.
 pub struct Client {
     endpoint: quinn::Endpoint,
@@ -13,15 +16,30 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the scheduler named in `config`.
+    /// Connects to the scheduler named in `config`, with its client
+    /// certificate, or, when `$BERTH_TOKEN` is set, without one and
+    /// authenticated by that bearer token.
     pub async fn connect(config: &ClientConfig) -> Result<Client> {
-        let tls = quic::client_config(&config.identity(), &config.certificate_authority)?;
+        let token = std::env::var(TOKEN_VAR).ok().filter(|t| !t.is_empty());
+        let tls = match token {
+            Some(_) => quic::anonymous_client_config(&config.certificate_authority)?,
+            None => quic::client_config(&config.identity(), &config.certificate_authority)?,
+        };
         let endpoint = quic::client_endpoint(config.server, tls)?;
         let connection = quic::connect(&endpoint, config.server).await?;
-        Ok(Client {
+        let client = Client {
             endpoint,
             connection,
-        })
+        };
+        if let Some(token) = token {
+            client.call(&Request::Authenticate { token }).await?;
+        }
+        Ok(client)
+    }
+
+    /// The scheduler's address.
+    pub fn server(&self) -> std::net::SocketAddr {
+        self.connection.remote_address()
     }
 
     /// Sends one request; a server-side error becomes `Err` with its message.

@@ -296,6 +296,26 @@ impl ConfigFile {
         true
     }
 
+    /// Adds `context`, replacing one of the same name (the top-level
+    /// fields, for `default`); the current context stays.
+    pub fn set_context(&mut self, context: Context) {
+        if context.name == DEFAULT_CONTEXT {
+            self.server = Some(context.server);
+            self.certificate_authority = Some(context.certificate_authority);
+            self.client_certificate = Some(context.client_certificate);
+            self.client_key = Some(context.client_key);
+            return;
+        }
+        // The file read as one cluster so far: keep `default` current.
+        if self.current_context.is_none() && self.server.is_some() {
+            self.current_context = Some(DEFAULT_CONTEXT.to_owned());
+        }
+        match self.contexts.iter_mut().find(|c| c.name == context.name) {
+            Some(existing) => *existing = context,
+            None => self.contexts.push(context),
+        }
+    }
+
     /// Sets the `default` context to `config` and makes it current.
     pub fn set_default(&mut self, config: &ClientConfig) {
         self.server = Some(config.server);

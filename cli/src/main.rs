@@ -116,7 +116,7 @@ enum Command {
         berth get instances -l app=hello -o wide\n  \
         berth get deployment hello -o yaml")]
     Get {
-        /// Kind: namespaces, deployments, daemonsets, jobs, cronjobs, services, instances, nodes, priorityclasses, events (or ns, deploy, ds, cj, svc, inst, no, pc, ev).
+        /// Kind: namespaces, deployments, daemonsets, jobs, cronjobs, services, instances, nodes, priorityclasses, events, secrets, configmaps (or ns, deploy, ds, cj, svc, inst, no, pc, ev, cm).
         kind: String,
         /// One object by name.
         name: Option<String>,
@@ -132,9 +132,55 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
+        /// Show Secret values (base64, as stored) instead of empty ones; RBAC may refuse it.
+        #[arg(long)]
+        show_secrets: bool,
     },
     /// Print the client version.
+    #[command(after_help = "Examples:\n  \
+        berth version")]
     Version,
+    /// Create users and issue their certificates, or revoke them.
+    User {
+        #[command(subcommand)]
+        action: commands::user::Action,
+    },
+    /// Create bearer tokens for automation.
+    Token {
+        #[command(subcommand)]
+        action: commands::token::Action,
+    },
+    /// Ask what RBAC allows.
+    Auth {
+        #[command(subcommand)]
+        action: commands::auth::Action,
+    },
+    /// Create a RoleBinding or ClusterRoleBinding in one command.
+    Create {
+        #[command(subcommand)]
+        action: commands::create::Action,
+    },
+    /// Describe a kind or one of its fields: type, default, meaning, and
+    /// the fields below it.
+    #[command(
+        after_help = "Fields are named as in manifests; lists and maps are walked \
+        through to their elements.\n\n\
+        Examples:\n  \
+        berth explain deployment\n  \
+        berth explain deployment.spec.strategy\n  \
+        berth explain deploy.spec.template.spec.env"
+    )]
+    Explain {
+        /// `KIND` or `KIND.field.field` (`deployment.spec.replicas`).
+        target: String,
+    },
+    /// Print a generated reference page of the user guide.
+    #[command(hide = true)]
+    Docs {
+        /// `cli` (docs/guide/cli.md) or `fields` (docs/guide/fields.md).
+        #[arg(value_enum)]
+        page: commands::docs::Page,
+    },
     /// Show live CPU, memory and requests per second of nodes or instances.
     #[command(after_help = "Examples:\n  \
         berth top nodes\n  \
@@ -170,6 +216,10 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Delete objects named in manifest files, or one by kind and name.
+    #[command(after_help = "Examples:\n  \
+        berth delete -f hello.yaml\n  \
+        berth delete deployment hello\n  \
+        berth delete service hello -n staging")]
     Delete {
         /// Manifest files naming the objects.
         #[arg(short = 'f', long = "filename")]
@@ -183,6 +233,10 @@ enum Command {
         namespace: Option<String>,
     },
     /// Show one object in detail.
+    #[command(after_help = "Examples:\n  \
+        berth describe deployment hello\n  \
+        berth describe instance hello-b7k2x\n  \
+        berth describe node dev")]
     Describe {
         /// Kind.
         kind: String,
@@ -194,6 +248,10 @@ enum Command {
     },
     /// Print an instance's stdout and stderr, or a Deployment's (each line
     /// prefixed with its instance), one timestamped line per line.
+    #[command(after_help = "Examples:\n  \
+        berth logs hello-b7k2x\n  \
+        berth logs deployment/hello --tail 20\n  \
+        berth logs deployment/hello -f --since 5m")]
     Logs {
         /// `INSTANCE` or `deployment/NAME`.
         target: String,
@@ -230,6 +288,9 @@ enum Command {
         for_object: Option<(Kind, String)>,
     },
     /// Add or remove node taints: KEY=VALUE:EFFECT adds, KEY:EFFECT- removes.
+    #[command(after_help = "Examples:\n  \
+        berth taint node node-1 gpu=true:NoSchedule\n  \
+        berth taint node node-1 gpu:NoSchedule-")]
     Taint {
         /// Always `node` (or `nodes`, `no`).
         kind: String,
@@ -245,6 +306,9 @@ enum Command {
         action: RolloutAction,
     },
     /// Set a Deployment's replica count.
+    #[command(after_help = "Examples:\n  \
+        berth scale deployment/hello --replicas 5\n  \
+        berth scale deployment/api --replicas 0 -n staging")]
     Scale {
         /// `deployment/NAME`.
         target: String,
@@ -256,6 +320,9 @@ enum Command {
         namespace: Option<String>,
     },
     /// Change a Deployment's template: `set component deployment/NAME FILE.wasm`.
+    #[command(after_help = "Examples:\n  \
+        berth set component deployment/hello ./hello-v2.wasm\n  \
+        berth set component deployment/hello target/wasm32-wasip2/release/hello.wasm && berth rollout status deployment/hello")]
     Set {
         /// What to set: `component`.
         what: String,
@@ -267,12 +334,91 @@ enum Command {
         #[arg(short, long)]
         namespace: Option<String>,
     },
+    /// Publish a component to an OCI registry as a Wasm component artifact;
+    /// prints its reference by digest, for `component:` in a manifest.
+    #[command(after_help = "Examples:\n  \
+        berth push hello.wasm oci://127.0.0.1:5000/hello:v1\n  \
+        berth push target/wasm32-wasip2/release/api.wasm oci://ghcr.io/org/api:1.2.0")]
+    Push {
+        /// The component file.
+        file: PathBuf,
+        /// Where to: `oci://REGISTRY/REPO:TAG` (plain HTTP to a loopback registry).
+        reference: String,
+    },
+    /// Create a Cargo project for a component: an HTTP service or a Job.
+    #[command(after_help = "Examples:\n  \
+        berth new greeter\n  \
+        berth new nightly-report --template job\n  \
+        berth new api --dir services/api --sdk-path ~/src/berth/sdk/berth-sdk")]
+    New {
+        /// The project's name: its Cargo package and Deployment (a DNS-1123 label).
+        name: String,
+        /// What the component is.
+        #[arg(long, value_enum, default_value = "http")]
+        template: commands::new::Template,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The berth-sdk crate to depend on (default: $BERTH_SDK_PATH, else
+        /// the source tree berth was built from).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Build the project for wasm32-wasip2; print the component's path and digest.
+    #[command(
+        after_help = "Runs `cargo build --release --target wasm32-wasip2`; set         CARGO_NET_OFFLINE=true to build offline, CARGO_TARGET_DIR to build elsewhere.\n\n\
+        Examples:\n  \
+        berth build\n  \
+        berth build --dir services/api --debug"
+    )]
+    Build {
+        /// The project's directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Build with Cargo's dev profile instead of release.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Build the project, deploy it, wait until it is ready, print its URL.
+    #[command(
+        after_help = "A berth.yaml in the project is applied as `berth apply -f` would; \
+        without one, an HTTP component becomes a Deployment named after the package \
+        (labels app=NAME), a command component a Job.\n\n\
+        Examples:\n  \
+        berth deploy\n  \
+        berth deploy --replicas 3 -n staging\n  \
+        berth deploy --dir services/api --wait 5m"
+    )]
+    Deploy {
+        /// The project's directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Build with Cargo's dev profile instead of release.
+        #[arg(long)]
+        debug: bool,
+        /// Replicas of the generated Deployment.
+        #[arg(long)]
+        replicas: Option<i64>,
+        /// Namespace of the generated object (default: default).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Give up waiting after this long (10s, 5m, 1h30m); 0s waits as long as it takes.
+        #[arg(long, value_parser = logs::parse_since, default_value = "120s")]
+        wait: u64,
+        /// The nodes' ingress domain, for the URL.
+        #[arg(long, default_value = berth_node::DEFAULT_DOMAIN)]
+        domain: String,
+    },
     /// Mark a node unschedulable: no new instances.
+    #[command(after_help = "Examples:\n  \
+        berth cordon node-1")]
     Cordon {
         /// The node.
         name: String,
     },
     /// Mark a node schedulable again.
+    #[command(after_help = "Examples:\n  \
+        berth uncordon node-1")]
     Uncordon {
         /// The node.
         name: String,
@@ -295,6 +441,9 @@ enum Command {
         force: bool,
     },
     /// Run the scheduler (control plane).
+    #[command(after_help = "Examples:\n  \
+        berth scheduler --data /var/lib/berth --listen 0.0.0.0:7443\n  \
+        berth scheduler --admin 127.0.0.1:9090 --config-file scheduler.yaml")]
     Scheduler {
         /// Data directory (store, CA, credentials).
         #[arg(long, env = "BERTH_DATA", default_value_os_t = config::data_home("scheduler"))]
@@ -311,8 +460,18 @@ enum Command {
         /// TCP address for the admin HTTP listener (/metrics, /livez, /readyz); off when not given.
         #[arg(long)]
         admin: Option<SocketAddr>,
+        /// Audit log file (JSON lines, rotated at 10 MiB); default audit.log in the data directory.
+        #[arg(long, env = "BERTH_AUDIT_LOG")]
+        audit_log: Option<PathBuf>,
+        /// File holding the 32-byte key Secrets are encrypted with at rest (must exist); default secrets.key in the data directory, created on first start.
+        #[arg(long, env = "BERTH_SECRETS_KEY")]
+        secrets_key: Option<PathBuf>,
     },
     /// Run a node agent that joins a scheduler.
+    #[command(after_help = "Examples:\n  \
+        berth node --join 10.0.0.1:7443 --token berth1.… --name node-1 --ingress 0.0.0.0:8080\n  \
+        berth node --join 10.0.0.1:7443 --name gpu-1 --label disktype=ssd --taint gpu=true:NoSchedule\n  \
+        berth node --join 10.0.0.1:7443 --name box-1 --runtime wasm,oci")]
     Node {
         /// The scheduler's QUIC address.
         #[arg(long)]
@@ -376,6 +535,10 @@ enum Command {
         domain: String,
     },
     /// Run a scheduler and one node in one process, for one machine.
+    #[command(after_help = "Examples:\n  \
+        berth dev\n  \
+        berth dev -f examples/hello.yaml\n  \
+        berth dev --ingress 127.0.0.1:9080 --data /tmp/berth-dev")]
     Dev {
         /// Data directory.
         #[arg(long, default_value_os_t = config::data_home("dev"))]
@@ -413,6 +576,9 @@ enum RuntimeKind {
 #[derive(Debug, Subcommand)]
 enum RolloutAction {
     /// Wait for the rollout to finish; non-zero exit if it fails or times out.
+    #[command(after_help = "Examples:\n  \
+        berth rollout status deployment/hello\n  \
+        berth rollout status deployment/hello --timeout 120")]
     Status {
         /// `deployment/NAME`.
         target: String,
@@ -424,6 +590,8 @@ enum RolloutAction {
         namespace: Option<String>,
     },
     /// List the revisions kept for rollback.
+    #[command(after_help = "Examples:\n  \
+        berth rollout history deployment/hello")]
     History {
         /// `deployment/NAME`.
         target: String,
@@ -432,6 +600,9 @@ enum RolloutAction {
         namespace: Option<String>,
     },
     /// Roll back to the previous revision, or to `--to-revision`.
+    #[command(after_help = "Examples:\n  \
+        berth rollout undo deployment/hello\n  \
+        berth rollout undo deployment/hello --to-revision 2")]
     Undo {
         /// `deployment/NAME`.
         target: String,
@@ -443,6 +614,8 @@ enum RolloutAction {
         namespace: Option<String>,
     },
     /// Stop rolling out template changes.
+    #[command(after_help = "Examples:\n  \
+        berth rollout pause deployment/hello")]
     Pause {
         /// `deployment/NAME`.
         target: String,
@@ -451,6 +624,8 @@ enum RolloutAction {
         namespace: Option<String>,
     },
     /// Roll out template changes again.
+    #[command(after_help = "Examples:\n  \
+        berth rollout resume deployment/hello")]
     Resume {
         /// `deployment/NAME`.
         target: String,
@@ -459,6 +634,9 @@ enum RolloutAction {
         namespace: Option<String>,
     },
     /// End a canary's current pause, or with `--full` skip to 100%.
+    #[command(after_help = "Examples:\n  \
+        berth rollout promote deployment/hello\n  \
+        berth rollout promote deployment/hello --full")]
     Promote {
         /// `deployment/NAME`.
         target: String,
@@ -470,6 +648,8 @@ enum RolloutAction {
         namespace: Option<String>,
     },
     /// Stop a canary: its instances stop, the stable revision serves all.
+    #[command(after_help = "Examples:\n  \
+        berth rollout abort deployment/hello")]
     Abort {
         /// `deployment/NAME`.
         target: String,
@@ -642,6 +822,7 @@ async fn run(cli: Cli) -> Result<()> {
             all_namespaces,
             selector,
             output,
+            show_secrets,
         } => {
             let kind = kind(&kind_name)?;
             let query = get::Query {
@@ -658,7 +839,11 @@ async fn run(cli: Cli) -> Result<()> {
                 name: name.clone(),
             };
             let client = connect(cli.config.as_deref()).await?;
-            let mut objects = get::get(&client, &query).await?;
+            let mut objects = if show_secrets {
+                get::reveal(&client, &query).await
+            } else {
+                get::get(&client, &query).await
+            }?;
             client.close().await;
             if let Some(selector) = &selector {
                 objects = get::select(objects, selector);
@@ -681,6 +866,112 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{text}");
         }
         Command::Version => print!("{}", version::version()),
+        Command::User { action } => {
+            let client = connect(cli.config.as_deref()).await?;
+            let result = match action {
+                commands::user::Action::Create {
+                    name,
+                    days,
+                    context,
+                } => {
+                    let issued =
+                        commands::user::issue(&client, &config_path, &name, days, true, context)
+                            .await?;
+                    render::issued(&issued, &config_path)
+                }
+                commands::user::Action::Cert {
+                    name,
+                    days,
+                    context,
+                } => {
+                    let issued =
+                        commands::user::issue(&client, &config_path, &name, days, false, context)
+                            .await?;
+                    render::issued(&issued, &config_path)
+                }
+                commands::user::Action::Revoke { name } => {
+                    commands::user::revoke(&client, &name).await?;
+                    format!("user/{name} revoked\n")
+                }
+            };
+            client.close().await;
+            print!("{result}");
+        }
+        Command::Token {
+            action: commands::token::Action::Create { name, user, ttl },
+        } => {
+            let client = connect(cli.config.as_deref()).await?;
+            let created = commands::token::create(&client, &name, user, ttl).await?;
+            client.close().await;
+            eprintln!("token/{name} created, expires {}", created.expires);
+            println!("{}", created.secret);
+        }
+        Command::Auth {
+            action:
+                commands::auth::Action::CanI {
+                    verb,
+                    resource,
+                    name,
+                    namespace,
+                    all_namespaces,
+                    as_user,
+                },
+        } => {
+            let namespace =
+                (!all_namespaces).then(|| namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into()));
+            let question = commands::auth::Question {
+                verb,
+                resource,
+                name,
+                namespace,
+                as_user,
+            };
+            let client = connect(cli.config.as_deref()).await?;
+            let (allowed, _reason) = commands::auth::can_i(&client, question).await?;
+            client.close().await;
+            println!("{}", if allowed { "yes" } else { "no" });
+            if !allowed {
+                return Err(commands::auth::No.into());
+            }
+        }
+        Command::Create { action } => {
+            let binding = match action {
+                commands::create::Action::Rolebinding {
+                    name,
+                    clusterrole,
+                    role,
+                    users,
+                    namespace,
+                } => commands::create::Binding {
+                    name,
+                    namespace: Some(namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into())),
+                    cluster_role: clusterrole,
+                    role,
+                    users,
+                },
+                commands::create::Action::Clusterrolebinding {
+                    name,
+                    clusterrole,
+                    users,
+                } => commands::create::Binding {
+                    name,
+                    namespace: None,
+                    cluster_role: Some(clusterrole),
+                    role: None,
+                    users,
+                },
+            };
+            let client = connect(cli.config.as_deref()).await?;
+            let outcomes = commands::create::create(&client, &binding).await?;
+            client.close().await;
+            for outcome in &outcomes {
+                println!("{}", outcome_line(outcome));
+            }
+        }
+        Command::Explain { target } => {
+            print!("{}", render::explain(&commands::explain::explain(&target)?));
+        }
+        Command::Docs { page } => print!("{}", page.generate(Cli::command())),
         Command::Top {
             target,
             namespace,
@@ -838,7 +1129,11 @@ async fn run(cli: Cli) -> Result<()> {
                 } => {
                     let name = rollout::deployment_name(&target, None)?;
                     let timeout = timeout.map(Duration::from_secs);
-                    rollout::status(&client, &ns(namespace), &name, timeout).await?;
+                    let mut line = render::ProgressLine::stdout();
+                    rollout::status(&client, &ns(namespace), &name, timeout, &mut |p| {
+                        line.show(p);
+                    })
+                    .await?;
                 }
                 RolloutAction::History { target, namespace } => {
                     let name = rollout::deployment_name(&target, None)?;
@@ -928,6 +1223,59 @@ async fn run(cli: Cli) -> Result<()> {
             client.close().await;
             println!("deployment/{name} component updated");
         }
+        Command::New {
+            name,
+            template,
+            dir,
+            sdk_path,
+        } => {
+            let options = commands::new::Options {
+                name,
+                template,
+                dir,
+                sdk_path,
+            };
+            print!("{}", render::created(&commands::new::new(&options)?));
+        }
+        Command::Build { dir, debug } => {
+            let built = commands::build::build(&commands::build::Options { dir, debug })?;
+            print!("{}", render::built(&built));
+        }
+        Command::Deploy {
+            dir,
+            debug,
+            replicas,
+            namespace,
+            wait,
+            domain,
+        } => {
+            let build = commands::build::Options {
+                dir: dir.clone(),
+                debug,
+            };
+            let built = commands::build::build(&build)?;
+            print!("{}", render::built(&built));
+            let options = commands::deploy::Options {
+                dir,
+                replicas,
+                namespace,
+                wait: (wait > 0).then(|| Duration::from_secs(wait)),
+                domain,
+            };
+            let client = connect(cli.config.as_deref()).await?;
+            let mut line = render::ProgressLine::stdout();
+            let deployed = commands::deploy::deploy(&client, &options, &built, &mut |step| {
+                render::deploy_step(step, &mut line);
+            })
+            .await;
+            drop(line);
+            client.close().await;
+            print!("{}", render::deployed(&deployed?));
+        }
+        Command::Push { file, reference } => {
+            let pushed = commands::push::push(&file, &reference).await?;
+            println!("{}", render::pushed(&pushed));
+        }
         Command::Cordon { name } => cordon(cli.config.as_deref(), &name, true).await?,
         Command::Uncordon { name } => cordon(cli.config.as_deref(), &name, false).await?,
         Command::Drain {
@@ -953,6 +1301,8 @@ async fn run(cli: Cli) -> Result<()> {
             node_grace_seconds,
             config_file,
             admin,
+            audit_log,
+            secrets_key,
         } => {
             let file = match &config_file {
                 Some(path) => scheduler_config::load(path)?,
@@ -967,6 +1317,8 @@ async fn run(cli: Cli) -> Result<()> {
                 node_grace: grace,
                 placement: file.placement,
                 admin,
+                audit_log,
+                secrets_key,
             };
             scheduler::run(config, &config_path).await?;
         }
@@ -1071,6 +1423,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `berth diff` found changes: its output says which.
         Err(e) if e.is::<diff::Changes>() => ExitCode::FAILURE,
+        // `berth auth can-i` said no.
+        Err(e) if e.is::<commands::auth::No>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             error_exit

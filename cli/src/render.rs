@@ -8,7 +8,12 @@
 pub mod colour;
 mod contexts;
 mod diff;
+mod explain;
+pub mod progress;
+mod project;
 mod quota;
+mod rbac;
+mod secret;
 #[cfg(test)]
 mod snapshots;
 
@@ -22,6 +27,10 @@ use serde::Serialize;
 
 pub use contexts::contexts;
 pub use diff::diff;
+pub use explain::explain;
+pub use progress::ProgressLine;
+pub use project::{built, created, deploy_step, deployed};
+pub use rbac::issued;
 
 /// Output formats of `get`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -122,6 +131,9 @@ fn wide_headers(kind: Kind) -> &'static [&'static str] {
         Kind::PodDisruptionBudget => &["SELECTOR"],
         Kind::HorizontalAutoscaler => &["LAST SCALE"],
         Kind::ResourceQuota | Kind::LimitRange => &[],
+        Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => &[],
+        Kind::NetworkPolicy => &[],
+        Kind::Secret | Kind::ConfigMap => &[],
         Kind::Namespace | Kind::PriorityClass | Kind::Event => &[],
     }
 }
@@ -186,6 +198,12 @@ fn wide_cells(object: &Object) -> Vec<String> {
         ],
         Object::Namespace(_) | Object::PriorityClass(_) | Object::Event(_) => Vec::new(),
         Object::ResourceQuota(_) | Object::LimitRange(_) => Vec::new(),
+        Object::Role(_)
+        | Object::ClusterRole(_)
+        | Object::RoleBinding(_)
+        | Object::ClusterRoleBinding(_) => Vec::new(),
+        Object::NetworkPolicy(_) => Vec::new(),
+        Object::Secret(_) | Object::ConfigMap(_) => Vec::new(),
     }
 }
 
@@ -294,6 +312,29 @@ fn row(object: &Object, now: Timestamp) -> Vec<String> {
             vec![meta.name.clone(), age, or_none(request), or_none(limit)]
         }
         Object::LimitRange(_) => vec![meta.name.clone(), age],
+        Object::Role(_) | Object::ClusterRole(_) => vec![meta.name.clone(), age],
+        Object::RoleBinding(b) | Object::ClusterRoleBinding(b) => vec![
+            meta.name.clone(),
+            rbac::role_cell(b),
+            rbac::users_cell(b),
+            age,
+        ],
+        Object::Secret(s) => vec![
+            meta.name.clone(),
+            s.type_.clone(),
+            s.data.len().to_string(),
+            age,
+        ],
+        Object::ConfigMap(c) => vec![meta.name.clone(), c.data.len().to_string(), age],
+        Object::NetworkPolicy(p) => {
+            let selector = label_pairs(&p.spec.pod_selector.match_labels);
+            let selector = if selector.is_empty() {
+                "<none>".to_owned()
+            } else {
+                selector
+            };
+            vec![meta.name.clone(), selector, age]
+        }
         Object::PodDisruptionBudget(b) => {
             let bound = |v: Option<berth_api::rollout::IntOrPercent>| {
                 v.map_or_else(|| "N/A".to_owned(), |v| v.to_string())
@@ -394,6 +435,11 @@ fn headers(kind: Kind) -> &'static [&'static str] {
         ],
         Kind::ResourceQuota => &["NAME", "AGE", "REQUEST", "LIMIT"],
         Kind::LimitRange => &["NAME", "AGE"],
+        Kind::Role | Kind::ClusterRole => &["NAME", "AGE"],
+        Kind::RoleBinding | Kind::ClusterRoleBinding => &["NAME", "ROLE", "USERS", "AGE"],
+        Kind::Secret => &["NAME", "TYPE", "DATA", "AGE"],
+        Kind::ConfigMap => &["NAME", "DATA", "AGE"],
+        Kind::NetworkPolicy => &["NAME", "POD-SELECTOR", "AGE"],
         Kind::PodDisruptionBudget => &[
             "NAME",
             "MIN AVAILABLE",
@@ -968,6 +1014,38 @@ pub fn describe(object: &Object, events: &[Object], now: Timestamp) -> String {
                 field(&name, &value);
             }
         }
+        Object::Role(r) | Object::ClusterRole(r) => {
+            for (name, value) in rbac::describe_role(r) {
+                field(&name, &value);
+            }
+        }
+        Object::RoleBinding(b) | Object::ClusterRoleBinding(b) => {
+            for (name, value) in rbac::describe_binding(b) {
+                field(&name, &value);
+            }
+        }
+        Object::Secret(s) => {
+            for (name, value) in secret::describe_secret(s) {
+                field(&name, &value);
+            }
+        }
+        Object::ConfigMap(c) => {
+            for (name, value) in secret::describe_config_map(c) {
+                field(&name, &value);
+            }
+        }
+        Object::NetworkPolicy(p) => {
+            let selector = label_pairs(&p.spec.pod_selector.match_labels);
+            field(
+                "PodSelector",
+                if selector.is_empty() {
+                    "<none> (all instances in the namespace)"
+                } else {
+                    &selector
+                },
+            );
+            field("Ingress rules", &p.spec.ingress.len().to_string());
+        }
         Object::PriorityClass(c) => {
             field("Value", &c.value.to_string());
             field("GlobalDefault", &c.global_default.to_string());
@@ -1037,6 +1115,12 @@ fn canary_line(canary: &berth_api::canary::CanaryStatus) -> String {
         line.push_str(&format!(": {}: {}", canary.reason, canary.message));
     }
     line
+}
+
+/// What `berth push` did: the reference by digest, alone on its line so
+/// scripts can take it.
+pub fn pushed(pushed: &crate::commands::push::Pushed) -> String {
+    pushed.reference.clone()
 }
 
 /// What `berth rollout promote|abort` did.

@@ -172,6 +172,7 @@ async fn registered_session(
                     // is gone, as the instances are.
                     services.update(&assignments.services);
                     services.update_ingresses(&assignments.ingresses);
+                    services.update_policies(&assignments.network_policies);
                     supervisor.apply(assignments, &connection);
                 }
                 Some(Response::Error(e)) => bail!("watch: {e}"),

@@ -185,6 +185,7 @@ pub fn instance_config(spec: &LoadSpec, log: Option<GuestLog>) -> InstanceConfig
         Arc::new(crate::outbound::ServiceAccess {
             router,
             namespace: spec.namespace.clone(),
+            caller: spec.service_caller.clone(),
         })
     });
     InstanceConfig {

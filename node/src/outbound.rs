@@ -23,6 +23,10 @@ pub struct ServiceAccess {
     pub router: SocketAddr,
     /// The instance's namespace.
     pub namespace: String,
+    /// The caller header value naming the instance to the router
+    /// (`crate::services::policy::instance_header`); it replaces any
+    /// the guest sets.
+    pub caller: String,
 }
 
 /// The `wasi:http` hooks of one instance: its outbound allow-list and its
@@ -79,6 +83,15 @@ impl OutboundPolicy {
         };
         *request.uri_mut() = uri;
         request.headers_mut().insert(http::header::HOST, host);
+        let caller = crate::services::policy::CALLER_HEADER;
+        match HeaderValue::from_str(&access.caller) {
+            Ok(value) => {
+                request.headers_mut().insert(caller, value);
+            }
+            Err(_) => {
+                request.headers_mut().remove(caller);
+            }
+        }
         true
     }
 }
@@ -213,11 +226,21 @@ mod tests {
         let policy = OutboundPolicy::default().with_services(Some(Arc::new(ServiceAccess {
             router: "127.0.0.1:4000".parse().unwrap(),
             namespace: "team".into(),
+            caller: "key team app=a".into(),
         })));
         let mut routed = request("http://b.default.svc/x?y=1");
+        routed.headers_mut().insert(
+            crate::services::policy::CALLER_HEADER,
+            HeaderValue::from_static("forged"),
+        );
         assert!(policy.to_service(&mut routed));
         assert_eq!(routed.uri(), "http://127.0.0.1:4000/x?y=1");
         assert_eq!(routed.headers()[http::header::HOST], "b.default.svc");
+        assert_eq!(
+            routed.headers()[crate::services::policy::CALLER_HEADER],
+            "key team app=a",
+            "the node names the caller, not the guest"
+        );
         let mut routed = request("http://b");
         assert!(policy.to_service(&mut routed));
         assert_eq!(routed.uri(), "http://127.0.0.1:4000/");

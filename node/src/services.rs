@@ -20,7 +20,8 @@
 //! drawn at random, power-of-two-choices. A call whose connection fails
 //! before it was sent is tried on another node, for idempotent methods
 //! only. Answers of the router itself: 400 (no service host), 404 (no such
-//! Service), 503 (no ready endpoint), 502 (no endpoint reachable).
+//! Service), 403 (network policy admits the caller to no endpoint,
+//! [`policy`]), 503 (no ready endpoint), 502 (no endpoint reachable).
 //!
 //! Out of scope for now: routing by `ports`. Ingress objects use
 //! [`ServiceRouter::call`] too (`crate::ingress_rules`). See
@@ -29,6 +30,7 @@
 
 pub mod forward;
 pub mod peer;
+pub mod policy;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -62,6 +64,8 @@ pub struct ServiceRouter {
     /// Every Ingress's rules, which the node's ingress serves
     /// (`crate::ingress_rules`).
     pub(crate) ingresses: RwLock<Arc<[berth_api::wire::IngressRoute]>>,
+    /// Network policies and this node's endpoints' labels ([`policy`]).
+    pub(crate) policies: Arc<policy::Policies>,
 }
 
 impl std::fmt::Debug for ServiceRouter {
@@ -103,13 +107,20 @@ impl ServiceRouter {
             peers: OnceLock::new(),
             metrics: OnceLock::new(),
             ingresses: RwLock::new(Arc::from([])),
+            policies: Arc::default(),
         })
     }
 
     /// Sends calls to other nodes' endpoints through `peers` from now on;
     /// the first set stays.
     pub fn use_peers(&self, peers: Arc<peer::Peers>) {
+        peers.enforce(Arc::clone(&self.policies));
         let _ = self.peers.set(peers);
+    }
+
+    /// Replaces the network policies with those the scheduler sent.
+    pub fn update_policies(&self, policies: &[berth_api::netpol::NetworkPolicyRoute]) {
+        self.policies.update(policies);
     }
 
     /// Counts forwarded calls in `metrics`; the first set stays.
@@ -134,6 +145,7 @@ impl ServiceRouter {
             .collect();
         self.in_flight()
             .retain(|uid, count| count.load(Ordering::Relaxed) > 0 || uids.contains(uid.as_str()));
+        self.policies.update_local(&self.node, routes);
         *self.routes.write().unwrap_or_else(PoisonError::into_inner) = table;
     }
 
@@ -299,6 +311,7 @@ mod tests {
             address: format!("{node}:8080"),
             deployment: "b".into(),
             peer_address: String::new(),
+            labels: std::collections::BTreeMap::new(),
         }
     }
 

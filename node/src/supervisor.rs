@@ -1,7 +1,8 @@
 //! Turns assignments into running instances and remembers how each is doing.
 //!
 //! An assigned instance goes Starting (fetch the component by digest unless
-//! it is on disk, then load it into its sandbox, where it is compiled or
+//! it is on disk, from the scheduler or, for `oci://`, from its registry;
+//! then load it into its sandbox, where it is compiled or
 //! loaded from the compiled artifact and pre-instantiated) then Running or
 //! Failed. What runs it is an [`Executor`]: sandboxes (worker processes in
 //! cgroups, what `berth node` uses) or, for embedders and tests, the node's
@@ -307,17 +308,27 @@ impl Supervisor {
             }
             return;
         }
-        let fetched = match &connection {
-            Some(connection) => self.fetch(&assignment.component, connection).await,
-            None => self.on_disk(&assignment.component),
+        let fetched = if crate::oci::component::is_oci(&assignment.component) {
+            self.pulled(&assignment.component).await
+        } else {
+            match &connection {
+                Some(connection) => self.fetch(&assignment.component, connection).await,
+                None => self.on_disk(&assignment.component),
+            }
+            .map(|path| (path, assignment.component.clone()))
         };
-        let path = match fetched {
-            Ok(path) => path,
+        let (path, digest) = match fetched {
+            Ok(fetched) => fetched,
             Err(e) => {
                 warn!(instance = %assignment.name, error = %format!("{e:#}"), "cannot fetch component");
                 self.update(&uid, |state| {
                     state.phase = Phase::Failed;
-                    state.reason = "FetchFailed".into();
+                    // A registry pull fails as a container image's does.
+                    state.reason = if crate::oci::component::is_oci(&assignment.component) {
+                        "ErrImagePull".into()
+                    } else {
+                        "FetchFailed".into()
+                    };
                     state.message = format!("{e:#}");
                 });
                 return;
@@ -328,6 +339,7 @@ impl Supervisor {
         }
         let spec = LoadSpec {
             service_router: self.service_router.get().copied(),
+            digest,
             ..load_spec(&assignment, path)
         };
         match &self.executor {
@@ -518,20 +530,60 @@ impl Supervisor {
         if actual != hex {
             bail!("fetching {digest}: content has digest sha256:{actual}");
         }
+        self.keep(digest, &path, &bytes).await
+    }
+
+    /// The component a registry holds at `reference`
+    /// (`oci://REGISTRY/REPO@sha256:...`, pinned at apply) and its content
+    /// digest. Pulled once by this node, `pull` checking the manifest and
+    /// layer digests; kept like an uploaded component under its content
+    /// digest, with `oci-<manifest hex>.ref` naming that digest so later
+    /// starts need no registry.
+    async fn pulled(&self, reference: &str) -> Result<(PathBuf, String)> {
+        let manifest_hex = reference
+            .rsplit_once("@sha256:")
+            .map(|(_, hex)| hex)
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| anyhow!("component {reference:?} is not pinned to a digest"))?;
+        let pointer = self.components.join(format!("oci-{manifest_hex}.ref"));
+        if let Ok(digest) = tokio::fs::read_to_string(&pointer).await
+            && let Ok((path, _)) = self.component_path(digest.trim())
+            && path.exists()
+        {
+            return Ok((path, digest.trim().to_owned()));
+        }
+        let pulled = crate::oci::component::pull(reference)
+            .await
+            .with_context(|| format!("pulling {reference}"))?;
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&pulled.bytes)));
+        let (path, _) = self.component_path(&digest)?;
+        let path = self.keep(&digest, &path, &pulled.bytes).await?;
+        let partial = pointer.with_extension(format!("partial-{}", unique_suffix()));
+        tokio::fs::write(&partial, &digest)
+            .await
+            .with_context(|| format!("cannot write {}", partial.display()))?;
+        tokio::fs::rename(&partial, &pointer)
+            .await
+            .with_context(|| format!("cannot write {}", pointer.display()))?;
+        Ok((path, digest))
+    }
+
+    /// Writes the fetched component `bytes` to `path` and notes it held.
+    async fn keep(&self, digest: &str, path: &Path, bytes: &[u8]) -> Result<PathBuf> {
         // Instances of one component may fetch it at once: each writes its
         // own temporary file, and the renames replace one another atomically.
         let partial = path.with_extension(format!("partial-{}", unique_suffix()));
-        tokio::fs::write(&partial, &bytes)
+        tokio::fs::write(&partial, bytes)
             .await
             .with_context(|| format!("cannot write {}", partial.display()))?;
-        tokio::fs::rename(&partial, &path)
+        tokio::fs::rename(&partial, path)
             .await
             .with_context(|| format!("cannot write {}", path.display()))?;
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(digest.to_owned());
-        Ok(path)
+        Ok(path.to_path_buf())
     }
 }
 
@@ -594,6 +646,10 @@ fn load_spec(assignment: &Assignment, wasm: PathBuf) -> LoadSpec {
             .then_some(assignment.limits.memory_bytes),
         allowed_outbound_hosts: assignment.allowed_outbound_hosts.clone(),
         service_router: None,
+        service_caller: crate::services::policy::instance_header(
+            &assignment.namespace,
+            &assignment.labels,
+        ),
         request_timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         probes: assignment.probes.clone(),
         command: assignment.workload == berth_api::job::Workload::Command,

@@ -56,7 +56,27 @@ user_spec!(
     berth_api::autoscaler::HorizontalAutoscaler => berth_api::autoscaler::AutoscalerSpec,
     berth_api::quota::ResourceQuota => berth_api::quota::ResourceQuotaSpec,
     berth_api::quota::LimitRange => berth_api::quota::LimitRangeSpec,
+    berth_api::netpol::NetworkPolicy => berth_api::netpol::NetworkPolicySpec,
 );
+
+/// A ConfigMap's and a Secret's user-owned part is `data` (a Secret's
+/// after [`berth_api::secret::Secret::normalize`]; `type` is always
+/// `Opaque`).
+macro_rules! user_data {
+    ($($ty:ty),* $(,)?) => {$(
+        impl UserSpec for $ty {
+            type Spec = std::collections::BTreeMap<String, String>;
+            fn parts(&self) -> (&ObjectMeta, &Self::Spec) {
+                (&self.metadata, &self.data)
+            }
+            fn parts_mut(&mut self) -> (&mut ObjectMeta, &mut Self::Spec) {
+                (&mut self.metadata, &mut self.data)
+            }
+        }
+    )*};
+}
+
+user_data!(berth_api::secret::Secret, berth_api::secret::ConfigMap);
 
 impl<T: UserSpec> UserSpec for Box<T> {
     type Spec = T::Spec;
@@ -109,6 +129,15 @@ pub fn is_digest(digest: &str) -> bool {
     digest.strip_prefix("sha256:").is_some_and(|hex| {
         hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
+}
+
+/// Whether `component` names a component in a registry by digest:
+/// `oci://REGISTRY/REPO@sha256:<64 hex digits>`.
+pub fn is_oci_pinned(component: &str) -> bool {
+    component
+        .strip_prefix("oci://")
+        .and_then(|rest| rest.rsplit_once('@'))
+        .is_some_and(|(name, digest)| name.contains('/') && is_digest(digest))
 }
 
 /// Checks an uploaded component and stores it under its digest.
@@ -187,10 +216,19 @@ fn admit(raw: &[Vec<u8>], cluster: &Cluster) -> Result<Vec<Object>, ApiError> {
             object.metadata_mut().namespace = Some(DEFAULT_NAMESPACE.into());
         }
         validate_object(&object).map_err(|e| invalid(format!("{}: {e}", object.describe())))?;
+        if let Object::Secret(secret) = &mut object {
+            secret.normalize();
+        }
         if let Some(template) = object.template()
             && template.spec.image.is_none()
         {
             let component = &template.spec.component;
+            // Pulled by the nodes from a registry (decision 0039); `apply`
+            // has resolved any tag to its manifest digest.
+            if is_oci_pinned(component) {
+                objects.push(object);
+                continue;
+            }
             if !is_digest(component) {
                 return Err(invalid(format!(
                     "{}: spec.template.spec.component: {component:?} is not an uploaded component digest",
@@ -217,6 +255,11 @@ fn namespace_exists(txn: &Txn<'_, '_>, namespace: &str) -> Result<bool, StoreErr
 pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u64), ApiError> {
     let objects = admit(raw, cluster)?;
     let now = Timestamp::now();
+    let imports = if objects.iter().any(|o| o.template().is_some()) {
+        cluster.store.imports()?
+    } else {
+        std::collections::HashMap::new()
+    };
     cluster.store.write(|txn| {
         let mut outcomes = Vec::with_capacity(objects.len());
         for mut object in objects {
@@ -231,11 +274,58 @@ pub fn apply(cluster: &Cluster, raw: &[Vec<u8>]) -> Result<(Vec<ApplyOutcome>, u
             check_priority_class(txn, &object)?;
             crate::quota::limits::admit(txn, &mut object)?;
             crate::quota::admit(txn, &object)?;
+            check_capabilities(txn, &object, &imports)?;
             let action = apply_one(txn, object, now)?;
             outcomes.push(action);
         }
         Ok(outcomes)
     })
+}
+
+/// A workload's component must import nothing its namespace's capability
+/// policy (`berth_api::capability`) denies.
+fn check_capabilities(
+    txn: &Txn<'_, '_>,
+    object: &Object,
+    imports: &std::collections::HashMap<String, BTreeSet<String>>,
+) -> Result<(), ApiError> {
+    let (Some(template), Some(namespace)) = (object.template(), object.namespace()) else {
+        return Ok(());
+    };
+    if template.spec.image.is_some() {
+        return Ok(());
+    }
+    let Some(Object::Namespace(ns)) = txn.get(&key(Kind::Namespace, None, namespace))? else {
+        return Ok(());
+    };
+    let Some(policy) = ns
+        .metadata
+        .annotations
+        .get(berth_api::capability::DENIED_IMPORTS)
+        .filter(|p| !p.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let component = &template.spec.component;
+    let Some(imports) = imports.get(component) else {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{}: spec.template.spec.component: the imports of {component} are not known at admission, \
+                 and namespace {namespace} restricts imports ({}: {policy})",
+                object.describe(),
+                berth_api::capability::DENIED_IMPORTS
+            ),
+        ));
+    };
+    berth_api::capability::check(namespace, policy, imports.iter().map(String::as_str)).map_err(
+        |e| {
+            ApiError::new(
+                ErrorCode::Forbidden,
+                format!("{}: spec.template.spec.component: {e}", object.describe()),
+            )
+        },
+    )
 }
 
 /// A Deployment's or Job's priorityClassName must name a PriorityClass,
@@ -367,6 +457,32 @@ fn apply_one(
         (Some(Object::LimitRange(old)), Object::LimitRange(new)) => {
             update(txn, merged(&old, new).map(Object::LimitRange))?
         }
+        // A changed value reaches instances started after the change;
+        // running ones keep theirs (decision 0036).
+        (Some(Object::Secret(old)), Object::Secret(new)) => {
+            update(txn, merged(&old, new).map(Object::Secret))?
+        }
+        (Some(Object::ConfigMap(old)), Object::ConfigMap(new)) => {
+            update(txn, merged(&old, new).map(Object::ConfigMap))?
+        }
+        (Some(Object::Role(old)), Object::Role(new)) => {
+            update(txn, crate::rbac::merged_role(&old, new).map(Object::Role))?
+        }
+        (Some(Object::ClusterRole(old)), Object::ClusterRole(new)) => update(
+            txn,
+            crate::rbac::merged_role(&old, new).map(Object::ClusterRole),
+        )?,
+        (Some(Object::RoleBinding(old)), Object::RoleBinding(new)) => {
+            let binding = crate::rbac::merged_binding(&old, new).map_err(invalid)?;
+            update(txn, binding.map(Object::RoleBinding))?
+        }
+        (Some(Object::ClusterRoleBinding(old)), Object::ClusterRoleBinding(new)) => {
+            let binding = crate::rbac::merged_binding(&old, new).map_err(invalid)?;
+            update(txn, binding.map(Object::ClusterRoleBinding))?
+        }
+        (Some(Object::NetworkPolicy(old)), Object::NetworkPolicy(new)) => {
+            update(txn, merged(&old, new).map(Object::NetworkPolicy))?
+        }
         (Some(Object::PriorityClass(old)), Object::PriorityClass(new)) => {
             let mut updated = old.clone();
             updated.metadata.labels = new.metadata.labels.clone();
@@ -395,7 +511,33 @@ fn apply_one(
 }
 
 /// Objects of `kind`, in one namespace or all, or one by name.
+/// Secrets come back with every value emptied ([`reveal_secrets`] is the
+/// one way to read them).
 pub fn get(
+    cluster: &Cluster,
+    kind: Kind,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<Vec<Object>, ApiError> {
+    let mut objects = read(cluster, kind, namespace, name)?;
+    for object in &mut objects {
+        if let Object::Secret(secret) = object {
+            **secret = secret.redacted();
+        }
+    }
+    Ok(objects)
+}
+
+/// Secrets, in one namespace or all, or one by name, with their values.
+pub fn reveal_secrets(
+    cluster: &Cluster,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<Vec<Object>, ApiError> {
+    read(cluster, Kind::Secret, namespace, name)
+}
+
+fn read(
     cluster: &Cluster,
     kind: Kind,
     namespace: Option<&str>,
@@ -534,6 +676,11 @@ pub fn delete(
                     .chain(txn.list(Kind::HorizontalAutoscaler, Some(name))?)
                     .chain(txn.list(Kind::ResourceQuota, Some(name))?)
                     .chain(txn.list(Kind::LimitRange, Some(name))?)
+                    .chain(txn.list(Kind::Role, Some(name))?)
+                    .chain(txn.list(Kind::RoleBinding, Some(name))?)
+                    .chain(txn.list(Kind::Secret, Some(name))?)
+                    .chain(txn.list(Kind::ConfigMap, Some(name))?)
+                    .chain(txn.list(Kind::NetworkPolicy, Some(name))?)
                 {
                     txn.delete(&object_key(&owner))?;
                 }
@@ -549,6 +696,13 @@ pub fn delete(
             | Object::HorizontalAutoscaler(_)
             | Object::ResourceQuota(_)
             | Object::LimitRange(_)
+            | Object::Role(_)
+            | Object::ClusterRole(_)
+            | Object::RoleBinding(_)
+            | Object::ClusterRoleBinding(_)
+            | Object::NetworkPolicy(_)
+            | Object::Secret(_)
+            | Object::ConfigMap(_)
             | Object::Node(_)
             | Object::PriorityClass(_) => {
                 txn.delete(&key)?;
@@ -580,6 +734,12 @@ pub fn patch_deployment(
             )));
         }
     }
+    // A new component (set or rolled back to) passes the capability policy.
+    let imports = if patch.component.is_some() || patch.undo_to.is_some() {
+        cluster.store.imports()?
+    } else {
+        std::collections::HashMap::new()
+    };
     cluster.store.write(|txn| {
         let key = key(Kind::Deployment, Some(namespace), name);
         let Some(Object::Deployment(mut deployment)) = txn.get(&key)? else {
@@ -634,6 +794,9 @@ pub fn patch_deployment(
         let object = Object::Deployment(deployment);
         validate_object(&object).map_err(|e| invalid(format!("{described}: {e}")))?;
         crate::quota::admit(txn, &object)?;
+        if object.template().map(|t| &t.spec.component) != Some(&before.template.spec.component) {
+            check_capabilities(txn, &object, &imports)?;
+        }
         let Object::Deployment(mut deployment) = object else {
             return Err(ApiError::new(
                 ErrorCode::Internal,
@@ -664,6 +827,19 @@ mod tests {
         assert!(!is_digest(&format!("sha256:{}", "G".repeat(64))));
         assert!(!is_digest("sha256:abc"));
         assert!(!is_digest("./hello.wasm"));
+    }
+
+    #[test]
+    fn registry_components_are_admitted_only_by_digest() {
+        let hex = "0".repeat(64);
+        assert!(is_oci_pinned(&format!(
+            "oci://127.0.0.1:5000/hello@sha256:{hex}"
+        )));
+        assert!(!is_oci_pinned("oci://127.0.0.1:5000/hello:v1"));
+        assert!(!is_oci_pinned(&format!("oci://hello@sha256:{hex}")));
+        assert!(!is_oci_pinned(&format!(
+            "127.0.0.1:5000/hello@sha256:{hex}"
+        )));
     }
 
     #[test]

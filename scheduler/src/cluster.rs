@@ -35,6 +35,8 @@ pub struct Cluster {
     usage: Mutex<HashMap<String, (Timestamp, NodeUsage)>>,
     /// Recent request counters of every instance, for canary analysis.
     traffic: Mutex<crate::traffic::Traffic>,
+    /// Where mutating requests are recorded; unset, they are not.
+    pub audit: std::sync::OnceLock<crate::audit::AuditLog>,
 }
 
 impl Cluster {
@@ -51,6 +53,7 @@ impl Cluster {
             connections: Mutex::new(HashMap::new()),
             usage: Mutex::new(HashMap::new()),
             traffic: Mutex::new(crate::traffic::Traffic::default()),
+            audit: std::sync::OnceLock::new(),
         }))
     }
 

@@ -519,6 +519,14 @@ fn phase_happenings(before: &Instance, after: &Instance) -> Vec<Happening> {
             "FailedScheduling",
             a.message.clone(),
         )],
+        // Kubernetes' kubelet event for an unresolvable env reference.
+        (Phase::Pending, crate::secrets::REASON_CREATE_CONTAINER_CONFIG_ERROR) => {
+            vec![Happening::new(
+                Severity::Warning,
+                "Failed",
+                format!("Error: {}", a.message),
+            )]
+        }
         (Phase::Pending, "Preempted") => vec![Happening::new(
             Severity::Normal,
             "Preempted",

@@ -14,21 +14,26 @@
 //! command line (the `berth` crate).
 
 pub mod admission;
+pub mod audit;
 pub mod cluster;
 pub mod controller;
 pub mod dashboard;
 pub mod disruption;
 pub mod events;
 pub mod metrics;
+pub mod netpol;
 pub mod nodes;
 pub mod pki;
 pub mod placement;
 pub mod quota;
+pub mod rbac;
 pub mod reconciler;
+pub mod secrets;
 pub mod server;
 pub mod services;
 pub mod store;
 pub mod traffic;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +64,11 @@ pub struct Config {
     /// TCP address of the admin HTTP listener (`/metrics`, `/livez`,
     /// `/readyz`); none when `None`.
     pub admin: Option<SocketAddr>,
+    /// The audit log file; `audit.log` in `data_dir` when `None`.
+    pub audit_log: Option<PathBuf>,
+    /// The key Secrets are sealed with at rest; `secrets.key` in
+    /// `data_dir` (created on first start) when `None`.
+    pub secrets_key: Option<PathBuf>,
 }
 
 /// Why the scheduler could not start.
@@ -78,6 +88,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The secrets key could not be loaded or created.
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
     /// QUIC could not be set up.
     #[error(transparent)]
     Quic(#[from] quic::QuicError),
@@ -115,11 +128,23 @@ impl Scheduler {
         })?;
         let authority = pki::Authority::load_or_create(&config.data_dir)?;
         let store = Store::open(&config.data_dir.join("berth.redb"))?;
+        let (key_path, create) = secrets::key_path(&config.data_dir, config.secrets_key.as_deref());
+        let secrets_key = secrets::SecretsKey::load_or_create(&key_path, create)?;
+        let store = store.with_secrets_key(Arc::new(secrets_key));
+        // Every stored Secret must open with this key: a wrong key stops
+        // the start here rather than every reconcile pass later.
+        store.list(Kind::Secret, None)?;
         let admin = pki::identity_fingerprint(&authority.admin)?;
         store.put_identity(&admin, &pki::Subject::User("admin".into()).encode())?;
         ensure_default_namespace(&store)?;
+        users::ensure_builtin_roles(&store)?;
         let server_config = quic::server_config(&authority.server, authority.ca_pem())?;
         let cluster = Cluster::new(store, authority)?;
+        let audit_path = match &config.audit_log {
+            Some(path) => path.clone(),
+            None => config.data_dir.join(audit::FILE_NAME),
+        };
+        let _ = cluster.audit.set(audit::AuditLog::new(audit_path));
         let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
             StartError::Listen {
                 addr: config.listen,

@@ -154,6 +154,12 @@ pub fn report(cluster: &Cluster, name: &str, report: NodeReport) -> Result<u64, 
             {
                 continue;
             }
+            // Held back for unresolvable Secret or ConfigMap references:
+            // the node is about to stop it; a last report of it running
+            // must not undo the hold.
+            if instance.status.reason == crate::secrets::REASON_CREATE_CONTAINER_CONFIG_ERROR {
+                continue;
+            }
             let status = &instance.status;
             if status.phase == reported.phase
                 && status.reason == reported.reason
@@ -231,53 +237,62 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
                 && i.metadata.deletion_timestamp.is_none()
                 && !controller::is_finished_run(i)
         })
-        .map(|instance| Assignment {
-            uid: instance.metadata.uid.clone().unwrap_or_default(),
-            name: instance.metadata.name.clone(),
-            namespace: instance.metadata.namespace_or_default().to_owned(),
-            deployment: instance
-                .metadata
-                .owner_references
-                .iter()
-                .find(|r| r.kind == Kind::Deployment.as_str() || r.kind == Kind::DaemonSet.as_str())
-                .map(|r| r.name.clone())
-                .unwrap_or_default(),
-            workload: if controller::job_owner(instance).is_some() {
-                Workload::Command
-            } else {
-                Workload::Http
-            },
-            component: instance.spec.component.clone(),
-            container: ContainerWorkload::from_spec(&instance.spec),
-            env: instance
-                .spec
-                .env
-                .iter()
-                .map(|e| (e.name.clone(), e.value.clone()))
-                .collect(),
-            limits: limits(instance),
-            allowed_outbound_hosts: instance.spec.allowed_outbound_hosts.clone(),
-            request_timeout_seconds: instance.spec.timeout_seconds.unwrap_or(0),
-            restart_policy: instance.spec.restart_policy.unwrap_or_default(),
-            probes: Probes {
-                liveness: instance.spec.liveness_probe.as_ref().map(Probe::resolve),
-                readiness: instance.spec.readiness_probe.as_ref().map(Probe::resolve),
-                startup: instance.spec.startup_probe.as_ref().map(Probe::resolve),
-            },
-            termination_grace_seconds: instance
-                .spec
-                .termination_grace_period_seconds
-                .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS),
-            isolation: instance.spec.isolation.unwrap_or_default(),
-            traceparent: instance
-                .metadata
-                .owner_references
-                .iter()
-                .find_map(|r| traces.get(&r.uid))
-                .cloned()
-                .unwrap_or_default(),
+        .filter_map(|instance| {
+            // Secret and ConfigMap references are resolved here, for this
+            // node's instances only; one whose references do not resolve
+            // is held back (the reconciler marks it
+            // CreateContainerConfigError).
+            let env = match crate::secrets::instance_env(&cluster.store, instance) {
+                Ok(Some(env)) => env,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            Some(Ok(Assignment {
+                uid: instance.metadata.uid.clone().unwrap_or_default(),
+                name: instance.metadata.name.clone(),
+                namespace: instance.metadata.namespace_or_default().to_owned(),
+                deployment: instance
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .find(|r| {
+                        r.kind == Kind::Deployment.as_str() || r.kind == Kind::DaemonSet.as_str()
+                    })
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default(),
+                workload: if controller::job_owner(instance).is_some() {
+                    Workload::Command
+                } else {
+                    Workload::Http
+                },
+                component: instance.spec.component.clone(),
+                container: ContainerWorkload::from_spec(&instance.spec),
+                env,
+                limits: limits(instance),
+                allowed_outbound_hosts: instance.spec.allowed_outbound_hosts.clone(),
+                request_timeout_seconds: instance.spec.timeout_seconds.unwrap_or(0),
+                restart_policy: instance.spec.restart_policy.unwrap_or_default(),
+                probes: Probes {
+                    liveness: instance.spec.liveness_probe.as_ref().map(Probe::resolve),
+                    readiness: instance.spec.readiness_probe.as_ref().map(Probe::resolve),
+                    startup: instance.spec.startup_probe.as_ref().map(Probe::resolve),
+                },
+                termination_grace_seconds: instance
+                    .spec
+                    .termination_grace_period_seconds
+                    .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS),
+                isolation: instance.spec.isolation.unwrap_or_default(),
+                traceparent: instance
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .find_map(|r| traces.get(&r.uid))
+                    .cloned()
+                    .unwrap_or_default(),
+                labels: instance.metadata.labels.clone(),
+            }))
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     instances.sort_by(|a, b| a.uid.cmp(&b.uid));
     Ok(Assignments {
         revision,
@@ -286,6 +301,7 @@ pub fn assignments(cluster: &Cluster, node: &str) -> Result<Assignments, ApiErro
         ingresses,
         canaries: canary_routes(cluster, &all)?,
         scale_to_zero: scale_to_zero_targets(cluster)?,
+        network_policies: crate::netpol::cluster_routes(cluster)?,
     })
 }
 
@@ -643,6 +659,7 @@ mod tests {
                     address: "n2:8080".into(),
                     deployment: "b".into(),
                     peer_address: String::new(),
+                    labels: [("app".to_owned(), "b".to_owned())].into(),
                 }],
             }],
             "a node routes to Services it runs nothing of"

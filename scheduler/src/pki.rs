@@ -120,7 +120,8 @@ fn validity(days: i64) -> (OffsetDateTime, OffsetDateTime) {
     (now - Duration::hours(1), now + Duration::days(days))
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes as lowercase hex (from v4 UUIDs).
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut out = String::with_capacity(bytes * 2);
     while out.len() < bytes * 2 {
         out.push_str(&uuid::Uuid::new_v4().simple().to_string());
@@ -232,6 +233,17 @@ impl Authority {
             .push(DnType::CommonName, subject.encode());
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params, LEAF_VALIDITY_DAYS)
+    }
+
+    /// Issues user `name` a client certificate valid for `days` days
+    /// (`berth user create`); the caller records its fingerprint.
+    pub fn issue_user(&self, name: &str, days: i64) -> Result<Identity, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, Subject::User(name.to_owned()).encode());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params, days)
     }
 
     /// Issues node `name`'s certificate: a client certificate for the

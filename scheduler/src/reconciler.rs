@@ -94,6 +94,8 @@ fn pass(
     let snapshot = cluster.store.snapshot()?;
     cluster.metrics.reconcile_pass(&snapshot.objects);
     let autoscalers = controller::autoscaler::autoscalers(&snapshot.objects);
+    // Keys only: the config check needs no Secret values.
+    let sources = crate::secrets::Sources::from_objects(&snapshot.objects);
     let view = View::new(snapshot.objects);
     let now = Timestamp::now();
     let imports = cluster.store.imports()?;
@@ -126,6 +128,9 @@ fn pass(
         .metrics
         .placement(&plan.placement, began.elapsed().as_secs_f64());
     plan.commands.splice(0..0, scaled);
+    // Last, so that a command of the controllers on the same instance wins.
+    plan.commands
+        .extend(crate::secrets::config_errors(&view.instances, &sources));
     if plan.commands.is_empty() {
         return Ok(None);
     }

@@ -131,6 +131,7 @@ async fn connection(cluster: Arc<Cluster>, incoming: quinn::Incoming) {
         }
     };
     debug!(%remote, ?caller, "connected");
+    let session = crate::users::Session::new(&connection);
     if let Caller::Node(name) = &caller {
         cluster.node_connected(name, connection.clone());
     }
@@ -138,8 +139,9 @@ async fn connection(cluster: Arc<Cluster>, incoming: quinn::Incoming) {
         let cluster = cluster.clone();
         let caller = caller.clone();
         let connection = connection.clone();
+        let session = session.clone();
         tokio::spawn(async move {
-            stream(cluster, caller, connection, send, recv).await;
+            stream(cluster, caller, session, connection, send, recv).await;
         });
     }
     if let Caller::Node(name) = &caller {
@@ -167,10 +169,16 @@ fn forbidden(caller: &Caller, what: &str) -> ApiError {
 async fn stream(
     cluster: Arc<Cluster>,
     caller: Caller,
+    session: Arc<crate::users::Session>,
     connection: quinn::Connection,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
+    // A connection a bearer token authenticated is its user's.
+    let caller = match (caller, session.token_user()) {
+        (Caller::Anonymous, Some(user)) => Caller::User(user),
+        (caller, _) => caller,
+    };
     // Before a caller is known, only a small Join fits in a frame.
     let limit = if caller == Caller::Anonymous {
         ANONYMOUS_FRAME_LEN
@@ -187,6 +195,14 @@ async fn stream(
             return;
         }
     };
+    // Authorization, in this one place: what a user may do (RBAC), and
+    // the requests about users and tokens, are answered by the gate.
+    let user = match &caller {
+        Caller::User(name) => Some(name.as_str()),
+        _ => None,
+    };
+    let gated = crate::users::gate(&cluster, user, &session, request, &connection, &mut send);
+    let Some(request) = gated.await else { return };
     let response = match (caller.clone(), request) {
         (Caller::Node(name), Request::Watch) => {
             watch(&cluster, &name, &mut send).await;
@@ -274,7 +290,21 @@ async fn handle(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
     let verb = request_name(&request);
     let kind = request_kind(&request);
     let began = Instant::now();
+    // The audit log records every mutating request and its result.
+    let user = match caller {
+        Caller::Anonymous => "anonymous".to_owned(),
+        Caller::Node(name) => format!("node:{name}"),
+        Caller::User(name) => format!("user:{name}"),
+    };
+    let audit = crate::audit::Entry::of(&user, verb, &request);
     let response = answer(cluster, caller, request).await;
+    if let (Some(entry), Some(log)) = (audit, cluster.audit.get()) {
+        let trace = berth_api::trace::of(&tracing::Span::current()).map(|t| t.to_string());
+        let entry = entry.answered(&response, jiff::Timestamp::now(), trace);
+        if let Err(e) = log.record(&entry) {
+            warn!(error = %e, "cannot write the audit log");
+        }
+    }
     let code = match &response {
         Response::Error(e) => code_name(e.code),
         _ => "ok",
@@ -383,6 +413,21 @@ async fn answer(cluster: &Arc<Cluster>, caller: &Caller, request: Request) -> Re
             })
             .await
         }
+        // Secrets with their values (`get --show-secrets`). Who may send
+        // this is decided before dispatch, by the RBAC gate
+        // (`crate::rbac::attributes`); `Get` above answers Secrets
+        // redacted. Nodes never may: their environment values come only
+        // with their own assignments (`nodes::assignments`).
+        (Caller::User(_), Request::RevealSecrets { namespace, name }) => {
+            blocking(move || {
+                let objects =
+                    admission::reveal_secrets(&cluster, namespace.as_deref(), name.as_deref())?;
+                Ok(Response::Objects(
+                    objects.iter().map(|o| o.to_json()).collect(),
+                ))
+            })
+            .await
+        }
         (Caller::User(_), Request::Evict { namespace, name }) => {
             blocking(move || {
                 let (object, revision) = crate::disruption::evict(&cluster, &namespace, &name)?;
@@ -474,6 +519,7 @@ fn request_kind(request: &Request) -> &'static str {
         Request::Get { kind, .. } | Request::Delete { kind, .. } => kind.as_str(),
         Request::PatchDeployment { .. } => Kind::Deployment.as_str(),
         Request::PatchNode { .. } => Kind::Node.as_str(),
+        Request::RevealSecrets { .. } => Kind::Secret.as_str(),
         Request::Evict { .. } => Kind::Instance.as_str(),
         Request::Apply { objects } => {
             #[derive(serde::Deserialize)]
@@ -494,7 +540,7 @@ fn request_kind(request: &Request) -> &'static str {
     }
 }
 
-fn request_name(request: &Request) -> &'static str {
+pub(crate) fn request_name(request: &Request) -> &'static str {
     match request {
         Request::Apply { .. } => "apply",
         Request::Get { .. } => "get",
@@ -512,6 +558,12 @@ fn request_name(request: &Request) -> &'static str {
         Request::Top { .. } => "top",
         Request::Events { .. } => "events",
         Request::Wake { .. } => "wake",
+        Request::IssueCertificate { .. } => "issue-certificate",
+        Request::RevokeUser { .. } => "revoke-user",
+        Request::CreateToken { .. } => "create-token",
+        Request::Authenticate { .. } => "authenticate",
+        Request::CanI { .. } => "can-i",
+        Request::RevealSecrets { .. } => "reveal-secrets",
         Request::Evict { .. } => "evict",
     }
 }
@@ -536,12 +588,19 @@ async fn watch(cluster: &Arc<Cluster>, node: &str, send: &mut quinn::SendStream)
         // A new revision that changes neither the node's instances nor any
         // Service's endpoints sends nothing.
         if last.as_ref().map(|a: &berth_api::wire::Assignments| {
-            (&a.instances, &a.services, &a.ingresses, &a.scale_to_zero)
+            (
+                &a.instances,
+                &a.services,
+                &a.ingresses,
+                &a.scale_to_zero,
+                &a.network_policies,
+            )
         }) != Some((
             &current.instances,
             &current.services,
             &current.ingresses,
             &current.scale_to_zero,
+            &current.network_policies,
         )) {
             if send_frame(send, &Response::Assignments(current.clone()))
                 .await

@@ -47,6 +47,7 @@ impl Endpoint<'_> {
             address: self.address.to_owned(),
             deployment: self.deployment.to_owned(),
             peer_address: self.peer_address.to_owned(),
+            labels: self.instance.metadata.labels.clone(),
         }
     }
 
@@ -345,6 +346,7 @@ mod tests {
                 address: "n2.example:8080".into(),
                 deployment: "b".into(),
                 peer_address: "n2.example:7444".into(),
+                labels: [("app".to_owned(), "b".to_owned())].into(),
             }
         );
     }

@@ -9,7 +9,12 @@
 //! | `meta`       | `revision`                   | u64, the last committed revision    |
 //! | `blobs`      | `sha256:<hex>`               | component bytes                     |
 //! | `identities` | SHA-256 of a client cert DER | `node:NAME` or `user:NAME`          |
+//! | `tokens`     | SHA-256 of a token's secret  | `USER EXPIRES NAME` (Unix seconds)  |
 //! | `imports`    | `sha256:<hex>`               | JSON list of the interfaces the component imports |
+//!
+//! Objects of kind Secret are sealed (AES-256-GCM, [`crate::secrets`])
+//! on their way into `objects` and opened on their way out, here and
+//! nowhere else, so every path that reads or writes objects is covered.
 //!
 //! Every write transaction that changes an object takes the next revision;
 //! each object it writes carries that revision as its `resourceVersion`.
@@ -24,12 +29,14 @@ use berth_api::{Kind, Object};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::metrics::Metrics;
+use crate::secrets::SecretsKey;
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 const IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("identities");
 const IMPORTS: TableDefinition<&str, &[u8]> = TableDefinition::new("imports");
+const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 
 const REVISION: &str = "revision";
 
@@ -46,6 +53,20 @@ pub enum StoreError {
         key: String,
         /// Why.
         source: serde_json::Error,
+    },
+    /// A sealed Secret does not open, or one could not be sealed.
+    #[error("store: object {key}: {source}")]
+    Sealed {
+        /// Its key.
+        key: String,
+        /// Why.
+        source: crate::secrets::SecretsError,
+    },
+    /// A Secret is read or written by a store opened without a key.
+    #[error("store: object {key}: no secrets key to seal or open it with")]
+    NoSecretsKey {
+        /// Its key.
+        key: String,
     },
 }
 
@@ -83,11 +104,44 @@ fn prefix(kind: Kind, namespace: Option<&str>) -> String {
     }
 }
 
-fn decode(key: &str, bytes: &[u8]) -> Result<Object, StoreError> {
-    Object::from_json(bytes).map_err(|source| StoreError::Corrupt {
+fn decode(key: &str, bytes: &[u8], secrets: Option<&SecretsKey>) -> Result<Object, StoreError> {
+    let opened;
+    let json = if crate::secrets::is_sealed(bytes) {
+        let secrets = secrets.ok_or_else(|| StoreError::NoSecretsKey {
+            key: key.to_owned(),
+        })?;
+        opened = secrets
+            .open(key, bytes)
+            .map_err(|source| StoreError::Sealed {
+                key: key.to_owned(),
+                source,
+            })?;
+        opened.as_slice()
+    } else {
+        bytes
+    };
+    Object::from_json(json).map_err(|source| StoreError::Corrupt {
         key: key.to_owned(),
         source,
     })
+}
+
+/// The bytes `object` is stored as under `key`: its JSON, sealed for a
+/// Secret.
+fn encode(key: &str, object: &Object, secrets: Option<&SecretsKey>) -> Result<Vec<u8>, StoreError> {
+    let json = object.to_json();
+    if object.kind() != Kind::Secret {
+        return Ok(json);
+    }
+    let secrets = secrets.ok_or_else(|| StoreError::NoSecretsKey {
+        key: key.to_owned(),
+    })?;
+    secrets
+        .seal(key, &json)
+        .map_err(|source| StoreError::Sealed {
+            key: key.to_owned(),
+            source,
+        })
 }
 
 /// The redb-backed store.
@@ -95,6 +149,9 @@ pub struct Store {
     db: Database,
     /// Where commit latency is recorded, once the cluster attaches it.
     metrics: Option<Arc<Metrics>>,
+    /// What Secrets are sealed with; without it, reading or writing one
+    /// fails.
+    secrets: Option<Arc<SecretsKey>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -123,9 +180,26 @@ impl Store {
             txn.open_table(BLOBS)?;
             txn.open_table(IDENTITIES)?;
             txn.open_table(IMPORTS)?;
+            txn.open_table(TOKENS)?;
         }
         txn.commit()?;
-        Ok(Store { db, metrics: None })
+        Ok(Store {
+            db,
+            metrics: None,
+            secrets: None,
+        })
+    }
+
+    /// Seals and opens Secrets with `key`.
+    pub fn with_secrets_key(self, key: Arc<SecretsKey>) -> Store {
+        Store {
+            secrets: Some(key),
+            ..self
+        }
+    }
+
+    fn secrets(&self) -> Option<&SecretsKey> {
+        self.secrets.as_deref()
     }
 
     /// Records the latency of every committing [`write`](Store::write) in `metrics`.
@@ -147,7 +221,10 @@ impl Store {
     pub fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(OBJECTS)?;
-        table.get(key)?.map(|v| decode(key, v.value())).transpose()
+        table
+            .get(key)?
+            .map(|v| decode(key, v.value(), self.secrets()))
+            .transpose()
     }
 
     /// Objects of `kind`, in `namespace` or in all namespaces.
@@ -161,7 +238,7 @@ impl Store {
             if !key.value().starts_with(&prefix) {
                 break;
             }
-            out.push(decode(key.value(), value.value())?);
+            out.push(decode(key.value(), value.value(), self.secrets())?);
         }
         Ok(out)
     }
@@ -175,7 +252,7 @@ impl Store {
         let mut objects = Vec::new();
         for entry in table.iter()? {
             let (key, value) = entry?;
-            objects.push(decode(key.value(), value.value())?);
+            objects.push(decode(key.value(), value.value(), self.secrets())?);
         }
         Ok(Snapshot { revision, objects })
     }
@@ -202,6 +279,7 @@ impl Store {
                 objects: &mut objects,
                 next: current + 1,
                 changed: false,
+                secrets: self.secrets.as_deref(),
             };
             let value = f(&mut writer)?;
             let revision = if writer.changed {
@@ -289,6 +367,45 @@ impl Store {
         Ok(table.get(fingerprint)?.map(|v| v.value().to_owned()))
     }
 
+    /// Whether some unrevoked certificate was issued to `subject`.
+    pub fn has_subject(&self, subject: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(IDENTITIES)?;
+        for entry in table.iter()? {
+            if entry?.1.value() == subject {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Records a bearer token: the SHA-256 of its secret (hex) and
+    /// `USER EXPIRES NAME` (expiry in Unix seconds).
+    pub fn put_token(&self, hash: &str, record: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(TOKENS)?.insert(hash, record)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The record of the token whose secret hashes to `hash`.
+    pub fn token(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(TOKENS)?;
+        Ok(table.get(hash)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Forgets every token of `user`.
+    pub fn revoke_tokens(&self, user: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(TOKENS)?;
+            table.retain(|_, record| record.split(' ').next() != Some(user))?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Forgets every certificate issued to `subject` (a node re-joining).
     pub fn revoke_subject(&self, subject: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
@@ -306,6 +423,7 @@ pub struct Txn<'a, 't> {
     objects: &'a mut redb::Table<'t, &'static str, &'static [u8]>,
     next: u64,
     changed: bool,
+    secrets: Option<&'a SecretsKey>,
 }
 
 impl Txn<'_, '_> {
@@ -318,7 +436,7 @@ impl Txn<'_, '_> {
     pub fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         self.objects
             .get(key)?
-            .map(|v| decode(key, v.value()))
+            .map(|v| decode(key, v.value(), self.secrets))
             .transpose()
     }
 
@@ -332,7 +450,7 @@ impl Txn<'_, '_> {
             if !key.value().starts_with(&prefix) {
                 break;
             }
-            out.push(decode(key.value(), value.value())?);
+            out.push(decode(key.value(), value.value(), self.secrets)?);
         }
         Ok(out)
     }
@@ -341,8 +459,8 @@ impl Txn<'_, '_> {
     pub fn put(&mut self, mut object: Object) -> Result<Object, StoreError> {
         object.metadata_mut().resource_version = Some(self.next.to_string());
         let key = object_key(&object);
-        self.objects
-            .insert(key.as_str(), object.to_json().as_slice())?;
+        let bytes = encode(&key, &object, self.secrets)?;
+        self.objects.insert(key.as_str(), bytes.as_slice())?;
         self.changed = true;
         Ok(object)
     }

@@ -153,7 +153,8 @@ fn load(sources: &[Source]) -> Result<(Loaded, Vec<Component>)> {
                 && template.spec.image.is_none()
             {
                 let reference = template.spec.component.clone();
-                if is_digest(&reference) {
+                // `oci://` components are resolved by `push::resolve_components`.
+                if is_digest(&reference) || berth_node::oci::component::is_oci(&reference) {
                     objects.push((source.name.clone(), object));
                     continue;
                 }
@@ -180,7 +181,8 @@ pub fn objects(sources: &[Source]) -> Result<Loaded> {
 
 /// Applies the manifests of `sources` through `client`.
 pub async fn apply(client: &Client, sources: &[Source]) -> Result<Vec<ApplyOutcome>> {
-    let (objects, components) = load(sources)?;
+    let (mut objects, components) = load(sources)?;
+    crate::commands::push::resolve_components(&mut objects).await?;
     if objects.is_empty() {
         bail!(
             "no objects found in {}",

@@ -38,6 +38,8 @@ pub async fn run(dev: DevConfig, config_out: &Path) -> Result<()> {
         node_grace: berth_scheduler::DEFAULT_NODE_GRACE,
         placement: Default::default(),
         admin: None,
+        audit_log: None,
+        secrets_key: None,
     };
     let (scheduler, addr) = super::scheduler::start(&scheduler_config, config_out)?;
     let token = scheduler.join_token().to_owned();

@@ -68,7 +68,8 @@ pub const ERROR_EXIT: u8 = 2;
 
 /// Compares every object of `sources` with its live version.
 pub async fn diff(client: &Client, sources: &[Source]) -> Result<Vec<ObjectDiff>> {
-    let objects = apply::objects(sources)?;
+    let mut objects = apply::objects(sources)?;
+    crate::commands::push::resolve_components(&mut objects).await?;
     if objects.is_empty() {
         bail!(
             "no objects found in {}",

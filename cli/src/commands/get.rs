@@ -1,4 +1,8 @@
 //! `berth get KIND [NAME] [-l SELECTOR]`.
+//!
+//! The scheduler answers `get` with every Secret value emptied; with
+//! `--show-secrets`, [`reveal`] asks for them with the one request that
+//! returns them (`RevealSecrets`), which RBAC may refuse.
 
 use anyhow::{Result, bail};
 use berth_api::wire::{Request, Response};
@@ -27,6 +31,28 @@ pub async fn get(client: &Client, query: &Query) -> Result<Vec<Object>> {
             name: query.name.clone(),
         })
         .await?;
+    objects(response)
+}
+
+/// Reads Secrets with their values (`berth get secret --show-secrets`).
+pub async fn reveal(client: &Client, query: &Query) -> Result<Vec<Object>> {
+    if query.kind != Kind::Secret {
+        bail!(
+            "--show-secrets applies only to kind secret, not {}",
+            query.kind
+        );
+    }
+    let response = client
+        .call(&Request::RevealSecrets {
+            namespace: query.namespace.clone(),
+            name: query.name.clone(),
+        })
+        .await?;
+    objects(response)
+}
+
+/// The objects of a [`Response::Objects`].
+fn objects(response: Response) -> Result<Vec<Object>> {
     let Response::Objects(raw) = response else {
         bail!("unexpected answer {response:?}");
     };

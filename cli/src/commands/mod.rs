@@ -1,19 +1,29 @@
 //! One module per verb.
 
 pub mod apply;
+pub mod auth;
+pub mod build;
 pub mod completion;
 pub mod config_cmd;
+pub mod create;
 pub mod dashboard;
 pub mod delete;
+pub mod deploy;
 pub mod dev;
 pub mod diff;
+pub mod docs;
 pub mod drain;
 pub mod events;
+pub mod explain;
 pub mod get;
 pub mod logs;
+pub mod new;
 pub mod node;
 pub mod node_admin;
+pub mod push;
 pub mod rollout;
 pub mod scheduler;
+pub mod token;
 pub mod top;
+pub mod user;
 pub mod version;

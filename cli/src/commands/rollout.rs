@@ -172,27 +172,30 @@ pub fn progress(deployment: &Deployment) -> Progress {
     Progress::Done(format!("deployment {name:?} successfully rolled out"))
 }
 
-/// `rollout status`: prints progress lines until the rollout finishes
-/// (Ok), fails or `timeout` passes (Err).
+/// `rollout status` (and `berth deploy`): gives `step` each new progress
+/// line, and the last, until the rollout finishes (Ok), fails or `timeout`
+/// passes (Err).
 pub async fn status(
     client: &Client,
     namespace: &str,
     name: &str,
     timeout: Option<Duration>,
+    step: &mut dyn FnMut(&Progress),
 ) -> Result<()> {
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-    let mut last = String::new();
+    let mut last = None;
     loop {
-        match progress(&read(client, namespace, name).await?) {
-            Progress::Done(line) => {
-                println!("{line}");
+        let now = progress(&read(client, namespace, name).await?);
+        match &now {
+            Progress::Done(_) => {
+                step(&now);
                 return Ok(());
             }
             Progress::Failed(line) => bail!("{line}"),
-            Progress::Waiting(line) => {
-                if line != last {
-                    println!("{line}");
-                    last = line;
+            Progress::Waiting(_) => {
+                if last.as_ref() != Some(&now) {
+                    step(&now);
+                    last = Some(now);
                 }
             }
         }

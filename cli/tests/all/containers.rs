@@ -7,13 +7,13 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_api::{Instance, Object, Phase};
 use berth_node::oci::image::{ImageConfig, pack_directory, push_layout};
 
-use crate::harness::{Cluster, NodeProc, Proc, http_get_path};
+use crate::harness::{Cluster, NodeProc, Registry, http_get_path};
 
 const WEB_HOST: &str = "web.default.berth.localhost";
 
@@ -34,52 +34,6 @@ fn prerequisites() -> bool {
     );
     eprintln!("skipping: {} not installed", missing.join(", "));
     false
-}
-
-/// A registry on a free loopback port, storing under `dir`.
-struct Registry {
-    _proc: Proc,
-    addr: String,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let storage = dir.join("registry");
-        std::fs::create_dir_all(&storage).unwrap();
-        let config = dir.join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let registry = Registry {
-            _proc: Proc::new(child),
-            addr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&registry.addr).is_err() {
-            assert!(Instant::now() < deadline, "the registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
 }
 
 /// A busybox image whose `/www/index.html` says `text`; the default

@@ -96,7 +96,13 @@ fn spawn_command(
     let mut child = command
         .args(args)
         .env("BERTH_CONFIG", config)
-        .env("BERTH_LOG", "warn,berth_node=info,berth_scheduler=info")
+        // `BERTH_TEST_LOG` overrides the processes' log filter when a test
+        // needs a closer look.
+        .env(
+            "BERTH_LOG",
+            std::env::var("BERTH_TEST_LOG")
+                .unwrap_or_else(|_| "warn,berth_node=info,berth_scheduler=info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -527,3 +533,57 @@ pub fn http_get_path(ingress: SocketAddr, host: &str, path: &str) -> Result<(u16
 }
 
 pub const HELLO_HOST: &str = "hello.default.berth.localhost";
+
+/// A registry on a free loopback port, storing under `dir`.
+pub struct Registry {
+    _proc: Proc,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Registry {
+    /// Starts Debian's `docker-registry` and waits until it accepts connections.
+    pub fn start(dir: &Path) -> Registry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Registry::start_at(dir, &format!("127.0.0.1:{port}"))
+    }
+
+    /// Starts a registry on `addr` storing under `dir`: one stopped before
+    /// comes back with what it held.
+    pub fn start_at(dir: &Path, addr: &str) -> Registry {
+        let addr = addr.to_owned();
+        let storage = dir.join("registry");
+        std::fs::create_dir_all(&storage).unwrap();
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Registry {
+            _proc: Proc::new(child),
+            addr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&registry.addr).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+}

@@ -9,6 +9,7 @@
     clippy::indexing_slicing
 )]
 
+mod audit;
 mod autoscale;
 mod bad_input;
 mod bluegreen;
@@ -31,14 +32,20 @@ mod jobs;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod netpol;
+mod new_build_deploy;
+mod oci_components;
 mod partition;
 mod placement;
 mod quota;
+mod rbac;
 mod rollout;
 mod roundtrip;
 mod sandbox;
 mod sdk;
+mod secrets;
 mod services;
 mod tls;
 mod top;
 mod tracing;
+mod tutorial;

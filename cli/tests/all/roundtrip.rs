@@ -14,7 +14,7 @@ use crate::harness::{Cluster, hello_wasm};
 
 /// Each user-applied kind by the name `get` takes, with a manifest of one
 /// object of it (`{hello}` and `{job}` stand for component paths).
-const KINDS: [(&str, &str); 12] = [
+const KINDS: [(&str, &str); 19] = [
     (
         "namespaces",
         "apiVersion: berth.dev/v1
@@ -199,6 +199,111 @@ spec:
   minReplicas: 2
   maxReplicas: 4
   targetRequestsPerSecond: 50
+",
+    ),
+    (
+        "roles",
+        "apiVersion: berth.dev/v1
+kind: Role
+metadata:
+  name: reader
+  namespace: team
+rules:
+- verbs: [get, list]
+  resources: [deployments, services]
+- verbs: [get]
+  resources: [instances]
+  resourceNames: [hello-0]
+",
+    ),
+    (
+        "rolebindings",
+        "apiVersion: berth.dev/v1
+kind: RoleBinding
+metadata:
+  name: readers
+  namespace: team
+roleRef:
+  kind: Role
+  name: reader
+subjects:
+- kind: User
+  name: alice
+",
+    ),
+    (
+        "clusterroles",
+        "apiVersion: berth.dev/v1
+kind: ClusterRole
+metadata:
+  name: node-reader
+rules:
+- verbs: [get, list, watch]
+  resources: [nodes]
+",
+    ),
+    (
+        "clusterrolebindings",
+        "apiVersion: berth.dev/v1
+kind: ClusterRoleBinding
+metadata:
+  name: node-readers
+roleRef:
+  kind: ClusterRole
+  name: node-reader
+subjects:
+- kind: User
+  name: alice
+",
+    ),
+    (
+        "configmaps",
+        "apiVersion: berth.dev/v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: team
+  labels: {app: hello}
+data:
+  MODE: fast
+  LEVEL: \"3\"
+",
+    ),
+    // `get` empties a Secret's values, so only a Secret whose values are
+    // empty reads back as applied (`--show-secrets` shows the others).
+    (
+        "secrets",
+        "apiVersion: berth.dev/v1
+kind: Secret
+metadata:
+  name: placeholder
+  namespace: team
+  labels: {app: hello}
+type: Opaque
+data:
+  token: \"\"
+",
+    ),
+    (
+        "networkpolicies",
+        "apiVersion: berth.dev/v1
+kind: NetworkPolicy
+metadata:
+  name: web-from-team
+  namespace: team
+  labels: {app: hello}
+spec:
+  podSelector:
+    matchLabels: {app: hello}
+  policyTypes: [Ingress]
+  ingress:
+    - from:
+        - namespaceSelector:
+            matchLabels: {tenant: team}
+          podSelector:
+            matchLabels: {role: client}
+        - podSelector:
+            matchLabels: {app: hello}
 ",
     ),
 ];

@@ -55,8 +55,11 @@ use sha2::{Digest as _, Sha256};
 use tracing::warn;
 
 pub use pack::pack_directory;
+/// Shared with [`super::component`]: one registry client setup.
+pub(in crate::oci) use registry::anonymous_client;
 pub use registry::push_layout;
 pub use rootfs::{Rootfs, remove_rootfs_dir};
+pub(in crate::oci) use source::registry_error;
 
 use blobs::{BlobStore, KeyedLocks, check_digest, hex_of, is_digest, temp_path};
 use config::{Manifest, layer_compression, parse_config, parse_manifest, select_platform};

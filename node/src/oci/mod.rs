@@ -24,6 +24,7 @@
 //! assigned afresh (decision 0022).
 
 pub mod bundle;
+pub mod component;
 pub mod image;
 pub mod netns;
 pub mod runtime_cli;

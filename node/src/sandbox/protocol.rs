@@ -42,6 +42,9 @@ pub struct LoadSpec {
     /// (`http://NAME.NAMESPACE.svc`, `http://NAME`) go; `None` when the
     /// node routes no Services.
     pub service_router: Option<std::net::SocketAddr>,
+    /// The caller header its calls to Services carry
+    /// (`crate::services::policy::instance_header`).
+    pub service_caller: String,
     /// Per-request deadline, in milliseconds.
     pub request_timeout_ms: u64,
     /// Probes, resolved.

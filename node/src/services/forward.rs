@@ -28,7 +28,7 @@ use berth_api::wire::ServiceEndpoint;
 use bytes::Bytes;
 use http::header::{self, HOST, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
-use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
+use http_body_util::{BodyExt as _, Full, Limited, combinators::BoxBody};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper::server::conn::http1;
@@ -39,6 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::policy::{self, Origin};
 use super::{Lookup, ServiceRouter, service_of};
 
 /// Connections the router serves at once; its callers are this node's
@@ -57,6 +58,17 @@ pub const POOL_IDLE_PER_TARGET: usize = 32;
 
 /// How long a caller may take to send a request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest request body a Service call may carry. The router reads a
+/// call's whole body before sending it on (as nginx buffers request
+/// bodies): the caller's connection is then never closed under a body it
+/// is still sending, the endpoint gets a `content-length` rather than a
+/// chunked body, and an idempotent call can go to another endpoint after a
+/// connection failure.
+pub const MAX_CALL_BODY: usize = 8 * 1024 * 1024;
+
+/// A call's body, read whole.
+pub(super) type CallBody = Full<Bytes>;
 
 /// After shutdown, how long open connections get to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,7 +119,7 @@ impl Transport {
 }
 
 /// Idle connections to one target, each with when it went idle.
-type Idle = Vec<(SendRequest<Incoming>, Instant)>;
+type Idle = Vec<(SendRequest<CallBody>, Instant)>;
 
 /// Idle connections to endpoints' ingresses, by [`Target`].
 #[derive(Default)]
@@ -121,7 +133,7 @@ impl Pool {
     }
 
     /// An idle, open connection to `target`, if one is kept.
-    fn checkout(&self, target: &Target) -> Option<SendRequest<Incoming>> {
+    fn checkout(&self, target: &Target) -> Option<SendRequest<CallBody>> {
         let mut idle = self.idle();
         let senders = idle.get_mut(target)?;
         while let Some((sender, since)) = senders.pop() {
@@ -133,7 +145,7 @@ impl Pool {
     }
 
     /// Keeps `sender`, ready for another call, unless enough are kept.
-    fn checkin(&self, target: Target, sender: SendRequest<Incoming>) {
+    fn checkin(&self, target: Target, sender: SendRequest<CallBody>) {
         let mut idle = self.idle();
         idle.retain(|_, senders| {
             senders.retain(|(s, since)| !s.is_closed() && since.elapsed() < POOL_IDLE_TIMEOUT);
@@ -149,7 +161,7 @@ impl Pool {
 /// Why a call to one endpoint failed.
 enum Failure {
     /// Nothing was sent (no connection): the request comes back.
-    Unsent(Box<Request<Incoming>>, String),
+    Unsent(Box<Request<CallBody>>, String),
     /// The request went, at least in part; it cannot be sent again.
     Failed(String),
 }
@@ -282,9 +294,12 @@ impl ServiceRouter {
         }
     }
 
-    /// Answers one call: finds the Service from `Host`, then sends the call
-    /// to endpoints until one answers or none is left to try.
-    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<RouterBody> {
+    /// Answers one call: finds the Service from `Host`, checks network
+    /// policy for the caller the request names ([`policy::local_caller`]),
+    /// then sends the call to endpoints until one answers or none is left
+    /// to try.
+    pub async fn handle(self: &Arc<Self>, mut req: Request<Incoming>) -> Response<RouterBody> {
+        let origin = Origin::Caller(policy::local_caller(req.headers_mut()));
         let host = match crate::ingress::request_host(&req) {
             Ok(host) => host,
             Err(message) => return text(StatusCode::BAD_REQUEST, message.to_owned()),
@@ -295,18 +310,38 @@ impl ServiceRouter {
                 format!("host {host:?} names no service: expected NAME.NAMESPACE.svc\n"),
             );
         };
-        self.call(namespace, name, req).await
+        self.route(namespace, name, req, &origin).await
     }
 
     /// Sends one call to Service `name` of `namespace`: to endpoints until
     /// one answers or none is left to try. The node's ingress uses it for
-    /// Ingress rules (`crate::ingress_rules`).
+    /// Ingress rules (`crate::ingress_rules`); network policy does not
+    /// apply to those ([`Origin::Ingress`]).
     pub async fn call(
         self: &Arc<Self>,
         namespace: &str,
         name: &str,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> Response<RouterBody> {
+        req.headers_mut().remove(policy::CALLER_HEADER);
+        self.route(namespace, name, req, &Origin::Ingress).await
+    }
+
+    /// [`ServiceRouter::call`] from `origin`: only to endpoints network
+    /// policy lets it call; 403 when there is none.
+    async fn route(
+        self: &Arc<Self>,
+        namespace: &str,
+        name: &str,
+        req: Request<Incoming>,
+        origin: &Origin,
+    ) -> Response<RouterBody> {
+        // Read first, so that every answer, refusals included, comes after
+        // the caller has sent its whole request.
+        let req = match read_body(req).await {
+            Ok(req) => req,
+            Err(response) => return response,
+        };
         let host = format!("{name}.{namespace}.svc");
         let endpoints = match self.lookup(namespace, name) {
             Lookup::Unknown => {
@@ -323,6 +358,26 @@ impl ServiceRouter {
             }
             Lookup::Endpoints(endpoints) => endpoints,
         };
+        let target = format!("service {name}");
+        let mut refusal = None;
+        let admitted: Vec<ServiceEndpoint> = endpoints
+            .iter()
+            .filter(
+                |e| match self.policies.decide(namespace, &e.labels, &target, origin) {
+                    Ok(()) => true,
+                    Err(denied) => {
+                        refusal.get_or_insert(denied);
+                        false
+                    }
+                },
+            )
+            .cloned()
+            .collect();
+        if let (true, Some(denied)) = (admitted.is_empty(), &refusal) {
+            tracing::debug!(service = %host, %denied, "call refused by network policy");
+            return policy::forbidden(denied);
+        }
+        let endpoints = admitted;
         let retries = is_idempotent(req.method());
         let mut failed: Vec<String> = Vec::new();
         let mut req = req;
@@ -333,7 +388,7 @@ impl ServiceRouter {
                     format!("cannot reach any endpoint of service {name}.{namespace}\n"),
                 );
             };
-            let error = match self.send(endpoint, namespace, req).await {
+            let error = match self.send(endpoint, namespace, req, origin).await {
                 Ok(response) => return response,
                 Err(Failure::Unsent(unsent, error)) if retries => {
                     tracing::debug!(service = %host, endpoint = %endpoint.address, %error, "endpoint unreachable; trying another");
@@ -361,7 +416,8 @@ impl ServiceRouter {
         self: &Arc<Self>,
         endpoint: &ServiceEndpoint,
         namespace: &str,
-        mut req: Request<Incoming>,
+        mut req: Request<CallBody>,
+        origin: &Origin,
     ) -> Result<Response<RouterBody>, Failure> {
         let host = format!("{}.{namespace}.{}", endpoint.deployment, self.domain);
         let Ok(value) = HeaderValue::from_str(&host) else {
@@ -369,6 +425,14 @@ impl ServiceRouter {
         };
         prepare(&mut req, value);
         let transport = self.transport(endpoint);
+        // The peer listener checks the call again with the caller this
+        // node vouches for; an ingress never sees the header.
+        req.headers_mut().remove(policy::CALLER_HEADER);
+        if transport == Transport::Quic
+            && let Some(value) = policy::peer_value(origin)
+        {
+            req.headers_mut().insert(policy::CALLER_HEADER, value);
+        }
         let key = match transport {
             Transport::Quic => format!("quic {}@{}", endpoint.node, endpoint.peer_address),
             Transport::Local | Transport::Http => endpoint.address.clone(),
@@ -439,7 +503,7 @@ impl ServiceRouter {
         &self,
         transport: Transport,
         endpoint: &ServiceEndpoint,
-    ) -> Result<SendRequest<Incoming>, String> {
+    ) -> Result<SendRequest<CallBody>, String> {
         match (transport, self.peers.get()) {
             (Transport::Quic, Some(peers)) => {
                 peers.open(&endpoint.node, &endpoint.peer_address).await
@@ -449,8 +513,14 @@ impl ServiceRouter {
     }
 }
 
-/// Opens an HTTP/1.1 connection to `address`.
-async fn connect(address: &str) -> Result<SendRequest<Incoming>, String> {
+/// Opens an HTTP/1.1 connection to `address`, for requests with bodies of
+/// type `B`.
+pub(super) async fn connect<B>(address: &str) -> Result<SendRequest<B>, String>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(format!("cannot connect to {address}: {e}")),
@@ -468,9 +538,31 @@ async fn connect(address: &str) -> Result<SendRequest<Incoming>, String> {
     Ok(sender)
 }
 
+/// `req` with its body read whole, up to [`MAX_CALL_BODY`]; a response
+/// for the caller when the body is too large or cannot be read.
+async fn read_body(req: Request<Incoming>) -> Result<Request<CallBody>, Response<RouterBody>> {
+    let (mut parts, body) = req.into_parts();
+    match Limited::new(body, MAX_CALL_BODY).collect().await {
+        Ok(collected) => {
+            // The body now has a known length; `prepare` drops the
+            // hop-by-hop `transfer-encoding`.
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Ok(Request::from_parts(parts, Full::new(collected.to_bytes())))
+        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a call to a service carries at most {MAX_CALL_BODY} bytes of body\n"),
+        )),
+        Err(e) => Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the call's body: {e}\n"),
+        )),
+    }
+}
+
 /// Turns a call to the router into one to an ingress: origin-form target,
 /// HTTP/1.1, no hop-by-hop headers, `Host: host`.
-fn prepare(req: &mut Request<Incoming>, host: HeaderValue) {
+fn prepare(req: &mut Request<CallBody>, host: HeaderValue) {
     let target = req
         .uri()
         .path_and_query()

@@ -11,6 +11,13 @@
 //! ingress dispatches any request: to a sandbox, a container or an
 //! in-process instance of the Deployment its `Host` names.
 //!
+//! Network policy holds here too: once the router hands its
+//! [`super::policy::Policies`] over ([`Peers::enforce`]), each stream is
+//! served as HTTP/1.1 rather than copied byte for byte, and every call is
+//! checked, with the caller the calling node names, against this node's
+//! endpoints of the Deployment its `Host` names before it goes on to the
+//! ingress ([`relay_checked`]); a refused call gets 403.
+//!
 //! Who may connect is settled in the TLS handshake (`berth_api::quic::peer`):
 //! both ends show node certificates of the cluster CA; a user's
 //! certificate is refused. A node whose certificate predates node-to-node
@@ -30,7 +37,12 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::forward::CONNECT_TIMEOUT;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use hyper::Request;
+
+use super::forward::{CONNECT_TIMEOUT, text};
+use super::policy::{self, Policies};
 
 /// The QUIC close code of a node shutting down.
 const CLOSE_SHUTDOWN: u32 = 0;
@@ -74,6 +86,8 @@ pub struct Peers {
     listening: bool,
     /// Connections to peers, by node name and peer address.
     connections: Mutex<HashMap<(String, String), Slot>>,
+    /// The network policies calls from peers are checked against.
+    policies: std::sync::OnceLock<Arc<Policies>>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -97,6 +111,7 @@ impl Peers {
             client: quic::peer_client_config(identity, ca_pem)?,
             listening: true,
             connections: Mutex::default(),
+            policies: std::sync::OnceLock::new(),
         })
     }
 
@@ -115,7 +130,14 @@ impl Peers {
             client: quic::peer_client_config(identity, ca_pem)?,
             listening: false,
             connections: Mutex::default(),
+            policies: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Checks peers' calls against `policies` from now on; the first set
+    /// stays.
+    pub fn enforce(&self, policies: Arc<Policies>) {
+        let _ = self.policies.set(policies);
     }
 
     /// The address peers reach this node at: what it registers as
@@ -180,7 +202,7 @@ impl Peers {
         &self,
         node: &str,
         address: &str,
-    ) -> Result<SendRequest<Incoming>, String> {
+    ) -> Result<SendRequest<super::forward::CallBody>, String> {
         let mut connection = self.connection(node, address).await?;
         let (send, recv) = match open_stream(&connection).await {
             Ok(stream) => stream,
@@ -225,8 +247,9 @@ impl Peers {
                     incoming.refuse();
                     continue;
                 };
+                let policies = self.policies.get().cloned();
                 tokio::spawn(async move {
-                    accept(incoming, ingress).await;
+                    accept(incoming, ingress, policies).await;
                     drop(permit);
                 });
             }
@@ -252,7 +275,7 @@ async fn open_stream(
 
 /// Completes one peer's handshake (the verifier admits only nodes of the
 /// cluster) and relays each of its streams.
-async fn accept(incoming: quinn::Incoming, ingress: SocketAddr) {
+async fn accept(incoming: quinn::Incoming, ingress: SocketAddr, policies: Option<Arc<Policies>>) {
     let remote = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
@@ -275,7 +298,14 @@ async fn accept(incoming: quinn::Incoming, ingress: SocketAddr) {
         .unwrap_or_default();
     tracing::debug!(%remote, %node, "peer node connected");
     while let Ok((send, recv)) = connection.accept_bi().await {
-        tokio::spawn(relay(send, recv, ingress));
+        match &policies {
+            Some(policies) => {
+                tokio::spawn(relay_checked(send, recv, ingress, Arc::clone(policies)));
+            }
+            None => {
+                tokio::spawn(relay(send, recv, ingress));
+            }
+        }
     }
 }
 
@@ -300,6 +330,62 @@ async fn relay(mut send: quinn::SendStream, recv: quinn::RecvStream, ingress: So
     let mut tcp = tcp;
     let mut stream = tokio::io::join(recv, send);
     if let Err(e) = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await {
+        tracing::debug!(error = %e, "peer relay ended with an error");
+    }
+}
+
+/// Serves one stream as HTTP/1.1: each call is checked against network
+/// policy, then sent on over one connection to the local ingress, opened
+/// at the first admitted call.
+async fn relay_checked(
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    ingress: SocketAddr,
+    policies: Arc<Policies>,
+) {
+    let upstream: Arc<tokio::sync::Mutex<Option<SendRequest<Incoming>>>> = Arc::default();
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        let policies = Arc::clone(&policies);
+        let upstream = Arc::clone(&upstream);
+        async move {
+            let origin = policy::peer_origin(req.headers_mut());
+            let host = crate::ingress::request_host(&req).unwrap_or_default();
+            let mut labels = host.split('.');
+            let (deployment, namespace) = (
+                labels.next().unwrap_or_default(),
+                labels.next().unwrap_or_default(),
+            );
+            if let Err(denied) = policies.decide_local(namespace, deployment, &origin) {
+                tracing::debug!(%host, %denied, "peer call refused by network policy");
+                return Ok::<_, std::convert::Infallible>(policy::forbidden(&denied));
+            }
+            let mut upstream = upstream.lock().await;
+            let sender = match upstream.as_mut() {
+                Some(sender) if !sender.is_closed() => sender,
+                _ => match super::forward::connect(&ingress.to_string()).await {
+                    Ok(sender) => upstream.insert(sender),
+                    Err(e) => {
+                        return Ok(text(StatusCode::BAD_GATEWAY, format!("{e}\n")));
+                    }
+                },
+            };
+            if sender.ready().await.is_err() {
+                return Ok(text(
+                    StatusCode::BAD_GATEWAY,
+                    "the local ingress closed the connection\n".to_owned(),
+                ));
+            }
+            Ok(match sender.send_request(req).await {
+                Ok(response) => response.map(BodyExt::boxed),
+                Err(e) => text(StatusCode::BAD_GATEWAY, format!("{e}\n")),
+            })
+        }
+    });
+    let io = TokioIo::new(tokio::io::join(recv, send));
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await
+    {
         tracing::debug!(error = %e, "peer relay ended with an error");
     }
 }

@@ -71,6 +71,7 @@ fn route_to(node: &str, dead: std::net::SocketAddr, peer: std::net::SocketAddr) 
             address: dead.to_string(),
             deployment: "b".into(),
             peer_address: peer.to_string(),
+            labels: std::collections::BTreeMap::new(),
         }],
     }
 }
@@ -179,5 +180,74 @@ async fn the_peer_listener_refuses_user_certificates() {
         .await
         .unwrap();
     assert!(!matches!(closed, Ok(None)), "{closed:?}");
+    b.ingress.stop().await;
+}
+
+/// GETs `/` of Service `b` through `router` with `caller` as the caller
+/// header, over a raw connection; returns the status line and body.
+async fn call_as(router: std::net::SocketAddr, caller: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(router).await.unwrap();
+    let head = format!(
+        "GET / HTTP/1.1\r\nhost: b.default.svc\r\nberth-caller: {caller}\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    reply
+}
+
+#[tokio::test]
+async fn the_receiving_node_enforces_network_policy_with_the_caller_sent_over_quic() {
+    use berth_api::netpol::{NetworkPolicyRoute, PeerRule};
+    use berth_node::services::policy::instance_header;
+
+    let _serial = shared().await;
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Authority::load_or_create(dir.path()).unwrap();
+    let runtime = WasmRuntime::new(dir.path()).unwrap();
+    let b = node_b(&authority, &runtime).await;
+    let peer = b.peers.listen_addr().unwrap();
+    let dead = dead_address().await;
+    // Node b's router holds the policy; node a's has none (older
+    // assignments), so only node b can refuse.
+    let router_b = ServiceRouter::new("node-b", DOMAIN);
+    router_b.use_peers(Arc::clone(&b.peers));
+    router_b.update(&[route_to("node-b", dead, peer)]);
+    router_b.update_policies(&[NetworkPolicyRoute {
+        namespace: "default".into(),
+        name: "from-team-b".into(),
+        selector: std::collections::BTreeMap::new(),
+        allow: vec![PeerRule {
+            namespaces: Some(vec!["team-b".into()]),
+            labels: std::collections::BTreeMap::new(),
+            anyone: false,
+        }],
+    }]);
+    let identity = authority.issue_node("node-a").unwrap();
+    let (router, router_addr, _) = router_with(&identity, authority.ca_pem()).await;
+    router.update(&[route_to("node-b", dead, peer)]);
+
+    let team_b = instance_header("team-b", &std::collections::BTreeMap::new());
+    let team_c = instance_header("team-c", &std::collections::BTreeMap::new());
+    let admitted = call_as(router_addr, &team_b).await;
+    assert!(admitted.starts_with("HTTP/1.1 200"), "{admitted}");
+    assert!(admitted.contains("Hi! (instance b-1)\n"), "{admitted}");
+    let refused = call_as(router_addr, &team_c).await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(
+        refused.contains(
+            "no network policy allows calls from namespace team-c to deployment b in namespace default"
+        ),
+        "{refused}"
+    );
+    // A header without this node's key names nobody: node b refuses it
+    // as an unidentified caller.
+    let forged = call_as(router_addr, "0123 team-b").await;
+    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+    assert!(forged.contains("from an unidentified caller"), "{forged}");
     b.ingress.stop().await;
 }

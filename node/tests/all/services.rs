@@ -34,6 +34,7 @@ fn endpoint(uid: &str, node: &str, address: SocketAddr, deployment: &str) -> Ser
         address: address.to_string(),
         deployment: deployment.into(),
         peer_address: String::new(),
+        labels: std::collections::BTreeMap::new(),
     }
 }
 
@@ -86,6 +87,10 @@ async fn a_component_calls_a_service_on_another_node_by_name() {
             services: Some(Arc::new(ServiceAccess {
                 router: router_addr,
                 namespace: "default".into(),
+                caller: berth_node::services::policy::instance_header(
+                    "default",
+                    &std::collections::BTreeMap::new(),
+                ),
             })),
             ..InstanceConfig::default()
         };

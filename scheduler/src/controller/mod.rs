@@ -220,6 +220,15 @@ impl View {
                 Object::PodDisruptionBudget(_) => {}
                 // Quotas and limit ranges are read at admission (`crate::quota`).
                 Object::ResourceQuota(_) | Object::LimitRange(_) => {}
+                // RBAC is read by the API server's gate (`crate::rbac`).
+                Object::Role(_)
+                | Object::ClusterRole(_)
+                | Object::RoleBinding(_)
+                | Object::ClusterRoleBinding(_) => {}
+                // Network policies are compiled for the nodes (`crate::netpol`).
+                Object::NetworkPolicy(_) => {}
+                // Secrets and ConfigMaps are checked by `crate::secrets`.
+                Object::Secret(_) | Object::ConfigMap(_) => {}
             }
         }
         view

@@ -3,7 +3,10 @@
 //! berth passes configuration as environment variables: the Deployment's
 //! (or Job's) `env`, in order, then `BERTH_INSTANCE`, `BERTH_NAMESPACE` and
 //! `BERTH_DEPLOYMENT`, which the node adds. Nothing else of the node's
-//! environment is visible. [`get`] reads one value, [`require`] fails with
+//! environment is visible. Secrets and ConfigMaps arrive the same way:
+//! a template's `env[].valueFrom` (`secretKeyRef`, `configMapKeyRef`) and
+//! `envFrom` entries become variables before the node starts the instance,
+//! and are read like any other. [`get`] reads one value, [`require`] fails with
 //! a typed error naming the variable, and [`parse`] converts to any
 //! [`FromStr`] type:
 //!

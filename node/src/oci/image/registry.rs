@@ -22,7 +22,7 @@ use super::source::{MANIFEST_MEDIA_TYPES, Source, client_for, registry_error};
 const PUSH_CHUNK: usize = 1 << 20;
 
 /// A client for `reference`'s registry, ready for anonymous access.
-pub(super) async fn anonymous_client(reference: &Reference) -> Result<Client, ImageError> {
+pub(in crate::oci) async fn anonymous_client(reference: &Reference) -> Result<Client, ImageError> {
     let client = client_for(reference)?;
     // Anonymous access still takes a token from some registries (Docker
     // Hub); the client asks for one only for registries it has auth for.

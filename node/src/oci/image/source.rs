@@ -133,7 +133,7 @@ pub(super) fn client_for(reference: &Reference) -> Result<Client, ImageError> {
     Client::try_from(config).map_err(|source| registry_error(reference, source))
 }
 
-pub(super) fn registry_error(
+pub(in crate::oci) fn registry_error(
     reference: &Reference,
     source: oci_client::errors::OciDistributionError,
 ) -> ImageError {

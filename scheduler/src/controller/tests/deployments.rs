@@ -295,6 +295,7 @@ fn template_hash_tracks_the_template_only() {
     env.spec.template.spec.env.push(EnvVar {
         name: "MODE".into(),
         value: "fast".into(),
+        value_from: None,
     });
     let mut component = web.clone();
     component.spec.template.spec.component = "sha256:v2".into();
@@ -312,6 +313,7 @@ fn recreate_terminates_every_old_instance_first() {
             "env" => web.spec.template.spec.env.push(EnvVar {
                 name: "MODE".into(),
                 value: "fast".into(),
+                value_from: None,
             }),
             _ => web.spec.template.spec.component = "sha256:v2".into(),
         }

@@ -175,6 +175,7 @@ fn history_appends_moves_back_on_rollback_and_is_limited() {
     v3.spec.template.spec.env.push(EnvVar {
         name: "MODE".into(),
         value: "fast".into(),
+        value_from: None,
     });
     let record = |history: &[Revision], d: &Deployment, limit: u32| {
         record_revision(history, &template_hash(d), &d.spec.template, limit)
