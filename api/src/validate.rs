@@ -478,7 +478,7 @@ fn is_label_name(value: &str) -> bool {
 }
 
 /// `[-._a-zA-Z][-._a-zA-Z0-9]*`, as Kubernetes checks environment names.
-pub(crate) fn is_env_name(value: &str) -> bool {
+pub fn is_env_name(value: &str) -> bool {
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
     value.bytes().next().is_some_and(|b| !b.is_ascii_digit()) && value.bytes().all(allowed)
 }

@@ -197,14 +197,25 @@ impl Routes {
             deployment.to_ascii_lowercase(),
         );
         let route = routes.get(&key)?;
+        let Some(split) = self.splits.get(&key.0, &key.1) else {
+            // No canary: round-robin over the ready instances, allocating
+            // nothing.
+            let ready = || route.instances.iter().filter(|r| r.ready);
+            let count = ready().count();
+            if count == 0 {
+                return None;
+            }
+            let index = route.next.fetch_add(1, Ordering::Relaxed) % count;
+            return ready()
+                .nth(index)
+                .map(|routed| (routed.uid.clone(), routed.instance.clone()));
+        };
         let mut ready: Vec<&Routed> = route.instances.iter().filter(|r| r.ready).collect();
-        if let Some(split) = self.splits.get(&key.0, &key.1) {
-            let side = split.side(ready.iter().map(|r| r.uid.as_str()));
-            ready = side
-                .into_iter()
-                .filter_map(|i| ready.get(i).copied())
-                .collect();
-        }
+        let side = split.side(ready.iter().map(|r| r.uid.as_str()));
+        ready = side
+            .into_iter()
+            .filter_map(|i| ready.get(i).copied())
+            .collect();
         let count = ready.len();
         if count == 0 {
             return None;
@@ -213,6 +224,19 @@ impl Routes {
         ready
             .get(index)
             .map(|routed| (routed.uid.clone(), routed.instance.clone()))
+    }
+
+    /// Whether one of the deployment's instances on this node is ready.
+    /// Unlike [`Routes::pick`], it takes no turn.
+    pub fn has_ready(&self, namespace: &str, deployment: &str) -> bool {
+        let routes = self.routes.read().unwrap_or_else(PoisonError::into_inner);
+        let key = (
+            namespace.to_ascii_lowercase(),
+            deployment.to_ascii_lowercase(),
+        );
+        routes
+            .get(&key)
+            .is_some_and(|route| route.instances.iter().any(|r| r.ready))
     }
 
     /// Sets how requests split between canary and stable revisions.

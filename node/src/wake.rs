@@ -213,8 +213,7 @@ impl WakeDispatch {
         let Some((deployment, namespace)) = deployment_of(&host, &self.domain) else {
             return Some(stream);
         };
-        if !self.waker.holds(namespace, deployment)
-            || self.routes.pick(namespace, deployment).is_some()
+        if !self.waker.holds(namespace, deployment) || self.routes.has_ready(namespace, deployment)
         {
             return Some(stream);
         }
@@ -222,7 +221,7 @@ impl WakeDispatch {
         let deadline = tokio::time::Instant::now() + HOLD_TIMEOUT;
         loop {
             tokio::time::sleep(POLL).await;
-            if self.routes.pick(namespace, deployment).is_some() {
+            if self.routes.has_ready(namespace, deployment) {
                 self.waker.woken(namespace, deployment);
                 return Some(stream);
             }

@@ -109,7 +109,7 @@ fn pass(
         autoscale(
             &autoscalers,
             &view,
-            &fresh_usage(cluster, now),
+            &fresh_usage(cluster, &autoscalers, now),
             &mut memory,
             now,
         )
@@ -205,8 +205,16 @@ pub(crate) fn apply(
 /// heartbeats.
 pub const USAGE_FRESHNESS: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
 
-/// Every instance's usage from node reports at most [`USAGE_FRESHNESS`] old.
-fn fresh_usage(cluster: &Cluster, now: Timestamp) -> Usage {
+/// Every instance's usage from node reports at most [`USAGE_FRESHNESS`] old;
+/// nothing when no autoscaler would read it.
+fn fresh_usage(
+    cluster: &Cluster,
+    autoscalers: &[berth_api::autoscaler::HorizontalAutoscaler],
+    now: Timestamp,
+) -> Usage {
+    if autoscalers.is_empty() {
+        return Usage::default();
+    }
     cluster
         .usage()
         .into_values()

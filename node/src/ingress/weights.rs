@@ -86,7 +86,7 @@ impl Splits {
             );
             let turn = splits
                 .get(&key)
-                .filter(|s| s.weight == u64::from(route.weight))
+                .filter(|s| s.weight == u64::from(route.weight.min(100)))
                 .map_or(0, |s| s.turn.load(Ordering::Relaxed));
             next.insert(
                 key,
@@ -106,6 +106,10 @@ impl Splits {
             .by_deployment
             .read()
             .unwrap_or_else(PoisonError::into_inner);
+        if splits.is_empty() {
+            // No canary runs: the common case costs no allocation.
+            return None;
+        }
         splits
             .get(&(namespace.to_owned(), deployment.to_owned()))
             .cloned()

@@ -47,21 +47,7 @@ struct Batch {
 
 impl Observer for Batch {
     fn request(&self, namespace: &str, deployment: &str, status: u16, seconds: f64) {
-        let mut samples = self
-            .samples
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if samples.len() < MAX_SAMPLES {
-            samples.push(RequestSample {
-                namespace: namespace.to_owned(),
-                deployment: deployment.to_owned(),
-                status,
-                seconds,
-                terminated: None,
-                uid: String::new(),
-                trapped: false,
-            });
-        }
+        self.served("", namespace, deployment, status, seconds, false);
     }
 
     fn served(

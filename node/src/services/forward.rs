@@ -338,11 +338,11 @@ impl ServiceRouter {
     ) -> Response<RouterBody> {
         // Read first, so that every answer, refusals included, comes after
         // the caller has sent its whole request.
-        let req = match read_body(req).await {
+        let host = format!("{name}.{namespace}.svc");
+        let req = match read_body(req, &host).await {
             Ok(req) => req,
             Err(response) => return response,
         };
-        let host = format!("{name}.{namespace}.svc");
         let endpoints = match self.lookup(namespace, name) {
             Lookup::Unknown => {
                 return text(
@@ -540,7 +540,10 @@ where
 
 /// `req` with its body read whole, up to [`MAX_CALL_BODY`]; a response
 /// for the caller when the body is too large or cannot be read.
-async fn read_body(req: Request<Incoming>) -> Result<Request<CallBody>, Response<RouterBody>> {
+async fn read_body(
+    req: Request<Incoming>,
+    service: &str,
+) -> Result<Request<CallBody>, Response<RouterBody>> {
     let (mut parts, body) = req.into_parts();
     match Limited::new(body, MAX_CALL_BODY).collect().await {
         Ok(collected) => {
@@ -551,11 +554,11 @@ async fn read_body(req: Request<Incoming>) -> Result<Request<CallBody>, Response
         }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a call to a service carries at most {MAX_CALL_BODY} bytes of body\n"),
+            format!("a call to service {service} carries at most {MAX_CALL_BODY} bytes of body\n"),
         )),
         Err(e) => Err(text(
             StatusCode::BAD_REQUEST,
-            format!("cannot read the call's body: {e}\n"),
+            format!("cannot read the body of a call to service {service}: {e}\n"),
         )),
     }
 }

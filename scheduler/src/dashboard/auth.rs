@@ -41,7 +41,11 @@ impl Token {
     pub fn load_or_create(dir: &Path) -> Result<Token, PkiError> {
         let path = dir.join(TOKEN_FILE);
         if !path.exists() {
-            write_file(&path, &format!("{}\n", random_hex(TOKEN_BYTES)), true)?;
+            write_file(
+                &path,
+                &format!("{}\n", crate::pki::random_hex(TOKEN_BYTES)),
+                true,
+            )?;
         }
         let text = std::fs::read_to_string(&path).map_err(|source| PkiError::Io {
             path: path.clone(),
@@ -123,15 +127,6 @@ pub fn publish_address(dir: &Path, address: Option<std::net::SocketAddr>) -> Res
             _ => Ok(()),
         },
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut out = String::with_capacity(bytes * 2);
-    while out.len() < bytes * 2 {
-        out.push_str(&uuid::Uuid::new_v4().simple().to_string());
-    }
-    out.truncate(bytes * 2);
-    out
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ pub fn resolve(
         };
         for (key, value) in data {
             let name = format!("{}{key}", source.prefix);
-            if !is_env_name(&name) || name.starts_with(RESERVED_PREFIX) {
+            if !berth_api::validate::is_env_name(&name) || name.starts_with(RESERVED_PREFIX) {
                 continue;
             }
             let value = text(kind, namespace, &reference.name, &key, value)?;
@@ -146,12 +146,6 @@ fn text(
         name: name.to_owned(),
         key: key.to_owned(),
     })
-}
-
-/// `[-._a-zA-Z][-._a-zA-Z0-9]*`, the names `env` accepts.
-fn is_env_name(name: &str) -> bool {
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-    name.bytes().next().is_some_and(|b| !b.is_ascii_digit()) && name.bytes().all(allowed)
 }
 
 /// Variables in first-set order; setting one again replaces its value.
@@ -260,25 +254,28 @@ pub fn config_errors(instances: &[Instance], sources: &Sources) -> Vec<Command> 
         }
         let status = &instance.status;
         let held = status.reason == REASON_CREATE_CONTAINER_CONFIG_ERROR;
-        let mut updated = instance.clone();
-        match check(instance, sources) {
+        let updated = match check(instance, sources) {
             Err(e) => {
                 let message = e.to_string();
                 if held && status.phase == Phase::Pending && status.message == message {
                     continue;
                 }
+                let mut updated = instance.clone();
                 updated.status.phase = Phase::Pending;
                 updated.status.reason = REASON_CREATE_CONTAINER_CONFIG_ERROR.to_owned();
                 updated.status.message = message;
                 updated.status.ready = false;
+                updated
             }
             Ok(()) if held => {
+                let mut updated = instance.clone();
                 updated.status.phase = Phase::Scheduled;
                 updated.status.reason.clear();
                 updated.status.message.clear();
+                updated
             }
             Ok(()) => continue,
-        }
+        };
         commands.push(Command::Update {
             seen: instance
                 .metadata
